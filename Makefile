@@ -1,0 +1,83 @@
+# edgeseal entry points. `make test` and `make run` set everything up themselves.
+# Pinned tool versions live in pyproject.toml (Python) and package.json/package-lock.json (node).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STUBS := .stubs
+# micropython-esp32-stubs goes into its own folder: in the gateway venv it would shadow CPython's `time`.
+ESP32_STUBS_VERSION := 1.29.0.post1
+STDLIB_STUBS_VERSION := 1.29.0.post2
+NODE_BIN := node_modules/.bin
+PORT ?= /dev/ttyUSB0
+
+.PHONY: help setup test lint typecheck mpy-check test-firmware-mp test-py vectors vectors-check \
+        bench run deps-system hil clean
+
+help:
+	@echo "make run    - start the gateway (see README for what it does today)"
+	@echo "make test   - set up and run every check: lint, types, mpy-cross, MicroPython VM, pytest"
+	@echo "make bench  - benchmarks, reported as ratios against baselines measured in the same run"
+	@echo "make vectors - regenerate tests/vectors and fail if they changed"
+	@echo "make deps-system - apt packages for Debian / Raspberry Pi OS (run as root)"
+
+$(BIN)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(STUBS)/.stamp: $(BIN)/.stamp
+	rm -rf $(STUBS)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(STUBS) \
+	    micropython-esp32-stubs==$(ESP32_STUBS_VERSION) \
+	    micropython-stdlib-stubs==$(STDLIB_STUBS_VERSION)
+	touch $@
+
+setup: $(BIN)/.stamp node_modules/.stamp $(STUBS)/.stamp
+
+lint: $(BIN)/.stamp
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(NODE_BIN)/pyright -p pyrightconfig.json
+	$(NODE_BIN)/pyright -p firmware/pyrightconfig.json
+
+mpy-check: $(BIN)/.stamp
+	$(BIN)/python tools/mpy_check.py
+
+test-firmware-mp: node_modules/.stamp
+	node tools/mpvm.mjs
+
+test-py: $(BIN)/.stamp
+	$(BIN)/python -m pytest -n 2
+
+vectors-check: $(BIN)/.stamp
+	$(BIN)/python tools/gen_vectors.py --check
+
+vectors: $(BIN)/.stamp
+	$(BIN)/python tools/gen_vectors.py --write
+
+test: setup lint typecheck mpy-check vectors-check test-firmware-mp test-py
+
+bench: setup
+	$(BIN)/python tools/bench.py
+
+run: setup
+	@echo "edgeseal: the gateway service (edgeseal serve with a virtual fleet) is not built yet;"
+	@echo "see README.md 'make run' for what it will do. Nothing was started."
+	@exit 2
+
+hil: setup
+	$(BIN)/python -m pytest -m hil --port $(PORT)
+
+deps-system:
+	apt-get update
+	apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc make nodejs npm
+
+clean:
+	rm -rf $(VENV) $(STUBS) node_modules build *.egg-info

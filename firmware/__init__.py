@@ -1,0 +1,1 @@
+"""Firmware for edgeseal ESP32 sensor boards (MicroPython 1.22+; also imports on CPython for tests)."""

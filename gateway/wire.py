@@ -1,0 +1,398 @@
+"""Wire format v1 on the gateway: decode device records, verify signatures and per-device chains.
+
+The specification is docs/wire-format.md; tests/vectors/records.json pins it. Decoding checks
+structure only (WireError); `verify_signature` and `DeviceChain` authenticate (SignatureError,
+ChainError). Nothing here keeps state except a DeviceChain, which changes only on success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
+
+from gateway.errors import ChainError, SignatureError, WireError
+
+VERSION = 1
+READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
+KIND_NAMES = {READING: "reading", HEARTBEAT: "heartbeat", EVENT: "event", KEY_ROTATION: "key_rotation"}
+TIME_SYNCED = 0x01
+_KNOWN_FLAGS = TIME_SYNCED
+
+HEADER_BYTES = 64
+SIGNATURE_BYTES = 64
+MAX_VALUES = 16  # biggest board profile has < 10 channels; bounds decoder work
+MAX_BODY_BYTES = 180  # body + signature fits one notification at ATT MTU 247
+MAX_RECORD_BYTES = 244  # MAX_BODY_BYTES + 64, the BLE notification payload at MTU 247
+# How many unsigned records a chain may hold while waiting for a signed successor. A board signs at
+# least once per upload and an upload is bounded by its journal; this bounds gateway memory per device.
+MAX_PENDING_UNSIGNED = 1024
+
+GENESIS_TAG = b"edgeseal/v1/genesis"
+_HEADER = struct.Struct(">BBB16sIII32sB")
+_I32 = struct.Struct(">i")
+
+# Ed25519 constants (RFC 8032 5.1).
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = (-121665 * pow(121666, _P - 2, _P)) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+class Channel(NamedTuple):
+    """One row of the channel registry (docs/wire-format.md, Values)."""
+
+    id: int
+    name: str
+    unit: str
+    scale: int
+    width: str  # "i32", "b16" or "b32"
+    min: int | None
+    max: int | None
+
+
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+CHANNELS: dict[int, Channel] = {
+    c.id: c
+    for c in (
+        Channel(1, "temperature", "degC", -2, "i32", -27315, 200000),
+        Channel(2, "humidity", "%RH", -2, "i32", 0, 10000),
+        Channel(3, "dissolved_oxygen", "mg/L", -2, "i32", 0, 10000),
+        Channel(4, "ph", "pH", -3, "i32", 0, 14000),
+        Channel(5, "ammonia", "mg/L", -3, "i32", 0, 1000000),
+        Channel(6, "energy", "Wh", 0, "i32", 0, _I32_MAX),
+        Channel(7, "power", "W", -3, "i32", _I32_MIN, _I32_MAX),
+        Channel(8, "latitude", "deg", -7, "i32", -900000000, 900000000),
+        Channel(9, "longitude", "deg", -7, "i32", -1800000000, 1800000000),
+        Channel(10, "occupancy", "bool", 0, "i32", 0, 1),
+        Channel(11, "vehicle_commitment", "sha256/128", 0, "b16", None, None),
+        Channel(12, "weight", "kg", -3, "i32", 0, _I32_MAX),
+        Channel(13, "tamper", "bool", 0, "i32", 0, 1),
+        Channel(14, "battery", "V", -3, "i32", 0, 100000),
+        Channel(15, "voltage", "V", -3, "i32", _I32_MIN, _I32_MAX),
+        Channel(16, "current", "A", -3, "i32", _I32_MIN, _I32_MAX),
+        Channel(17, "magnetic_field", "uT", -2, "i32", _I32_MIN, _I32_MAX),
+        Channel(18, "distance", "m", -3, "i32", 0, 100000),
+        Channel(19, "turbidity", "NTU", -1, "i32", 0, 100000),
+        Channel(20, "rssi", "dBm", 0, "i32", -127, 20),
+        Channel(21, "event_code", "code", 0, "i32", 1, 65535),
+        Channel(22, "event_arg", "count", 0, "i32", _I32_MIN, _I32_MAX),
+        Channel(23, "journal_depth", "records", 0, "i32", 0, _I32_MAX),
+        Channel(24, "uptime", "s", 0, "i32", 0, _I32_MAX),
+        Channel(25, "new_public_key", "ed25519", 0, "b32", None, None),
+    )
+}
+CH_EVENT_CODE = 21
+CH_NEW_PUBLIC_KEY = 25
+_WIDTH_BYTES = {"i32": 4, "b16": 16, "b32": 32}
+# Per type: (payload bytes, min, max) with min=None for byte payloads; a flat table keeps decode fast.
+_DECODE_TABLE = {
+    c.id: (_WIDTH_BYTES[c.width], c.min if c.width == "i32" else None, c.max) for c in CHANNELS.values()
+}
+
+
+class Value(NamedTuple):
+    """One decoded value: registry type id, channel index, scaled int or raw bytes."""
+
+    type: int
+    channel: int
+    value: int | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A structurally valid record. `body` is what the signature covers; `raw` is every byte."""
+
+    version: int
+    kind: int
+    flags: int
+    device_id: bytes
+    seq: int
+    boot: int
+    time_s: int
+    prev_hash: bytes
+    values: tuple[Value, ...]
+    body: bytes
+    signature: bytes | None
+    raw: bytes
+    record_hash: bytes = field(repr=False)
+
+    @property
+    def signed(self) -> bool:
+        """Return True if the record carries a signature."""
+        return self.signature is not None
+
+    @property
+    def time_synced(self) -> bool:
+        """Return True if time_s is Unix time (else seconds since boot)."""
+        return bool(self.flags & TIME_SYNCED)
+
+    def value(self, type_id: int, channel: int = 0) -> int | bytes | None:
+        """Return the value of (type_id, channel), or None if the record has none."""
+        for v in self.values:
+            if v.type == type_id and v.channel == channel:
+                return v.value
+        return None
+
+    def to_json(self) -> dict:
+        """Return a JSON-friendly decoded view (units and scales from the registry)."""
+        vals = []
+        for v in self.values:
+            ch = CHANNELS[v.type]
+            item: dict = {"type": ch.name, "channel": v.channel, "unit": ch.unit}
+            if isinstance(v.value, bytes):
+                item["hex"] = v.value.hex()
+            else:
+                item["raw"] = v.value
+                item["scale"] = ch.scale
+            vals.append(item)
+        return {
+            "version": self.version,
+            "kind": KIND_NAMES[self.kind],
+            "time_synced": self.time_synced,
+            "device_id": self.device_id.hex(),
+            "seq": self.seq,
+            "boot": self.boot,
+            "time_s": self.time_s,
+            "prev_hash": self.prev_hash.hex(),
+            "record_hash": self.record_hash.hex(),
+            "values": vals,
+            "signature": self.signature.hex() if self.signature else None,
+        }
+
+
+def device_id_for(public_key: bytes) -> bytes:
+    """Return the device id of a device whose first key is public_key: SHA-256(pk)[0:16]."""
+    return hashlib.sha256(public_key).digest()[:16]
+
+
+def genesis_hash(device_id: bytes) -> bytes:
+    """Return the prev_hash of a device's first record: SHA-256("edgeseal/v1/genesis" || id)."""
+    return hashlib.sha256(GENESIS_TAG + device_id).digest()
+
+
+def decode_record(data: bytes) -> Record:
+    """Return the Record encoded in data; raise WireError (with a stable code) if malformed.
+
+    Checks structure only: version, kind, flags, lengths, registry types and ranges, kind rules.
+    The signature, if present, is not verified here (see verify_signature).
+    """
+    data = bytes(data)
+    n = len(data)
+    if n == 0:
+        raise WireError("empty", "no bytes")
+    if data[0] != VERSION:
+        raise WireError("bad-version", f"version {data[0]} is not supported (expected {VERSION})")
+    if n < HEADER_BYTES:
+        raise WireError("truncated", f"{n} bytes is shorter than the {HEADER_BYTES}-byte header")
+    version, kind, flags, dev_id, seq, boot, time_s, prev_hash, n_values = _HEADER.unpack_from(data)
+    if kind not in KIND_NAMES:
+        raise WireError("bad-kind", f"kind {kind} is not defined")
+    if flags & ~_KNOWN_FLAGS:
+        raise WireError("reserved-flags", f"reserved flag bits set: 0x{flags:02x}")
+    if n_values > MAX_VALUES:
+        raise WireError("too-many-values", f"{n_values} values exceeds MAX_VALUES={MAX_VALUES}")
+    values = []
+    seen = set()
+    pos = HEADER_BYTES
+    for _ in range(n_values):
+        if pos + 2 > n:
+            raise WireError("truncated", f"value header at offset {pos} runs past {n} bytes")
+        type_id = data[pos]
+        channel = data[pos + 1]
+        spec = _DECODE_TABLE.get(type_id)
+        if spec is None:
+            raise WireError("unknown-channel", f"channel type {type_id} is not in the registry")
+        width, lo, hi = spec
+        end = pos + 2 + width
+        if end > n:
+            raise WireError("truncated", f"value at offset {pos} runs past {n} bytes")
+        if (type_id, channel) in seen:
+            raise WireError("duplicate-channel", f"type {type_id} channel {channel} appears twice")
+        seen.add((type_id, channel))
+        if lo is None:
+            value: int | bytes = data[pos + 2 : end]
+        else:
+            value = _I32.unpack_from(data, pos + 2)[0]
+            if not lo <= value <= hi:  # type: ignore[operator]
+                raise WireError(
+                    "value-overflow",
+                    f"{CHANNELS[type_id].name} value {value} outside [{lo}, {hi}]",
+                )
+        values.append(Value(type_id, channel, value))
+        pos = end
+    body_len = pos
+    if body_len > MAX_BODY_BYTES:
+        raise WireError("too-large", f"body of {body_len} bytes exceeds {MAX_BODY_BYTES}")
+    extra = n - body_len
+    if extra == 0:
+        signature = None
+    elif extra == SIGNATURE_BYTES:
+        signature = data[body_len:]
+    elif extra < SIGNATURE_BYTES:
+        raise WireError("bad-signature-length", f"{extra} bytes after the body (0 or 64 allowed)")
+    else:
+        raise WireError("trailing-garbage", f"{extra - SIGNATURE_BYTES} bytes after the signature")
+    _check_kind_rules(kind, values)
+    body = data[:body_len]
+    return Record(
+        version=version,
+        kind=kind,
+        flags=flags,
+        device_id=dev_id,
+        seq=seq,
+        boot=boot,
+        time_s=time_s,
+        prev_hash=prev_hash,
+        values=tuple(values),
+        body=body,
+        signature=signature,
+        raw=data,
+        record_hash=hashlib.sha256(body).digest(),
+    )
+
+
+def _check_kind_rules(kind: int, values: list[Value]) -> None:
+    """Raise WireError("kind-rules") unless values fit the kind (docs/wire-format.md, Rules)."""
+    types = [v.type for v in values]
+    n_events = types.count(CH_EVENT_CODE)
+    n_keys = types.count(CH_NEW_PUBLIC_KEY)
+    if kind == READING and (not values or n_events or n_keys):
+        raise WireError("kind-rules", "a reading needs >= 1 value and no event code or key")
+    if kind == HEARTBEAT and (n_events or n_keys):
+        raise WireError("kind-rules", "a heartbeat carries no event code or key")
+    if kind == EVENT and (n_events != 1 or n_keys):
+        raise WireError("kind-rules", "an event carries exactly one event_code and no key")
+    if kind == KEY_ROTATION and (len(values) != 1 or n_keys != 1):
+        raise WireError("kind-rules", "a key rotation carries exactly one new_public_key")
+
+
+def _decode_point_y(enc: bytes) -> tuple[int, int] | None:
+    """Return the affine point (x, y) encoded in enc (RFC 8032 5.1.3), or None if not canonical."""
+    y = int.from_bytes(enc, "little") & ((1 << 255) - 1)
+    sign = enc[31] >> 7
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P != 0:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P != 0:
+        return None
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = _P - x
+    return x, y
+
+
+def _point_double(pt: tuple[int, int]) -> tuple[int, int]:
+    """Return 2*pt in affine twisted Edwards coordinates (enough for a small-order test)."""
+    x, y = pt
+    xx, yy, xy = x * x % _P, y * y % _P, x * y % _P
+    dxy = _D * xx * yy % _P
+    x3 = 2 * xy * pow(1 + dxy, _P - 2, _P) % _P
+    y3 = (yy + xx) * pow(1 - dxy, _P - 2, _P) % _P
+    return x3, y3
+
+
+@lru_cache(maxsize=4096)
+def check_public_key(public_key: bytes) -> None:
+    """Raise SignatureError("bad-public-key") unless public_key is a canonical, not small-order point.
+
+    Cached per key: this is per device, not per record.
+    """
+    if len(public_key) != 32:
+        raise SignatureError("bad-public-key", f"public key is {len(public_key)} bytes, not 32")
+    pt = _decode_point_y(public_key)
+    if pt is None:
+        raise SignatureError("bad-public-key", "public key is not a canonical curve point")
+    for _ in range(3):
+        pt = _point_double(pt)
+    if pt == (0, 1):
+        raise SignatureError("bad-public-key", "public key has small order")
+
+
+def verify_signature(record: Record, public_key: bytes) -> None:
+    """Return None if record.signature is a valid Ed25519 signature of record.body by public_key.
+
+    Raises SignatureError: "unsigned", "non-canonical-signature" (S >= L), "bad-public-key",
+    "bad-signature". Policy: docs/wire-format.md, Signature policy (libsodium's, RFC 8032 5.1.7).
+    """
+    sig = record.signature
+    if sig is None:
+        raise SignatureError("unsigned", f"record seq {record.seq} carries no signature")
+    check_public_key(public_key)
+    if int.from_bytes(sig[32:], "little") >= _L:
+        raise SignatureError("non-canonical-signature", "signature scalar S is not below L")
+    try:
+        crypto_sign_open(sig + record.body, public_key)
+    except BadSignatureError:
+        raise SignatureError("bad-signature", f"signature of seq {record.seq} does not verify") from None
+
+
+class DeviceChain:
+    """One device's hash chain as the gateway has committed it, plus unsigned records in waiting.
+
+    push() authenticates records one at a time in arrival order (docs/wire-format.md, Chain
+    signing). It changes state only when it returns; on an error nothing changes.
+    """
+
+    def __init__(
+        self,
+        device_id: bytes,
+        public_key: bytes,
+        last_seq: int | None = None,
+        last_hash: bytes | None = None,
+    ) -> None:
+        """Start from a committed high-water mark, or from genesis when last_seq is None."""
+        check_public_key(public_key)
+        self.device_id = device_id
+        self.public_key = public_key
+        self.last_seq = last_seq
+        self.last_hash = last_hash if last_hash is not None else genesis_hash(device_id)
+        self.pending: list[Record] = []
+
+    def _tip(self) -> tuple[int | None, bytes]:
+        if self.pending:
+            return self.pending[-1].seq, self.pending[-1].record_hash
+        return self.last_seq, self.last_hash
+
+    def push(self, record: Record) -> list[Record]:
+        """Return the records (oldest first) that record makes authentic; [] if it must wait.
+
+        Raises SignatureError("wrong-device") for another device's record, ChainError
+        "replayed-seq" / "chain-break" for a record that does not extend the tip, and the
+        SignatureError codes of verify_signature for a bad signature.
+        """
+        if record.device_id != self.device_id:
+            raise SignatureError("wrong-device", "record belongs to another device")
+        tip_seq, tip_hash = self._tip()
+        if tip_seq is not None and record.seq <= tip_seq:
+            raise ChainError("replayed-seq", f"seq {record.seq} is not above {tip_seq}")
+        if record.prev_hash != tip_hash:
+            raise ChainError("chain-break", f"seq {record.seq} prev_hash does not match the chain")
+        if record.signature is None:
+            if record.kind == KEY_ROTATION:
+                raise SignatureError("unsigned", "a key rotation must be signed")
+            if len(self.pending) >= MAX_PENDING_UNSIGNED:
+                raise SignatureError(
+                    "unsigned-run", f"more than {MAX_PENDING_UNSIGNED} unsigned records in a row"
+                )
+            self.pending.append(record)
+            return []
+        verify_signature(record, self.public_key)
+        if record.kind == KEY_ROTATION:
+            new_key = record.value(CH_NEW_PUBLIC_KEY)
+            assert isinstance(new_key, bytes)
+            check_public_key(new_key)
+            self.public_key = new_key
+        authentic = self.pending + [record]
+        self.pending = []
+        self.last_seq, self.last_hash = record.seq, record.record_hash
+        return authentic

@@ -1,0 +1,1 @@
+"""Test suites for the edgeseal firmware and gateway."""

@@ -1,0 +1,1 @@
+"""Gateway tests (pytest, CPython only)."""

@@ -1,0 +1,382 @@
+"""Writes tests/vectors/records.json: the wire format v1 vectors, from a third, independent encoder.
+
+This encoder is deliberately separate from firmware/wire.py and gateway/wire.py (struct-based, signs
+with PyNaCl) so that the vectors test both implementations against docs/wire-format.md rather than
+against each other.
+
+    python tools/gen_vectors.py --check   # exit 1 if the file on disk differs from what this writes
+    python tools/gen_vectors.py --write   # rewrite it, then exit 1 if anything changed
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "vectors" / "records.json"
+
+VERSION = 1
+READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
+TIME_SYNCED = 0x01
+GENESIS_TAG = b"edgeseal/v1/genesis"
+
+# The channel registry of docs/wire-format.md: id -> (name, unit, scale, width, min, max).
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+CHANNELS = {
+    1: ("temperature", "degC", -2, "i32", -27315, 200000),
+    2: ("humidity", "%RH", -2, "i32", 0, 10000),
+    3: ("dissolved_oxygen", "mg/L", -2, "i32", 0, 10000),
+    4: ("ph", "pH", -3, "i32", 0, 14000),
+    5: ("ammonia", "mg/L", -3, "i32", 0, 1000000),
+    6: ("energy", "Wh", 0, "i32", 0, I32_MAX),
+    7: ("power", "W", -3, "i32", I32_MIN, I32_MAX),
+    8: ("latitude", "deg", -7, "i32", -900000000, 900000000),
+    9: ("longitude", "deg", -7, "i32", -1800000000, 1800000000),
+    10: ("occupancy", "bool", 0, "i32", 0, 1),
+    11: ("vehicle_commitment", "sha256/128", 0, "b16", None, None),
+    12: ("weight", "kg", -3, "i32", 0, I32_MAX),
+    13: ("tamper", "bool", 0, "i32", 0, 1),
+    14: ("battery", "V", -3, "i32", 0, 100000),
+    15: ("voltage", "V", -3, "i32", I32_MIN, I32_MAX),
+    16: ("current", "A", -3, "i32", I32_MIN, I32_MAX),
+    17: ("magnetic_field", "uT", -2, "i32", I32_MIN, I32_MAX),
+    18: ("distance", "m", -3, "i32", 0, 100000),
+    19: ("turbidity", "NTU", -1, "i32", 0, 100000),
+    20: ("rssi", "dBm", 0, "i32", -127, 20),
+    21: ("event_code", "code", 0, "i32", 1, 65535),
+    22: ("event_arg", "count", 0, "i32", I32_MIN, I32_MAX),
+    23: ("journal_depth", "records", 0, "i32", 0, I32_MAX),
+    24: ("uptime", "s", 0, "i32", 0, I32_MAX),
+    25: ("new_public_key", "ed25519", 0, "b32", None, None),
+}
+
+
+def seed_for(name: str) -> bytes:
+    """Return a deterministic 32-byte Ed25519 seed for a named vector key."""
+    return hashlib.sha256(b"edgeseal vector key " + name.encode()).digest()
+
+
+def device_id(public_key: bytes) -> bytes:
+    """Return SHA-256(public key)[0:16]."""
+    return hashlib.sha256(public_key).digest()[:16]
+
+
+def genesis_hash(dev_id: bytes) -> bytes:
+    """Return SHA-256("edgeseal/v1/genesis" || device_id)."""
+    return hashlib.sha256(GENESIS_TAG + dev_id).digest()
+
+
+def encode_value(type_id: int, channel: int, value: int | bytes) -> bytes:
+    """Return one encoded value without range checks (negative vectors need bad ones)."""
+    width = CHANNELS[type_id][3] if type_id in CHANNELS else "i32"
+    if width == "i32":
+        assert isinstance(value, int)
+        return struct.pack(">BBi", type_id, channel, value)
+    assert isinstance(value, bytes)
+    return struct.pack(">BB", type_id, channel) + value
+
+
+def encode_body(f: dict) -> bytes:
+    """Return the body bytes for the fields dict f (no validation)."""
+    head = struct.pack(
+        ">BBB16sIII32sB",
+        f.get("version", VERSION),
+        f["kind"],
+        f["flags"],
+        bytes.fromhex(f["device_id"]),
+        f["seq"],
+        f["boot"],
+        f["time_s"],
+        bytes.fromhex(f["prev_hash"]),
+        len(f["values"]),
+    )
+    vals = b"".join(
+        encode_value(t, c, bytes.fromhex(v) if isinstance(v, str) else v) for t, c, v in f["values"]
+    )
+    return head + vals
+
+
+class Device:
+    """A vector device: key, id and its chain head."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.key = SigningKey(seed_for(name))
+        self.public_key = bytes(self.key.verify_key)
+        self.id = device_id(self.public_key)
+        self.head = genesis_hash(self.id)
+
+    def record(
+        self,
+        kind: int,
+        seq: int,
+        values: list,
+        signed: bool,
+        boot: int = 3,
+        time_s: int = 1795000000,
+        flags: int = TIME_SYNCED,
+        signer: SigningKey | None = None,
+        advance: bool = True,
+    ) -> tuple[dict, bytes]:
+        """Return (fields, record bytes) chained onto this device's head."""
+        fields = {
+            "kind": kind,
+            "flags": flags,
+            "device_id": self.id.hex(),
+            "seq": seq,
+            "boot": boot,
+            "time_s": time_s,
+            "prev_hash": self.head.hex(),
+            "values": values,
+        }
+        body = encode_body(fields)
+        raw = body + ((signer or self.key).sign(body).signature if signed else b"")
+        if advance:
+            self.head = hashlib.sha256(body).digest()
+        return fields, raw
+
+
+def positive(name: str, dev: Device, fields: dict, raw: bytes, signed: bool, note: str) -> dict:
+    """Return a positive vector entry."""
+    body_len = len(raw) - (64 if signed else 0)
+    return {
+        "name": name,
+        "note": note,
+        "key": dev.name,
+        "fields": fields,
+        "signed": signed,
+        "record_hash": hashlib.sha256(raw[:body_len]).hexdigest(),
+        "hex": raw.hex(),
+    }
+
+
+def negative(name: str, dev: Device, raw: bytes, error: str, code: str, note: str) -> dict:
+    """Return a negative vector entry: decoding or verifying with dev's key must fail so."""
+    return {"name": name, "note": note, "key": dev.name, "error": error, "code": code, "hex": raw.hex()}
+
+
+def build() -> dict:
+    """Return the whole vector document."""
+    a, b, c = Device("a"), Device("b"), Device("c")
+    pos: list[dict] = []
+    neg: list[dict] = []
+    chains: list[dict] = []
+
+    temp_rh = [[1, 0, 2575], [2, 0, 6150], [1, 1, -1012]]
+    f, r_signed = a.record(READING, 0, temp_rh, True)
+    pos.append(positive("reading-signed", a, f, r_signed, True, "first record: prev_hash=genesis"))
+    f, r_unsigned = a.record(READING, 1, [[1, 0, 2600]], False, time_s=1795000060)
+    pos.append(positive("reading-unsigned", a, f, r_unsigned, False, "authentic once a successor is"))
+    f, r_hb = a.record(HEARTBEAT, 2, [[14, 0, 3712], [23, 0, 1], [24, 0, 86400]], True)
+    pos.append(positive("heartbeat-signed", a, f, r_hb, True, "closes the chain of the upload"))
+    f, r_hb0 = a.record(HEARTBEAT, 9, [], False, boot=4, time_s=12, flags=0)
+    pos.append(positive("heartbeat-empty-unsynced", a, f, r_hb0, False, "seq gap after reboot"))
+    f, r_ev = a.record(EVENT, 10, [[21, 0, 2], [22, 0, 17]], True, boot=4, time_s=40, flags=0)
+    pos.append(positive("event-overflow", a, f, r_ev, True, "journal overflow, 17 dropped"))
+
+    edges = [
+        [1, 0, -27315],
+        [1, 1, 200000],
+        [7, 0, I32_MIN],
+        [8, 0, -900000000],
+        [9, 0, 1800000000],
+        [20, 0, -127],
+        [11, 0, hashlib.sha256(b"salt" + b"vehicle-42").digest()[:16].hex()],
+    ]
+    f, r_edge = b.record(READING, 4294967295, edges, True, boot=4294967295, time_s=4294967295)
+    pos.append(positive("reading-edge-values", b, f, r_edge, True, "every bound at its limit"))
+    many = [[1, ch, ch * 100] for ch in range(16)]
+    f, r_many = b.record(READING, 5, many, True)  # a fresh chain walk is not needed here
+    pos.append(positive("reading-max-values", b, f, r_many, True, "16 values, body 160 bytes"))
+
+    rot_key = SigningKey(seed_for("c-rotated"))
+    f, r_rot = c.record(KEY_ROTATION, 7, [[25, 0, bytes(rot_key.verify_key).hex()]], True)
+    pos.append(positive("key-rotation", c, f, r_rot, True, "signed by the old key"))
+
+    # Negative vectors, named by their mutation.
+    flip = bytearray(r_signed)
+    flip[-1] ^= 0x01
+    neg.append(negative("sig-bit-flip", a, bytes(flip), "SignatureError", "bad-signature", "last sig bit"))
+    flip = bytearray(r_signed)
+    flip[69] ^= 0x01  # temperature 25.75 -> 25.74: still well-formed
+    neg.append(negative("body-bit-flip", a, bytes(flip), "SignatureError", "bad-signature", "value bit"))
+    neg.append(negative("truncated", a, r_signed[:50], "WireError", "truncated", "cut in the header"))
+    neg.append(
+        negative("truncated-values", a, r_signed[:70], "WireError", "truncated", "cut in a value")
+    )
+    neg.append(
+        negative(
+            "truncated-signature",
+            a,
+            r_signed[:-1],
+            "WireError",
+            "bad-signature-length",
+            "last signature byte missing",
+        )
+    )
+    neg.append(
+        negative(
+            "trailing-garbage", a, r_signed + b"\x00", "WireError", "trailing-garbage", "one byte"
+        )
+    )
+    neg.append(
+        negative(
+            "trailing-garbage-unsigned",
+            a,
+            r_unsigned + b"\xff\xff\xff",
+            "WireError",
+            "bad-signature-length",
+            "3 bytes after an unsigned body",
+        )
+    )
+    neg.append(negative("empty", a, b"", "WireError", "empty", "no bytes"))
+    neg.append(
+        negative("bad-version", a, b"\x02" + r_signed[1:], "WireError", "bad-version", "version 2")
+    )
+    neg.append(negative("bad-kind", a, r_signed[:1] + b"\x05" + r_signed[2:], "WireError", "bad-kind", "kind 5"))
+    neg.append(
+        negative(
+            "reserved-flags",
+            a,
+            r_signed[:2] + b"\x81" + r_signed[3:],
+            "WireError",
+            "reserved-flags",
+            "bit 7 set",
+        )
+    )
+
+    def one_off(name: str, values: list, code: str, note: str, kind: int = READING) -> None:
+        _, raw = a.record(kind, 100, values, True, advance=False)
+        neg.append(negative(name, a, raw, "WireError", code, note))
+
+    one_off("value-overflow", [[2, 0, 10001]], "value-overflow", "humidity 100.01 %")
+    one_off("value-underflow", [[1, 0, -27316]], "value-overflow", "below absolute zero")
+    one_off("unknown-channel", [[200, 0, 1]], "unknown-channel", "type 200")
+    one_off("duplicate-channel", [[1, 0, 1], [1, 0, 2]], "duplicate-channel", "temperature ch0 twice")
+    one_off("reading-without-values", [], "kind-rules", "a reading must carry a value")
+    one_off("event-without-code", [[22, 0, 1]], "kind-rules", "event needs event_code", EVENT)
+    one_off("rotation-extra-value", [[25, 0, "00" * 32], [1, 0, 1]], "kind-rules", "", KEY_ROTATION)
+    too_many = bytearray(a.record(READING, 100, [[1, 0, 1]], False, advance=False)[1])
+    too_many[63] = 17
+    too_many += b"\x01\x01\x00\x00\x00\x01" * 16
+    neg.append(negative("too-many-values", a, bytes(too_many), "WireError", "too-many-values", "17"))
+    _, unsigned_rot = c.record(KEY_ROTATION, 8, [[25, 0, "11" * 32]], False, advance=False)
+    neg.append(
+        negative("rotation-unsigned", c, unsigned_rot, "SignatureError", "unsigned", "must be signed")
+    )
+    _, wrong = a.record(READING, 100, [[1, 0, 1]], True, signer=b.key, advance=False)
+    neg.append(negative("wrong-key", a, wrong, "SignatureError", "bad-signature", "signed by key b"))
+    noncanon = bytearray(r_signed)
+    s = int.from_bytes(noncanon[-32:], "little") + 2**252 + 27742317777372353535851937790883648493
+    noncanon[-32:] = s.to_bytes(32, "little")
+    neg.append(
+        negative(
+            "non-canonical-s", a, bytes(noncanon), "SignatureError", "non-canonical-signature", "S+L"
+        )
+    )
+
+    # Chains: per-device sequences as they arrive at the gateway, from a fresh high-water mark.
+    d = Device("d")
+    _, d0 = d.record(READING, 1, [[1, 0, 1]], False)
+    _, d1 = d.record(READING, 2, [[1, 0, 2]], False)
+    _, d2 = d.record(HEARTBEAT, 3, [], True)
+    _, d3 = d.record(READING, 5, [[1, 0, 3]], False)
+    chains.append(
+        {
+            "name": "chain-signed-successor",
+            "key": "d",
+            "note": "two unsigned records authenticated by a signed heartbeat; the last one waits",
+            "records": [x.hex() for x in (d0, d1, d2, d3)],
+            "accepted": 3,
+            "pending": 1,
+        }
+    )
+    e = Device("e")
+    _, e0 = e.record(READING, 1, [[1, 0, 1]], True)
+    _, e1_bad = e.record(READING, 2, [[1, 0, 2]], True, advance=False)
+    bad_prev = bytearray(e1_bad[:-64])
+    bad_prev[31] ^= 0x01
+    e1_bad = bytes(bad_prev) + e.key.sign(bytes(bad_prev)).signature
+    chains.append(
+        {
+            "name": "chain-break",
+            "key": "e",
+            "note": "second record's prev_hash has a bit flipped (and is re-signed)",
+            "records": [e0.hex(), e1_bad.hex()],
+            "error": "ChainError",
+            "code": "chain-break",
+            "at": 1,
+        }
+    )
+    g = Device("g")
+    _, g0 = g.record(READING, 5, [[1, 0, 1]], True)
+    _, g1 = g.record(READING, 5, [[1, 0, 2]], True)
+    chains.append(
+        {
+            "name": "replayed-seq",
+            "key": "g",
+            "note": "a correctly chained and signed record that reuses seq 5",
+            "records": [g0.hex(), g1.hex()],
+            "error": "ChainError",
+            "code": "replayed-seq",
+            "at": 1,
+        }
+    )
+
+    keys = {}
+    for dev in (a, b, c, d, e, g):
+        keys[dev.name] = {
+            "seed": seed_for(dev.name).hex(),
+            "public_key": dev.public_key.hex(),
+            "device_id": dev.id.hex(),
+            "genesis_hash": genesis_hash(dev.id).hex(),
+        }
+    channels = [
+        {"id": i, "name": n, "unit": u, "scale": s, "width": w, "min": lo, "max": hi}
+        for i, (n, u, s, w, lo, hi) in sorted(CHANNELS.items())
+    ]
+    return {
+        "spec": "docs/wire-format.md",
+        "version": VERSION,
+        "generator": "tools/gen_vectors.py",
+        "keys": keys,
+        "channels": channels,
+        "positive": pos,
+        "negative": neg,
+        "chains": chains,
+    }
+
+
+def render() -> str:
+    """Return the vector file's exact text."""
+    return json.dumps(build(), indent=1, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check or write the vectors; return 1 if the file differs from the generator's output."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="compare only")
+    mode.add_argument("--write", action="store_true", help="rewrite, then fail if it changed")
+    args = ap.parse_args(argv)
+    text = render()
+    old = OUT.read_text() if OUT.exists() else None
+    if args.write:
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(text)
+    if old != text:
+        print(f"{OUT.relative_to(ROOT)}: differs from tools/gen_vectors.py output", file=sys.stderr)
+        return 1
+    print(f"{OUT.relative_to(ROOT)}: up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

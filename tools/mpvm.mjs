@@ -1,0 +1,149 @@
+// Runs firmware tests (or one script) inside a real MicroPython VM: the npm WebAssembly port, under node.
+//
+// Usage:
+//   node tools/mpvm.mjs [--heap-kb N] [--copy DIR]... [--filter SUBSTR]     run tests/firmware/**/test_*.py
+//   node tools/mpvm.mjs [--heap-kb N] [--copy DIR]... --run FILE.py [ARG]...  run one script (global ARGV = [FILE, ARG...];
+//                                                                        this port's sys has no argv)
+//
+// The repo's firmware/, tests/firmware/ and tests/vectors/ (plus every --copy DIR) are copied into the VM's
+// filesystem under /repo, which becomes the working directory and the head of sys.path, so
+// `import firmware.x` and `open("tests/vectors/...")` work exactly as under CPython from the repo root.
+// Test modules are plain Python: every top-level function named test_* is called with no arguments;
+// a module may define VM_SKIP = {"test_name": "reason"} for tests that need the host (reported as skipped).
+// Exit status: 0 when everything passed, 1 on any failure or Python error.
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const VM_ROOT = "/repo";
+// Default heap for tests: generous, because the tests themselves (vectors, fakes) are not board code.
+// The firmware's own footprint is measured separately with a small --heap-kb (see docs).
+const DEFAULT_HEAP_KB = 16 * 1024;
+const DEFAULT_DIRS = ["firmware", "tests/firmware", "tests/vectors"];
+
+function parseArgs(argv) {
+  const opts = { heapKb: DEFAULT_HEAP_KB, dirs: [...DEFAULT_DIRS], run: null, runArgs: [], filter: "" };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--heap-kb") opts.heapKb = parseInt(argv[++i], 10);
+    else if (a === "--copy") opts.dirs.push(argv[++i]);
+    else if (a === "--filter") opts.filter = argv[++i];
+    else if (a === "--run") { opts.run = argv[++i]; opts.runArgs = argv.slice(i + 1); break; }
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return opts;
+}
+
+function copyTree(mp, relDir) {
+  const src = path.join(ROOT, relDir);
+  if (!fs.existsSync(src)) return;
+  const stat = fs.statSync(src);
+  const dst = path.posix.join(VM_ROOT, relDir.split(path.sep).join("/"));
+  if (stat.isFile()) {
+    mp.FS.mkdirTree(path.posix.dirname(dst));
+    mp.FS.writeFile(dst, fs.readFileSync(src));
+    return;
+  }
+  mp.FS.mkdirTree(dst);
+  for (const name of fs.readdirSync(src)) {
+    if (name === "__pycache__" || name.startsWith(".")) continue;
+    const rel = path.join(relDir, name);
+    const full = path.join(ROOT, rel);
+    if (fs.statSync(full).isDirectory()) copyTree(mp, rel);
+    else if (/\.(py|json|bin|txt)$/.test(name)) copyTree(mp, rel);
+  }
+}
+
+function findTests(relDir, out = []) {
+  const dir = path.join(ROOT, relDir);
+  for (const name of fs.readdirSync(dir).sort()) {
+    const rel = path.join(relDir, name);
+    if (fs.statSync(path.join(ROOT, rel)).isDirectory()) {
+      if (name !== "__pycache__") findTests(rel, out);
+    } else if (/^test_.*\.py$/.test(name)) out.push(rel);
+  }
+  return out;
+}
+
+const RUNNER = `
+import sys, gc
+def _run_module(modname, filt):
+    passed = failed = skipped = 0
+    try:
+        mod = __import__(modname, None, None, ["*"])
+    except Exception as e:
+        print("ERROR importing", modname)
+        sys.print_exception(e)
+        return 0, 1, 0
+    skip = getattr(mod, "VM_SKIP", {})
+    names = [n for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n))]
+    names.sort()
+    for name in names:
+        full = modname + "::" + name
+        if filt and filt not in full:
+            continue
+        if name in skip:
+            print("SKIP", full, "-", skip[name])
+            skipped += 1
+            continue
+        try:
+            getattr(mod, name)()
+            passed += 1
+            print("ok  ", full)
+        except Exception as e:
+            failed += 1
+            print("FAIL", full)
+            sys.print_exception(e)
+        gc.collect()
+    return passed, failed, skipped
+`;
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const mp = await loadMicroPython({
+    heapsize: opts.heapKb * 1024,
+    stdout: (line) => process.stdout.write(line + "\n"),
+    stderr: (line) => process.stderr.write(line + "\n"),
+  });
+  for (const d of opts.dirs) copyTree(mp, d);
+  mp.FS.mkdirTree(VM_ROOT + "/tests");
+  mp.FS.writeFile(VM_ROOT + "/tests/__init__.py", "");
+  mp.runPython(`import os, sys\nos.chdir(${JSON.stringify(VM_ROOT)})\nsys.path.insert(0, ${JSON.stringify(VM_ROOT)})`);
+
+  if (opts.run) {
+    const argv = [opts.run, ...opts.runArgs];
+    copyTree(mp, opts.run);
+    mp.runPython(`ARGV = ${JSON.stringify(argv)}`);
+    const code = fs.readFileSync(path.join(ROOT, opts.run), "utf8");
+    try {
+      await mp.runPythonAsync(code);
+    } catch (e) {
+      process.stderr.write(String(e.message || e) + "\n");
+      process.exitCode = 1;
+    }
+    return;
+  }
+
+  mp.runPython(RUNNER);
+  let passed = 0, failed = 0, skipped = 0;
+  const started = Date.now();
+  for (const rel of findTests("tests/firmware")) {
+    const modname = rel.replace(/\.py$/, "").split(path.sep).join(".");
+    try {
+      mp.runPython(`_r = "%d %d %d" % _run_module(${JSON.stringify(modname)}, ${JSON.stringify(opts.filter)})`);
+      const r = String(mp.globals.get("_r")).split(" ").map(Number);
+      passed += r[0]; failed += r[1]; skipped += r[2];
+    } catch (e) {
+      process.stderr.write(String(e.message || e) + "\n");
+      failed += 1;
+    }
+  }
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  console.log(`MicroPython VM (heap ${opts.heapKb} KB, ${seconds} s):`);
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+  if (failed > 0 || passed === 0) process.exitCode = 1;
+}
+
+main().catch((e) => { console.error(e); process.exitCode = 1; });
