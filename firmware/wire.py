@@ -20,8 +20,8 @@ _KNOWN_FLAGS = const(0x01)
 HEADER_BYTES = const(64)
 SIGNATURE_BYTES = const(64)
 MAX_VALUES = const(16)  # the biggest board profile has < 10 channels; bounds parse work
-MAX_BODY_BYTES = const(180)  # body + signature fits one notification at ATT MTU 247
-MAX_RECORD_BYTES = const(244)  # MAX_BODY_BYTES + 64: one BLE notification payload at MTU 247
+MAX_BODY_BYTES = const(176)  # + signature + 4-byte frame header: one notification at MTU 247
+MAX_RECORD_BYTES = const(240)  # MAX_BODY_BYTES + 64-byte signature
 
 # Channel type ids (docs/wire-format.md, Values); the scale is in the comment.
 CH_TEMPERATURE = const(1)  # 0.01 degC

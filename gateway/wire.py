@@ -20,15 +20,20 @@ from gateway.errors import ChainError, SignatureError, WireError
 
 VERSION = 1
 READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
-KIND_NAMES = {READING: "reading", HEARTBEAT: "heartbeat", EVENT: "event", KEY_ROTATION: "key_rotation"}
+KIND_NAMES = {
+    READING: "reading",
+    HEARTBEAT: "heartbeat",
+    EVENT: "event",
+    KEY_ROTATION: "key_rotation",
+}
 TIME_SYNCED = 0x01
 _KNOWN_FLAGS = TIME_SYNCED
 
 HEADER_BYTES = 64
 SIGNATURE_BYTES = 64
 MAX_VALUES = 16  # biggest board profile has < 10 channels; bounds decoder work
-MAX_BODY_BYTES = 180  # body + signature fits one notification at ATT MTU 247
-MAX_RECORD_BYTES = 244  # MAX_BODY_BYTES + 64, the BLE notification payload at MTU 247
+MAX_BODY_BYTES = 176  # body + signature + 4-byte BLE frame header fit one notification at MTU 247
+MAX_RECORD_BYTES = 240  # MAX_BODY_BYTES + 64; with the frame header: 244 bytes, one notification
 # How many unsigned records a chain may hold while waiting for a signed successor. A board signs at
 # least once per upload and an upload is bounded by its journal; this bounds gateway memory per device.
 MAX_PENDING_UNSIGNED = 1024
@@ -92,7 +97,8 @@ CH_NEW_PUBLIC_KEY = 25
 _WIDTH_BYTES = {"i32": 4, "b16": 16, "b32": 32}
 # Per type: (payload bytes, min, max) with min=None for byte payloads; a flat table keeps decode fast.
 _DECODE_TABLE = {
-    c.id: (_WIDTH_BYTES[c.width], c.min if c.width == "i32" else None, c.max) for c in CHANNELS.values()
+    c.id: (_WIDTH_BYTES[c.width], c.min if c.width == "i32" else None, c.max)
+    for c in CHANNELS.values()
 }
 
 
@@ -333,7 +339,9 @@ def verify_signature(record: Record, public_key: bytes) -> None:
     try:
         crypto_sign_open(sig + record.body, public_key)
     except BadSignatureError:
-        raise SignatureError("bad-signature", f"signature of seq {record.seq} does not verify") from None
+        raise SignatureError(
+            "bad-signature", f"signature of seq {record.seq} does not verify"
+        ) from None
 
 
 class DeviceChain:

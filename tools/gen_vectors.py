@@ -20,7 +20,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tests" / "vectors" / "records.json"
+VECTORS_DIR = ROOT / "tests" / "vectors"
 
 VERSION = 1
 READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
@@ -159,7 +159,14 @@ def positive(name: str, dev: Device, fields: dict, raw: bytes, signed: bool, not
 
 def negative(name: str, dev: Device, raw: bytes, error: str, code: str, note: str) -> dict:
     """Return a negative vector entry: decoding or verifying with dev's key must fail so."""
-    return {"name": name, "note": note, "key": dev.name, "error": error, "code": code, "hex": raw.hex()}
+    return {
+        "name": name,
+        "note": note,
+        "key": dev.name,
+        "error": error,
+        "code": code,
+        "hex": raw.hex(),
+    }
 
 
 def build() -> dict:
@@ -173,7 +180,9 @@ def build() -> dict:
     f, r_signed = a.record(READING, 0, temp_rh, True)
     pos.append(positive("reading-signed", a, f, r_signed, True, "first record: prev_hash=genesis"))
     f, r_unsigned = a.record(READING, 1, [[1, 0, 2600]], False, time_s=1795000060)
-    pos.append(positive("reading-unsigned", a, f, r_unsigned, False, "authentic once a successor is"))
+    pos.append(
+        positive("reading-unsigned", a, f, r_unsigned, False, "authentic once a successor is")
+    )
     f, r_hb = a.record(HEARTBEAT, 2, [[14, 0, 3712], [23, 0, 1], [24, 0, 86400]], True)
     pos.append(positive("heartbeat-signed", a, f, r_hb, True, "closes the chain of the upload"))
     f, r_hb0 = a.record(HEARTBEAT, 9, [], False, boot=4, time_s=12, flags=0)
@@ -203,11 +212,17 @@ def build() -> dict:
     # Negative vectors, named by their mutation.
     flip = bytearray(r_signed)
     flip[-1] ^= 0x01
-    neg.append(negative("sig-bit-flip", a, bytes(flip), "SignatureError", "bad-signature", "last sig bit"))
+    neg.append(
+        negative("sig-bit-flip", a, bytes(flip), "SignatureError", "bad-signature", "last sig bit")
+    )
     flip = bytearray(r_signed)
     flip[69] ^= 0x01  # temperature 25.75 -> 25.74: still well-formed
-    neg.append(negative("body-bit-flip", a, bytes(flip), "SignatureError", "bad-signature", "value bit"))
-    neg.append(negative("truncated", a, r_signed[:50], "WireError", "truncated", "cut in the header"))
+    neg.append(
+        negative("body-bit-flip", a, bytes(flip), "SignatureError", "bad-signature", "value bit")
+    )
+    neg.append(
+        negative("truncated", a, r_signed[:50], "WireError", "truncated", "cut in the header")
+    )
     neg.append(
         negative("truncated-values", a, r_signed[:70], "WireError", "truncated", "cut in a value")
     )
@@ -240,7 +255,11 @@ def build() -> dict:
     neg.append(
         negative("bad-version", a, b"\x02" + r_signed[1:], "WireError", "bad-version", "version 2")
     )
-    neg.append(negative("bad-kind", a, r_signed[:1] + b"\x05" + r_signed[2:], "WireError", "bad-kind", "kind 5"))
+    neg.append(
+        negative(
+            "bad-kind", a, r_signed[:1] + b"\x05" + r_signed[2:], "WireError", "bad-kind", "kind 5"
+        )
+    )
     neg.append(
         negative(
             "reserved-flags",
@@ -259,26 +278,41 @@ def build() -> dict:
     one_off("value-overflow", [[2, 0, 10001]], "value-overflow", "humidity 100.01 %")
     one_off("value-underflow", [[1, 0, -27316]], "value-overflow", "below absolute zero")
     one_off("unknown-channel", [[200, 0, 1]], "unknown-channel", "type 200")
-    one_off("duplicate-channel", [[1, 0, 1], [1, 0, 2]], "duplicate-channel", "temperature ch0 twice")
+    one_off(
+        "duplicate-channel", [[1, 0, 1], [1, 0, 2]], "duplicate-channel", "temperature ch0 twice"
+    )
     one_off("reading-without-values", [], "kind-rules", "a reading must carry a value")
     one_off("event-without-code", [[22, 0, 1]], "kind-rules", "event needs event_code", EVENT)
     one_off("rotation-extra-value", [[25, 0, "00" * 32], [1, 0, 1]], "kind-rules", "", KEY_ROTATION)
+    commitments = [[11, ch, "ab" * 16] for ch in range(7)]
+    one_off("too-large", commitments, "too-large", "7 commitments: 190-byte body")
     too_many = bytearray(a.record(READING, 100, [[1, 0, 1]], False, advance=False)[1])
     too_many[63] = 17
     too_many += b"\x01\x01\x00\x00\x00\x01" * 16
-    neg.append(negative("too-many-values", a, bytes(too_many), "WireError", "too-many-values", "17"))
+    neg.append(
+        negative("too-many-values", a, bytes(too_many), "WireError", "too-many-values", "17")
+    )
     _, unsigned_rot = c.record(KEY_ROTATION, 8, [[25, 0, "11" * 32]], False, advance=False)
     neg.append(
-        negative("rotation-unsigned", c, unsigned_rot, "SignatureError", "unsigned", "must be signed")
+        negative(
+            "rotation-unsigned", c, unsigned_rot, "SignatureError", "unsigned", "must be signed"
+        )
     )
     _, wrong = a.record(READING, 100, [[1, 0, 1]], True, signer=b.key, advance=False)
-    neg.append(negative("wrong-key", a, wrong, "SignatureError", "bad-signature", "signed by key b"))
+    neg.append(
+        negative("wrong-key", a, wrong, "SignatureError", "bad-signature", "signed by key b")
+    )
     noncanon = bytearray(r_signed)
     s = int.from_bytes(noncanon[-32:], "little") + 2**252 + 27742317777372353535851937790883648493
     noncanon[-32:] = s.to_bytes(32, "little")
     neg.append(
         negative(
-            "non-canonical-s", a, bytes(noncanon), "SignatureError", "non-canonical-signature", "S+L"
+            "non-canonical-s",
+            a,
+            bytes(noncanon),
+            "SignatureError",
+            "non-canonical-signature",
+            "S+L",
         )
     )
 
@@ -354,9 +388,152 @@ def build() -> dict:
     }
 
 
-def render() -> str:
-    """Return the vector file's exact text."""
-    return json.dumps(build(), indent=1, sort_keys=True) + "\n"
+# BLE protocol v1 (docs/ble-protocol.md).
+SERVICE_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0000"
+INFO_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001"
+DATA_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002"
+CONTROL_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003"
+COMPANY_ID = 0xFFFF
+FRAME_CHUNK, FRAME_END, FRAME_STATUS = 1, 2, 3
+CMD_SEND_FROM, CMD_ACK, CMD_TIME_SYNC, CMD_STOP = 1, 2, 3, 4
+NONE_SEQ = 0xFFFFFFFF
+
+
+def adv_payload(dev_id: bytes, pending: int) -> bytes:
+    """Return the 31-byte advertising payload: flags, service UUID, manufacturer data."""
+    uuid_le = bytes.fromhex(SERVICE_UUID.replace("-", ""))[::-1]
+    mfr = struct.pack("<H", COMPANY_ID) + dev_id[:4] + struct.pack(">H", min(pending, 0xFFFF))
+    return b"\x02\x01\x06" + bytes([17, 0x07]) + uuid_le + bytes([len(mfr) + 1, 0xFF]) + mfr
+
+
+def scan_response(dev_id: bytes) -> bytes:
+    """Return the scan response: complete local name es-<id prefix>."""
+    name = b"es-" + dev_id[:4].hex().encode()
+    return bytes([len(name) + 1, 0x09]) + name
+
+
+def chunk_frames(record: bytes, msg: int, mtu: int) -> list[bytes]:
+    """Return the CHUNK frames that carry record at ATT MTU mtu."""
+    per = mtu - 3 - 4
+    pieces = [record[i : i + per] for i in range(0, len(record), per)]
+    return [bytes([FRAME_CHUNK, msg, i, len(pieces)]) + p for i, p in enumerate(pieces)]
+
+
+def info_bytes(dev: Device, fields: dict) -> bytes:
+    """Return the info characteristic value."""
+    board = fields["board"].encode()
+    return (
+        struct.pack(">B16s32s3B", 1, dev.id, dev.public_key, *fields["firmware"])
+        + struct.pack(
+            ">IIIIIIB",
+            fields["journal_depth"],
+            fields["first_seq"],
+            fields["last_seq"],
+            fields["last_acked_seq"],
+            fields["boot"],
+            fields["time_s"],
+            fields["flags"],
+        )
+        + bytes([len(board)])
+        + board
+    )
+
+
+def build_ble(records: dict) -> dict:
+    """Return the BLE vector document; records are the positive record vectors by name."""
+    a = Device("a")
+    frames = []
+    for name, msg in (
+        ("reading-signed", 0),
+        ("reading-max-values", 7),
+        ("heartbeat-empty-unsynced", 255),
+    ):
+        raw = bytes.fromhex(records[name]["hex"])
+        for mtu in (23, 185, 247):
+            frames.append(
+                {
+                    "record": name,
+                    "msg": msg,
+                    "mtu": mtu,
+                    "frames": [f.hex() for f in chunk_frames(raw, msg, mtu)],
+                }
+            )
+    info_fields = {
+        "firmware": [0, 1, 0],
+        "journal_depth": 12,
+        "first_seq": 40,
+        "last_seq": 51,
+        "last_acked_seq": 39,
+        "boot": 3,
+        "time_s": 1795000000,
+        "flags": 1,
+        "board": "cold-chain-logger",
+    }
+    empty_fields = dict(info_fields, journal_depth=0, first_seq=NONE_SEQ, last_seq=NONE_SEQ,
+                        last_acked_seq=NONE_SEQ, boot=1, time_s=5, flags=0, board="")  # fmt: skip
+    return {
+        "spec": "docs/ble-protocol.md",
+        "generator": "tools/gen_vectors.py",
+        "uuids": {
+            "service": SERVICE_UUID,
+            "info": INFO_UUID,
+            "data": DATA_UUID,
+            "control": CONTROL_UUID,
+        },
+        "company_id": COMPANY_ID,
+        "advertising": [
+            {
+                "key": "a",
+                "pending": p,
+                "adv": adv_payload(a.id, p).hex(),
+                "scan_response": scan_response(a.id).hex(),
+            }
+            for p in (0, 12, 70000)
+        ],
+        "info": [
+            {"key": "a", "fields": info_fields, "hex": info_bytes(a, info_fields).hex()},
+            {"key": "a", "fields": empty_fields, "hex": info_bytes(a, empty_fields).hex()},
+        ],
+        "chunks": frames,
+        "frames": [
+            {"name": "end-all-sent", "hex": struct.pack(">BBII", FRAME_END, 0, 51, 12).hex()},
+            {"name": "end-limit", "hex": struct.pack(">BBII", FRAME_END, 1, 45, 12).hex()},
+            {"name": "end-empty", "hex": struct.pack(">BBII", FRAME_END, 2, NONE_SEQ, 0).hex()},
+            {
+                "name": "status-ack-ok",
+                "hex": struct.pack(">BBBI", FRAME_STATUS, CMD_ACK, 0, 0).hex(),
+            },
+            {
+                "name": "status-bad-command",
+                "hex": struct.pack(">BBBI", FRAME_STATUS, 0x7F, 1, 0).hex(),
+            },
+        ],
+        "commands": [
+            {"name": "send-from", "hex": struct.pack(">BIH", CMD_SEND_FROM, 40, 0).hex()},
+            {"name": "send-from-limit", "hex": struct.pack(">BIH", CMD_SEND_FROM, 40, 5).hex()},
+            {"name": "ack", "hex": struct.pack(">BI", CMD_ACK, 51).hex()},
+            {"name": "time-sync", "hex": struct.pack(">BI", CMD_TIME_SYNC, 1795000000).hex()},
+            {"name": "stop", "hex": bytes([CMD_STOP]).hex()},
+        ],
+        "bad_commands": [
+            {"name": "empty", "hex": "", "status": 1},
+            {"name": "unknown-opcode", "hex": "7f00000001", "status": 1},
+            {"name": "ack-short", "hex": struct.pack(">BH", CMD_ACK, 51).hex(), "status": 1},
+            {
+                "name": "send-from-long",
+                "hex": struct.pack(">BIHB", CMD_SEND_FROM, 1, 0, 0).hex(),
+                "status": 1,
+            },
+        ],
+    }
+
+
+def render() -> dict[str, str]:
+    """Return {file name: exact text} for every vector file."""
+    records = build()
+    by_name = {v["name"]: v for v in records["positive"]}
+    docs = {"records.json": records, "ble.json": build_ble(by_name)}
+    return {name: json.dumps(doc, indent=1, sort_keys=True) + "\n" for name, doc in docs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,16 +543,22 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="compare only")
     mode.add_argument("--write", action="store_true", help="rewrite, then fail if it changed")
     args = ap.parse_args(argv)
-    text = render()
-    old = OUT.read_text() if OUT.exists() else None
-    if args.write:
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(text)
-    if old != text:
-        print(f"{OUT.relative_to(ROOT)}: differs from tools/gen_vectors.py output", file=sys.stderr)
-        return 1
-    print(f"{OUT.relative_to(ROOT)}: up to date")
-    return 0
+    status = 0
+    for name, text in render().items():
+        out = VECTORS_DIR / name
+        old = out.read_text() if out.exists() else None
+        if args.write:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        if old != text:
+            print(
+                f"{out.relative_to(ROOT)}: differs from tools/gen_vectors.py output",
+                file=sys.stderr,
+            )
+            status = 1
+        else:
+            print(f"{out.relative_to(ROOT)}: up to date")
+    return status
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def test_positive_vector_decodes_to_its_fields(vec):
     assert rec.raw.hex() == vec["hex"]
 
 
-@pytest.mark.parametrize("vec", [v for v in VECTORS["positive"] if v["signed"]], ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "vec", [v for v in VECTORS["positive"] if v["signed"]], ids=lambda v: v["name"]
+)
 def test_positive_signed_vector_verifies(vec):
     rec = wire.decode_record(bytes.fromhex(vec["hex"]))
     wire.verify_signature(rec, _pk(vec["key"]))
@@ -138,4 +140,10 @@ def test_to_json_view():
     rec = wire.decode_record(bytes.fromhex(VECTORS["positive"][0]["hex"]))
     view = rec.to_json()
     assert view["kind"] == "reading" and view["seq"] == 0
-    assert view["values"][0] == {"type": "temperature", "channel": 0, "unit": "degC", "raw": 2575, "scale": -2}
+    assert view["values"][0] == {
+        "type": "temperature",
+        "channel": 0,
+        "unit": "degC",
+        "raw": 2575,
+        "scale": -2,
+    }

@@ -1,0 +1,1 @@
+"""Helper scripts for people: vector generator, benchmarks, toolchain checks, flashing."""

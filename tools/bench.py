@@ -1,0 +1,48 @@
+"""`make bench`: runs every benchmark; each reports ratios against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# (module in tools/, what it measures). A module that is missing is reported, never faked.
+BENCHES = [
+    (
+        "tools.bench_sign_host",
+        "firmware Ed25519 sign in the MicroPython VM vs a straightforward one",
+    ),
+    ("tools.bench_verify", "gateway record decode + verify vs pycryptodome"),
+    ("tools.bench_ledger", "Merkle ledger vs pymerkle 7"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks in order; return non-zero if any failed."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", help="substring of the module names to run")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller sizes (every bench takes --quick)"
+    )
+    args = ap.parse_args(argv)
+    failed = 0
+    for mod_name, what in BENCHES:
+        if args.only and args.only not in mod_name:
+            continue
+        print(f"\n=== {what} ({mod_name}) ===", flush=True)
+        t0 = time.perf_counter()
+        mod = importlib.import_module(mod_name)
+        rc = mod.main(["--quick"] if args.quick else [])
+        failed += rc != 0
+        print(f"--- {mod_name}: {time.perf_counter() - t0:.1f} s, exit {rc}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
