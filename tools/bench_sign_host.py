@@ -1,0 +1,72 @@
+"""Host wrapper for tools/bench_sign.py: runs it in the MicroPython VM (node) and under CPython, prints both.
+
+Usage: python3 tools/bench_sign_host.py [--n N] [--msg-bytes M] [--vm-only | --cpython-only]
+From tools/bench.py: `from tools import bench_sign_host; bench_sign_host.main(["--n", "20"])`.
+"""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = "tools/bench_sign.py"
+
+
+def _run(cmd, label):
+    """Run cmd from the repo root, echo its output; return (exit status, RESULT line or None)."""
+    print("$ " + " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0 or proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = line
+    if result is None:
+        print(f"{label}: no RESULT line (exit {proc.returncode})")
+        return proc.returncode or 1, None
+    return proc.returncode, result
+
+
+def parse_result(line):
+    """Return the key=value pairs of a RESULT line as a dict of str."""
+    return dict(item.split("=", 1) for item in line.split()[1:])
+
+
+def main(argv=None):
+    """Run the sign benchmark in the VM and under CPython; return 0 if both ran (and the VM ratio >= 3)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--quick" in args:  # make bench --quick: fewer signatures, same comparison
+        args = [a for a in args if a != "--quick"] + ["--n", "8", "--rounds", "2"]
+    vm = "--cpython-only" not in args
+    host = "--vm-only" not in args
+    passthrough = [a for a in args if a not in ("--vm-only", "--cpython-only")]
+    status = 0
+    results = {}
+    if vm:
+        cmd = ["node", "tools/mpvm.mjs", "--copy", "tools", "--run", SCRIPT] + passthrough
+        rc, line = _run(cmd, "MicroPython VM")
+        status |= rc
+        if line:
+            results["micropython"] = parse_result(line)
+    if host:
+        rc, line = _run([sys.executable, SCRIPT] + passthrough, "CPython")
+        status |= rc
+        if line:
+            results["cpython"] = parse_result(line)
+    print()
+    for impl, r in results.items():
+        print(
+            f"{impl:<11} naive {r['naive_ms']:>8} ms/sign   optimised {r['fast_ms']:>7} ms/sign"
+            f"   speedup {r['ratio']:>5}x   table {r['table_bytes']} bytes"
+        )
+    mp = results.get("micropython")
+    if mp is not None and float(mp["ratio"]) < 3.0:
+        print(f"FAIL: VM speedup {mp['ratio']} x is below the 3x goal")
+        status |= 1
+    return 1 if status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
