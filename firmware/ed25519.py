@@ -171,7 +171,7 @@ def _table():
         for _j in range(16):
             pts = [base]
             for _m in range(7):
-                pts.append(_add(pts[-1], base))
+                pts.append(_add(pts[-1], base))  # pyright: ignore[reportArgumentType]
             # Batch inversion of the 8 Z coordinates (Montgomery's trick): one _inv per row.
             acc = [1] * 8
             run = 1
@@ -211,6 +211,7 @@ def _base_mul(s):
     # s = sum over k = 3..0 of 16**k * sum over j of e[4j + k] * 16**(4j); Horner in k.
     for k in (3, 2, 1, 0):
         if k != 3:
+            e = h = 0  # always reassigned below (4 doublings); keeps the type checker sure
             for _i in range(4):
                 a = X * X % P
                 b = Y * Y % P

@@ -178,5 +178,5 @@ def sha512(data=b""):
     if USE_HASHLIB:
         import hashlib
 
-        return hashlib.sha512(data).digest()
+        return hashlib.sha512(data).digest()  # pyright: ignore[reportAttributeAccessIssue]
     return SHA512(data).digest()
