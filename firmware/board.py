@@ -1,0 +1,508 @@
+"""Board profiles (boards/*.json): load and validate chip, pins, buses, sensors, channels and intervals."""
+
+import json
+
+from micropython import const
+
+PROFILE_FORMAT = const(1)
+MAX_CHANNELS = const(16)  # firmware/wire.py MAX_VALUES: every channel must fit one record
+_MAX_INTERVAL_S = const(
+    86400
+)  # a board that reports less than daily is indistinguishable from dead
+
+USE_CASES = ("agri_tracing", "fish_farm_finance", "chattel_mortgage", "energy_trading", "parking")
+
+# Value types a sensor can produce, by wire registry name -> type id (docs/wire-format.md, Values).
+CHANNEL_TYPES = {
+    "temperature": 1,
+    "humidity": 2,
+    "dissolved_oxygen": 3,
+    "ph": 4,
+    "ammonia": 5,
+    "energy": 6,
+    "power": 7,
+    "latitude": 8,
+    "longitude": 9,
+    "occupancy": 10,
+    "vehicle_commitment": 11,
+    "weight": 12,
+    "tamper": 13,
+    "battery": 14,
+    "voltage": 15,
+    "current": 16,
+    "magnetic_field": 17,
+    "distance": 18,
+    "turbidity": 19,
+    "rssi": 20,
+}
+
+# Per chip: usable GPIOs, pins that must not be used (flash/PSRAM, USB, console), input-only pins,
+# ADC1 pins (ADC2 is shared with the radio), and the hardware I2C / UART ids.
+CHIPS = {
+    "esp32": {
+        "gpio": tuple(range(0, 20)) + (21, 22, 23, 25, 26, 27) + tuple(range(32, 40)),
+        "reserved": (1, 3, 6, 7, 8, 9, 10, 11),  # UART0 console TX/RX; 6-11 SPI flash
+        "input_only": (34, 35, 36, 37, 38, 39),
+        "adc1": tuple(range(32, 40)),
+        "i2c_ids": (0, 1),
+        "uart_ids": (1, 2),
+    },
+    "esp32s3": {
+        "gpio": tuple(range(0, 22)) + tuple(range(26, 49)),
+        # 19/20 USB D-/D+; 26-32 SPI flash; 33-37 octal PSRAM (N8R8/N16R8 modules); 43/44 UART0 console.
+        "reserved": (19, 20, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 43, 44),
+        "input_only": (),
+        "adc1": tuple(range(1, 11)),
+        "i2c_ids": (0, 1),
+        "uart_ids": (1, 2),
+    },
+    "esp32c3": {
+        "gpio": tuple(range(0, 22)),
+        "reserved": (
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+        ),  # 12-17 flash, 18/19 USB, 20/21 console
+        "input_only": (),
+        "adc1": (0, 1, 2, 3, 4),
+        "i2c_ids": (0,),
+        "uart_ids": (1,),
+    },
+}
+
+# Bus types and their fields: name -> (required int fields naming output-capable pins, input pins).
+_BUS_PINS = {
+    "i2c": (("sda", "scl"), ()),
+    "onewire": (("pin",), ()),
+    "uart": (("tx",), ("rx",)),
+}
+
+# Driver -> (bus type or None, dedicated pin roles as (role, needs_output, needs_adc), value types).
+DRIVERS = {
+    "ds18b20": ("onewire", (), ("temperature",)),
+    "sht3x": ("i2c", (), ("temperature", "humidity")),
+    "analog_probe": (None, (("adc", False, True),), ("ph", "ammonia", "turbidity", "battery")),
+    "do_probe": (None, (("adc", False, True),), ("dissolved_oxygen",)),
+    "ina219": ("i2c", (), ("energy", "power", "voltage", "current")),
+    "nmea_gps": ("uart", (), ("latitude", "longitude")),
+    "qmc5883l": ("i2c", (), ("occupancy", "magnetic_field")),
+    "ble_beacon": (None, (), ("vehicle_commitment", "rssi")),
+    "tamper": (None, (("pin", False, False),), ("tamper",)),
+    "hx711": (None, (("dout", False, False), ("sck", True, False)), ("weight",)),
+}
+
+# Driver parameters: key -> (type, required, allowed values or None). Unknown keys are rejected, so a
+# typo in a profile fails at load time instead of silently using a default.
+DRIVER_PARAMS = {
+    "ds18b20": {"resolution_bits": (int, False, (9, 10, 11, 12)), "rom": (str, False, None)},
+    "sht3x": {},
+    "analog_probe": {
+        "atten_db": (int, True, (0, 6, 11)),
+        "input": (str, False, ("mv", "u16")),
+        "samples": (int, False, None),
+        "calibration": (list, True, None),
+    },
+    "do_probe": {
+        "atten_db": (int, True, (0, 6, 11)),
+        "samples": (int, False, None),
+        "saturation_mv": (list, True, None),
+        "temperature_sensor": (str, True, None),
+    },
+    "ina219": {
+        "shunt_uohm": (int, True, None),
+        "current_lsb_ua": (int, True, None),
+        "config": (int, False, None),
+        "max_gap_ms": (int, False, None),
+    },
+    "nmea_gps": {"fix_max_age_ms": (int, False, None)},
+    "qmc5883l": {
+        "field_range_gauss": (int, False, (2, 8)),
+        "on_threshold_c01": (int, False, None),
+        "off_threshold_c01": (int, False, None),
+        "confirm_samples": (int, False, None),
+        "baseline_samples": (int, False, None),
+    },
+    "ble_beacon": {
+        "min_rssi_dbm": (int, False, None),
+        "min_hits": (int, False, None),
+        "id_prefix_hex": (str, False, None),
+    },
+    "tamper": {"debounce_ms": (int, False, None), "open_level": (int, False, (0, 1))},
+    "hx711": {
+        "gain": (int, False, (128, 64, 32)),
+        "tare_counts": (int, True, None),
+        "cal_counts": (int, True, None),
+        "cal_grams": (int, True, None),
+        "samples": (int, False, None),
+    },
+}
+
+_REQUIRED = (
+    ("profile_format", int),
+    ("name", str),
+    ("description", str),
+    ("chip", str),
+    ("board", str),
+    ("use_case", str),
+    ("sample_interval_s", int),
+    ("upload_interval_s", int),
+    ("heartbeat_interval_s", int),
+    ("buses", dict),
+    ("sensors", list),
+)
+
+
+def _fail(where, message):
+    raise ValueError("board profile %s: %s" % (where, message))
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _field(obj, key, kind, where):
+    """Return obj[key] checked to be of kind (int excludes bool); raises ValueError if missing."""
+    if key not in obj:
+        _fail(where, "missing field '%s'" % key)
+    v = obj[key]
+    ok = _is_int(v) if kind is int else isinstance(v, kind)
+    if not ok:
+        _fail(where, "field '%s' must be %s" % (key, kind.__name__))
+    return v
+
+
+def _optional_field(obj, key, kind, where):
+    """Return obj[key] checked like _field, or None if obj has no key; raises ValueError."""
+    if key not in obj:
+        return None
+    return _field(obj, key, kind, where)
+
+
+def _name_ok(name):
+    if not name or len(name) > 32:
+        return False
+    return all("a" <= c <= "z" or "0" <= c <= "9" or c in "-_" for c in name)
+
+
+class _PinUse:
+    """Tracks which GPIO is used by what, checking each against the chip's tables."""
+
+    def __init__(self, chip, where):
+        self.chip = CHIPS[chip]
+        self.chip_name = chip
+        self.where = where
+        self.used = {}
+
+    def claim(self, pin, owner, output=False, adc=False):
+        where = self.where + " " + owner
+        if not _is_int(pin):
+            _fail(where, "pin must be an integer GPIO number")
+        chip = self.chip
+        if pin not in chip["gpio"]:
+            _fail(where, "GPIO%d does not exist on %s" % (pin, self.chip_name))
+        if pin in chip["reserved"]:
+            _fail(where, "GPIO%d is reserved on %s (flash, USB or console)" % (pin, self.chip_name))
+        if output and pin in chip["input_only"]:
+            _fail(where, "GPIO%d is input-only on %s" % (pin, self.chip_name))
+        if adc and pin not in chip["adc1"]:
+            _fail(where, "GPIO%d is not an ADC1 pin on %s" % (pin, self.chip_name))
+        if pin in self.used:
+            _fail(where, "GPIO%d already used by %s" % (pin, self.used[pin]))
+        self.used[pin] = owner
+
+
+def _check_buses(profile, pins):
+    chip = CHIPS[profile["chip"]]
+    ids_used = {}
+    for name, bus in profile["buses"].items():
+        where = "bus '%s'" % name
+        if not _name_ok(name) or not isinstance(bus, dict):
+            _fail(where, "bus names are [a-z0-9_-] and buses are objects")
+        kind = _field(bus, "type", str, where)
+        if kind not in _BUS_PINS:
+            _fail(where, "unknown bus type '%s' (i2c, onewire, uart)" % kind)
+        outs, ins = _BUS_PINS[kind]
+        for role in outs:
+            pins.claim(_field(bus, role, int, where), "bus %s %s" % (name, role), output=True)
+        for role in ins:
+            pins.claim(_field(bus, role, int, where), "bus %s %s" % (name, role))
+        if kind == "i2c":
+            bus_id = _field(bus, "id", int, where)
+            if bus_id not in chip["i2c_ids"]:
+                _fail(where, "I2C id %d not available on %s" % (bus_id, profile["chip"]))
+            freq = _field(bus, "freq_hz", int, where)
+            if freq < 10000 or freq > 1000000:
+                _fail(where, "freq_hz must be 10000..1000000")
+        elif kind == "uart":
+            bus_id = _field(bus, "id", int, where)
+            if bus_id not in chip["uart_ids"]:
+                _fail(where, "UART id %d not available on %s" % (bus_id, profile["chip"]))
+            baud = _field(bus, "baudrate", int, where)
+            if baud < 1200 or baud > 921600:
+                _fail(where, "baudrate must be 1200..921600")
+        else:
+            bus_id = None
+        if bus_id is not None:
+            key = kind + str(bus_id)
+            if key in ids_used:
+                _fail(where, "%s id %d also used by bus '%s'" % (kind, bus_id, ids_used[key]))
+            ids_used[key] = name
+
+
+def _check_sensor(profile, sensor, pins, names, addresses, channels):
+    if not isinstance(sensor, dict):
+        _fail("sensors", "each sensor must be an object")
+    name = _field(sensor, "name", str, "sensor")
+    where = "sensor '%s'" % name
+    if not _name_ok(name):
+        _fail(where, "sensor names are [a-z0-9_-], at most 32 characters")
+    if name in names:
+        _fail(where, "duplicate sensor name")
+    names[name] = sensor
+    driver = _field(sensor, "driver", str, where)
+    if driver not in DRIVERS:
+        _fail(where, "unknown driver '%s'" % driver)
+    bus_kind, roles, types = DRIVERS[driver]
+    if bus_kind is not None:
+        bus_name = _field(sensor, "bus", str, where)
+        buses = profile["buses"]
+        if bus_name not in buses:
+            _fail(where, "bus '%s' is not declared in buses" % bus_name)
+        bus = buses[bus_name]
+        if bus["type"] != bus_kind:
+            _fail(
+                where,
+                "driver %s needs a %s bus, '%s' is %s" % (driver, bus_kind, bus_name, bus["type"]),
+            )
+        if bus_kind == "i2c":
+            addr = _field(sensor, "address", int, where)
+            if addr < 0x08 or addr > 0x77:
+                _fail(where, "I2C address must be 0x08..0x77")
+            key = (bus_name, addr)
+            if key in addresses:
+                _fail(
+                    where,
+                    "I2C address 0x%02x on '%s' also used by '%s'"
+                    % (addr, bus_name, addresses[key]),
+                )
+            addresses[key] = name
+    elif "bus" in sensor:
+        _fail(where, "driver %s takes no bus" % driver)
+    if roles:
+        sensor_pins = _field(sensor, "pins", dict, where)
+        for role, output, adc in roles:
+            pins.claim(
+                _field(sensor_pins, role, int, where + " pins"),
+                "sensor %s %s" % (name, role),
+                output,
+                adc,
+            )
+        for role in sensor_pins:
+            if role not in [r[0] for r in roles]:
+                _fail(where, "unknown pin role '%s' for driver %s" % (role, driver))
+    elif "pins" in sensor:
+        _fail(where, "driver %s takes no dedicated pins" % driver)
+    params = _optional_field(sensor, "params", dict, where)
+    if params is None:
+        sensor["params"] = params = {}
+    chans = _field(sensor, "channels", list, where)
+    if not chans:
+        _fail(where, "needs at least one channel")
+    for ch in chans:
+        if not isinstance(ch, dict):
+            _fail(where, "channels are objects {type, channel}")
+        t = _field(ch, "type", str, where + " channel")
+        if t not in CHANNEL_TYPES:
+            _fail(where, "channel type '%s' is not in the wire registry" % t)
+        if t not in types:
+            _fail(where, "driver %s cannot produce '%s'" % (driver, t))
+        n = _field(ch, "channel", int, where + " channel")
+        if n < 0 or n > 255:
+            _fail(where, "channel index must be 0..255")
+        key = (t, n)
+        if key in channels:
+            _fail(where, "channel %s/%d also produced by '%s'" % (t, n, channels[key]))
+        channels[key] = name
+    _check_params(driver, params, where, chans)
+
+
+def _hex_bytes(text, where, key):
+    """Return the bytes spelled by an even-length hex string; raises ValueError naming key."""
+    if len(text) % 2:
+        _fail(where, "%s must be an even number of hex digits" % key)
+    out = bytearray(len(text) // 2)
+    for i in range(len(out)):
+        pair = text[2 * i : 2 * i + 2]
+        for c in pair:
+            if c not in "0123456789abcdefABCDEF":
+                _fail(where, "%s must be hex" % key)
+        out[i] = int(pair, 16)
+    return bytes(out)
+
+
+def _check_params(driver, params, where, chans):
+    spec = DRIVER_PARAMS[driver]
+    where_p = where + " params"
+    for key in params:
+        if key not in spec:
+            _fail(where, "unknown parameter '%s' for driver %s" % (key, driver))
+    for key, (kind, required, allowed) in spec.items():
+        if required:
+            v = _field(params, key, kind, where_p)
+        else:
+            v = _optional_field(params, key, kind, where_p)
+        if v is not None and allowed is not None and v not in allowed:
+            _fail(where, "%s must be one of %s" % (key, allowed))
+        if (
+            key in ("samples", "confirm_samples", "baseline_samples", "min_hits", "debounce_ms")
+            and v is not None
+            and v < 1
+        ):
+            _fail(where, "%s must be >= 1" % key)
+    if "samples" in params and params["samples"] < 3:
+        _fail(where, "samples must be >= 3 (trimmed mean drops min and max)")
+    if driver == "ds18b20" and "rom" in params:
+        from firmware.drivers.ds18b20 import check_rom
+
+        try:
+            check_rom(_hex_bytes(params["rom"], where, "rom"))
+        except ValueError as e:
+            _fail(where, "rom: %s" % e)
+    elif driver == "ble_beacon" and "id_prefix_hex" in params:
+        _hex_bytes(params["id_prefix_hex"], where, "id_prefix_hex")
+    elif driver == "analog_probe":
+        from firmware.drivers.analog_probe import CalibrationTable
+
+        try:
+            CalibrationTable(
+                [tuple(p) if isinstance(p, list) else p for p in params["calibration"]]
+            )
+        except (TypeError, ValueError) as e:
+            _fail(where, "calibration: %s" % e)
+        if len(chans) != 1:
+            _fail(where, "an analog probe produces exactly one channel")
+    elif driver == "do_probe":
+        points = params["saturation_mv"]
+        if not points:
+            _fail(where, "saturation_mv needs at least one [temperature_c01, mV] point")
+        for p in points:
+            if (
+                not isinstance(p, list)
+                or len(p) != 2
+                or not _is_int(p[0])
+                or not _is_int(p[1])
+                or p[1] <= 0
+            ):
+                _fail(where, "saturation_mv points are [temperature_c01, positive mV]")
+    elif driver == "ina219":
+        from firmware.drivers.ina219 import calibration_value
+
+        try:
+            calibration_value(params["current_lsb_ua"], params["shunt_uohm"])
+        except ValueError as e:
+            _fail(where, str(e))
+    elif driver == "qmc5883l":
+        from firmware.drivers import qmc5883l
+
+        on = params.get("on_threshold_c01", qmc5883l.ON_THRESHOLD_C01_DEFAULT)
+        off = params.get("off_threshold_c01", qmc5883l.OFF_THRESHOLD_C01_DEFAULT)
+        if not 0 < off < on:
+            _fail(where, "need 0 < off_threshold_c01 < on_threshold_c01")
+    elif driver == "hx711":
+        if params["cal_counts"] == 0:
+            _fail(where, "cal_counts must not be 0")
+        if params["cal_grams"] <= 0:
+            _fail(where, "cal_grams must be positive")
+
+
+def validate(profile, where="profile", expected_name=None):
+    """Return profile (a dict from JSON) after checking every field; raises ValueError naming the fault.
+
+    Fills "params": {} on sensors without params. Checks: required fields and types, format
+    version, chip/use-case names, intervals, GPIO existence/reservation/conflicts, bus ids, I2C
+    addresses, driver/bus/pin compatibility, channel types from the wire registry, unique
+    (type, channel) pairs, at most MAX_CHANNELS channels, and driver parameters. expected_name:
+    the file stem the profile's name must equal (load() passes it).
+    """
+    if not isinstance(profile, dict):
+        _fail(where, "must be a JSON object")
+    for key, kind in _REQUIRED:
+        _field(profile, key, kind, where)
+    if profile["profile_format"] != PROFILE_FORMAT:
+        _fail(where, "profile_format %d is not supported (expected 1)" % profile["profile_format"])
+    if expected_name is not None and profile["name"] != expected_name:
+        _fail(where, "name '%s' differs from the file name '%s'" % (profile["name"], expected_name))
+    where = "'%s'" % profile["name"]
+    if not _name_ok(profile["name"]):
+        _fail(where, "name must be [a-z0-9_-], at most 32 characters")
+    if profile["chip"] not in CHIPS:
+        _fail(where, "unknown chip '%s' (esp32, esp32s3, esp32c3)" % profile["chip"])
+    if profile["use_case"] not in USE_CASES:
+        _fail(where, "unknown use_case '%s'" % profile["use_case"])
+    for key in ("sample_interval_s", "upload_interval_s", "heartbeat_interval_s"):
+        v = profile[key]
+        if v < 1 or v > _MAX_INTERVAL_S:
+            _fail(where, "%s must be 1..86400" % key)
+    if profile["upload_interval_s"] < profile["sample_interval_s"]:
+        _fail(where, "upload_interval_s is shorter than sample_interval_s")
+    pins = _PinUse(profile["chip"], where)
+    _check_buses(profile, pins)
+    names = {}
+    addresses = {}
+    channels = {}
+    if not profile["sensors"]:
+        _fail(where, "needs at least one sensor")
+    for sensor in profile["sensors"]:
+        _check_sensor(profile, sensor, pins, names, addresses, channels)
+    for sensor in profile["sensors"]:
+        if sensor["driver"] == "do_probe":
+            ref = names.get(sensor["params"]["temperature_sensor"])
+            if ref is None or "temperature" not in DRIVERS[ref["driver"]][2]:
+                _fail(where, "do_probe '%s' needs a temperature sensor by name" % sensor["name"])
+    if len(channels) > MAX_CHANNELS:
+        _fail(
+            where, "%d channels exceed the %d values of one record" % (len(channels), MAX_CHANNELS)
+        )
+    return profile
+
+
+def parse(text, where="profile", expected_name=None):
+    """Return the validated profile parsed from JSON text; raises ValueError naming where."""
+    try:
+        profile = json.loads(text)
+    except ValueError as e:
+        raise ValueError("board profile %s: invalid JSON (%s)" % (where, e)) from None
+    return validate(profile, where, expected_name)
+
+
+def load(path):
+    """Return the validated profile dict read from the JSON file at path.
+
+    Raises ValueError for invalid JSON or an invalid profile (the message names the file), OSError
+    if the file cannot be read. The profile's name must equal the file name without '.json'.
+    """
+    with open(path) as f:
+        text = f.read()
+    stem = path.split("/")[-1]
+    if stem.endswith(".json"):
+        stem = stem[:-5]
+    return parse(text, path, stem)
+
+
+def load_all(directory="boards"):
+    """Return {name: profile} for every *.json in directory, all validated (sorted by name)."""
+    import os
+
+    out = {}
+    for fname in sorted(os.listdir(directory)):
+        if fname.endswith(".json"):
+            profile = load(directory + "/" + fname)
+            out[profile["name"]] = profile
+    return out

@@ -1,0 +1,1 @@
+"""Sensor drivers on the MicroPython bus API (I2C, OneWire, ADC, UART, Pin), returning scaled integers."""

@@ -1,0 +1,1 @@
+"""Tests of the sensor drivers against bus fakes replaying datasheet traces."""
