@@ -20,6 +20,7 @@ BENCHES = [
     ),
     ("tools.bench_verify", "gateway record decode + verify vs pycryptodome"),
     ("tools.bench_ledger", "Merkle ledger vs pymerkle 7"),
+    ("tools.bench_ingest", "ingest throughput vs bare append and bare verify"),
 ]
 
 
