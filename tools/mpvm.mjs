@@ -8,8 +8,8 @@
 // The repo's firmware/, tests/firmware/, tests/vectors/, tools/ and boards/ (plus every --copy DIR) are copied into the VM's
 // filesystem under /repo, which becomes the working directory and the head of sys.path, so
 // `import firmware.x` and `open("tests/vectors/...")` work exactly as under CPython from the repo root.
-// Test modules are plain Python: every top-level function named test_* is called with no arguments;
-// a module may define VM_SKIP = {"test_name": "reason"} for tests that need the host (reported as skipped).
+// Test modules are plain Python, run by tests/firmware/runner.py (the same runner the hardware-in-the-
+// loop test uses on a board): every top-level test_* function; VM_SKIP lists host-only tests.
 // Exit status: 0 when everything passed, 1 on any failure or Python error.
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 import fs from "node:fs";
@@ -56,50 +56,6 @@ function copyTree(mp, relDir) {
   }
 }
 
-function findTests(relDir, out = []) {
-  const dir = path.join(ROOT, relDir);
-  for (const name of fs.readdirSync(dir).sort()) {
-    const rel = path.join(relDir, name);
-    if (fs.statSync(path.join(ROOT, rel)).isDirectory()) {
-      if (name !== "__pycache__") findTests(rel, out);
-    } else if (/^test_.*\.py$/.test(name)) out.push(rel);
-  }
-  return out;
-}
-
-const RUNNER = `
-import sys, gc
-def _run_module(modname, filt):
-    passed = failed = skipped = 0
-    try:
-        mod = __import__(modname, None, None, ["*"])
-    except Exception as e:
-        print("ERROR importing", modname)
-        sys.print_exception(e)
-        return 0, 1, 0
-    skip = getattr(mod, "VM_SKIP", {})
-    names = [n for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n))]
-    names.sort()
-    for name in names:
-        full = modname + "::" + name
-        if filt and filt not in full:
-            continue
-        if name in skip:
-            print("SKIP", full, "-", skip[name])
-            skipped += 1
-            continue
-        try:
-            getattr(mod, name)()
-            passed += 1
-            print("ok  ", full)
-        except Exception as e:
-            failed += 1
-            print("FAIL", full)
-            sys.print_exception(e)
-        gc.collect()
-    return passed, failed, skipped
-`;
-
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const mp = await loadMicroPython({
@@ -126,24 +82,12 @@ async function main() {
     return;
   }
 
-  mp.runPython(RUNNER);
-  let passed = 0, failed = 0, skipped = 0;
   const started = Date.now();
-  for (const rel of findTests("tests/firmware")) {
-    const modname = rel.replace(/\.py$/, "").split(path.sep).join(".");
-    try {
-      mp.runPython(`_r = "%d %d %d" % _run_module(${JSON.stringify(modname)}, ${JSON.stringify(opts.filter)})`);
-      const r = String(mp.globals.get("_r")).split(" ").map(Number);
-      passed += r[0]; failed += r[1]; skipped += r[2];
-    } catch (e) {
-      process.stderr.write(String(e.message || e) + "\n");
-      failed += 1;
-    }
-  }
+  mp.runPython(`from tests.firmware.runner import main as _main\n_failures = _main(${JSON.stringify(opts.filter)})`);
+  const failures = Number(mp.globals.get("_failures"));
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  console.log(`MicroPython VM (heap ${opts.heapKb} KB, ${seconds} s):`);
-  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-  if (failed > 0 || passed === 0) process.exitCode = 1;
+  console.log(`MicroPython VM: heap ${opts.heapKb} KB, ${seconds} s`);
+  if (failures > 0) process.exitCode = 1;
 }
 
 main().catch((e) => { console.error(e); process.exitCode = 1; });

@@ -1,0 +1,346 @@
+"""GATT peripheral of BLE protocol v1 over MicroPython's low-level `bluetooth.BLE` API."""
+
+from micropython import const
+
+from firmware import protocol
+
+_IRQ_CENTRAL_CONNECT = const(1)
+_IRQ_CENTRAL_DISCONNECT = const(2)
+_IRQ_GATTS_WRITE = const(3)
+_IRQ_GATTS_READ_REQUEST = const(4)
+_IRQ_MTU_EXCHANGED = const(21)
+_GATTS_NO_ERROR = const(0)
+
+_FLAG_READ = const(0x0002)
+_FLAG_WRITE = const(0x0008)
+_FLAG_NOTIFY = const(0x0010)
+
+# 250 ms: a gateway scanning with a typical 30-100 ms window finds the board within a second or
+# two, at about a quarter of the radio energy of the 100 ms interval of the MicroPython examples.
+ADV_INTERVAL_US = const(250000)
+# Idle poll period of the upload task: how fast a command or a disconnect is picked up; IRQs only
+# set flags, so this bounds the command latency while costing ~50 wake-ups/s only when idle.
+POLL_MS = const(20)
+# gatts_notify raises OSError when the controller has no free buffer (ESP32/NimBLE: ENOMEM);
+# waiting about one connection interval (7.5-30 ms) lets it drain.
+NOTIFY_RETRY_MS = const(15)
+# Give up on a link after this many failed tries in a row (~3 s): a stuck link is disconnected,
+# and the gateway reconnects and resumes from its last committed seq.
+NOTIFY_MAX_RETRIES = const(200)
+# Control writes queued by the IRQ handler before the task runs: the gateway waits for each
+# answer, so more than 2 means a misbehaving central; extra writes get STATUS busy.
+_QUEUE_MAX = const(4)
+
+
+class Peripheral:
+    """Serves Info, streams journal records as CHUNK frames and applies control commands.
+
+    ble: a `bluetooth.BLE` object (or a host stand-in with the same API), owned by this class.
+    sampler: firmware.sampler.Sampler (journal, chain, clock). board_name: str (<= 32 bytes).
+    firmware_version: (major, minor, patch). uuid: the UUID class (defaults to bluetooth.UUID).
+    The IRQ handler only records events; run() (an asyncio task) does all the work.
+    """
+
+    def __init__(
+        self, ble, sampler, board_name, firmware_version, mtu=protocol.PREFERRED_MTU,
+        adv_interval_us=ADV_INTERVAL_US, uuid=None,
+    ):  # fmt: skip
+        if uuid is None:
+            import bluetooth
+
+            uuid = bluetooth.UUID
+        self._ble = ble
+        self.sampler = sampler
+        self._clock = sampler.time.clock
+        self._adv_interval_us = adv_interval_us
+        self._adv = protocol.Advertising(sampler.dev_id)
+        self._info = protocol.InfoEncoder(
+            sampler.dev_id, sampler.signer.public_key, firmware_version, board_name
+        )
+        self._framer = protocol.Framer()
+        self._conn = None
+        self._mtu = protocol.MIN_MTU
+        self._queue = []
+        self._busy_ops = []
+        self._ev_connect = False
+        self._ev_disconnect = False
+        self._dirty = False
+        self._advertising = False
+        self._msg = 0
+        self._stream = False
+        self._iter = None
+        self._stream_end = -1
+        self._stream_left = 0
+        self._last_sent = -1
+        self.running = False
+        # counters for diagnostics and tests
+        self.connections = 0
+        self.notifications = 0
+        self.notify_retries = 0
+        self.records_sent = 0
+        self.commands = 0
+        self.bad_commands = 0
+        self.errors = 0
+
+        ble.active(True)
+        ble.config(mtu=mtu)
+        service = (
+            uuid(protocol.SERVICE_UUID),
+            (
+                (uuid(protocol.INFO_UUID), _FLAG_READ),
+                (uuid(protocol.DATA_UUID), _FLAG_NOTIFY),
+                (uuid(protocol.CONTROL_UUID), _FLAG_WRITE),
+            ),
+        )
+        ((self._h_info, self._h_data, self._h_control),) = ble.gatts_register_services((service,))
+        ble.gatts_set_buffer(self._h_info, protocol.MAX_INFO_BYTES)
+        ble.gatts_set_buffer(self._h_control, protocol.CONTROL_BUFFER_BYTES)
+        ble.irq(self._irq)
+        self._refresh_info()
+        sampler.on_change = self._on_change
+
+    # ---- IRQ context: record and return --------------------------------------------------------
+    def _irq(self, event, data):
+        if event == _IRQ_CENTRAL_CONNECT:
+            if self._conn is None:
+                self._conn = data[0]
+                self._mtu = protocol.MIN_MTU
+                self._advertising = False  # a connection ends legacy advertising
+                self._ev_connect = True
+        elif event == _IRQ_CENTRAL_DISCONNECT:
+            if data[0] == self._conn:
+                self._conn = None
+                self._ev_disconnect = True
+        elif event == _IRQ_MTU_EXCHANGED:
+            if data[0] == self._conn:
+                self._mtu = data[1]
+        elif event == _IRQ_GATTS_WRITE:
+            if data[0] == self._conn and data[1] == self._h_control:
+                value = self._ble.gatts_read(self._h_control)
+                if len(self._queue) < _QUEUE_MAX:
+                    self._queue.append(bytes(value))
+                elif len(self._busy_ops) < _QUEUE_MAX:
+                    self._busy_ops.append(value[0] if len(value) else 0)
+        elif event == _IRQ_GATTS_READ_REQUEST:  # delivered on some ports only (not ESP32)
+            if data[1] == self._h_info:
+                self._refresh_info()
+            return _GATTS_NO_ERROR
+        return None
+
+    def _on_change(self):
+        """Sampler callback: pending or chain state changed (runs in task context)."""
+        self._dirty = True
+
+    # ---- radio helpers -------------------------------------------------------------------------
+    @property
+    def connected(self):
+        """True while a central is connected."""
+        return self._conn is not None
+
+    @property
+    def mtu(self):
+        """The ATT MTU of the current connection (23 until exchanged)."""
+        return self._mtu
+
+    def _advertise(self):
+        """(Re)start advertising with the current pending count; returns True on success."""
+        try:
+            self._ble.gap_advertise(
+                self._adv_interval_us,
+                adv_data=self._adv.payload(self.sampler.depth),
+                resp_data=self._adv.scan_response,
+            )
+        except OSError:
+            self.errors += 1
+            self._dirty = True  # try again on the next pass
+            return False
+        self._advertising = True
+        return True
+
+    def _refresh_info(self):
+        """Write the current Info value into the info characteristic; returns nothing."""
+        s = self.sampler
+        time_s, flags = s.time.now()
+        value = self._info.encode(
+            s.depth, s.first_seq, s.last_seq, s.acked_seq, s.boot, time_s, flags & 1
+        )
+        self._ble.gatts_write(self._h_info, value)
+
+    def _disconnect(self, conn):
+        """Drop the link conn; returns True when the stack accepted the request."""
+        try:
+            return bool(self._ble.gap_disconnect(conn))
+        except OSError:
+            return False
+
+    async def _notify(self, frame):
+        """Send one frame on the data characteristic, retrying while the controller is out of
+        buffers. Returns True when sent, False when the link is gone (or was given up)."""
+        tries = 0
+        while True:
+            conn = self._conn
+            if conn is None:
+                return False
+            try:
+                self._ble.gatts_notify(conn, self._h_data, frame)
+                self.notifications += 1
+                return True
+            except OSError:
+                tries += 1
+                self.notify_retries += 1
+                if tries >= NOTIFY_MAX_RETRIES:
+                    self.errors += 1
+                    self._disconnect(conn)
+                    return False
+                await self._clock.sleep_ms(NOTIFY_RETRY_MS)
+
+    # ---- commands ------------------------------------------------------------------------------
+    async def _status(self, opcode, status, arg):
+        await self._notify(self._framer.status(opcode, status, arg))
+
+    async def _command(self, raw):
+        """Parse and apply one control write, answering as docs/ble-protocol.md says."""
+        self.commands += 1
+        try:
+            op, a, b = protocol.parse_command(raw)
+        except protocol.CommandError as e:
+            self.bad_commands += 1
+            await self._status(e.opcode, e.status, 0)
+            return
+        try:
+            if op == protocol.CMD_SEND_FROM:
+                if self._stream:
+                    await self._status(op, protocol.ST_BUSY, 0)
+                else:
+                    await self._start_stream(a, b)
+            elif op == protocol.CMD_ACK:
+                # Any seq the board ever wrote may be acked, sent in this connection or not: an ack
+                # lost before a reboot is repeated by the gateway and must still release records.
+                if a > self.sampler.last_seq:
+                    self.bad_commands += 1
+                    await self._status(op, protocol.ST_BAD_ARGUMENT, self.sampler.depth)
+                else:
+                    depth = self.sampler.ack(a)
+                    self._refresh_info()
+                    await self._status(op, protocol.ST_OK, depth)
+            elif op == protocol.CMD_TIME_SYNC:
+                self.sampler.time_sync(a)
+                self._refresh_info()
+                await self._status(op, protocol.ST_OK, self.sampler.time.now()[0])
+            elif self._stream:  # STOP during a stream: END with reason 1 answers it
+                await self._end_stream(protocol.END_LIMIT)
+            else:
+                await self._status(op, protocol.ST_OK, 0)
+        except Exception:  # flash trouble while applying: nothing was confirmed, ask to retry
+            self.errors += 1
+            await self._status(op, protocol.ST_BUSY, 0)
+
+    async def _start_stream(self, seq, limit):
+        """Begin SEND_FROM(seq, limit): close the chain, then stream records seq..newest."""
+        s = self.sampler
+        self._stream_end = s.close_chain()  # records appended later wait for the next SEND_FROM
+        self._last_sent = -1
+        if s.depth == 0:
+            await self._notify(self._framer.end(protocol.END_EMPTY, -1, 0))
+            return
+        self._iter = s.journal.iter_from(seq)
+        self._stream_left = limit
+        self._stream = True
+
+    async def _end_stream(self, reason):
+        """Finish the stream in progress with END(reason); returns nothing."""
+        self._stream = False
+        self._iter = None
+        await self._notify(self._framer.end(reason, self._last_sent, self.sampler.depth))
+
+    async def _stream_step(self):
+        """Send the next record of the stream (all its chunks), or END when done."""
+        it = self._iter
+        item = None
+        if it is None:
+            self._stream = False
+            return
+        try:
+            for got in it:
+                item = got
+                break
+        except Exception:  # unreadable flash: stop early, the gateway asks again
+            self.errors += 1
+            await self._end_stream(protocol.END_LIMIT)
+            return
+        if item is None or item[0] > self._stream_end:
+            await self._end_stream(protocol.END_ALL_SENT)
+            return
+        seq, record = item
+        msg = self._msg
+        self._msg = (msg + 1) & 0xFF
+        for frame in self._framer.chunks(record, msg, self._mtu):
+            if not await self._notify(frame):
+                self._abort_stream()
+                return
+            await self._clock.sleep_ms(0)  # let sampling and IRQ work run between chunks
+        self.records_sent += 1
+        self._last_sent = seq
+        if self._stream_left:
+            self._stream_left -= 1
+            if self._stream_left == 0:
+                await self._end_stream(protocol.END_LIMIT)
+
+    def _abort_stream(self):
+        """Drop the stream in progress without END (the link is gone)."""
+        self._stream = False
+        self._iter = None
+
+    # ---- the task ------------------------------------------------------------------------------
+    async def run(self):
+        """Serve until stop(): advertise, answer commands, stream, restart advertising after every
+        disconnect and refresh it when the pending count changes."""
+        self.running = True
+        self._advertise()
+        while self.running:
+            if self._ev_disconnect:
+                self._ev_disconnect = False
+                self._abort_stream()
+                del self._queue[:]
+                if self._conn is None:
+                    self._advertise()
+            if self._ev_connect:
+                self._ev_connect = False
+                self.connections += 1
+                self._refresh_info()
+            if self._busy_ops:
+                await self._status(self._busy_ops.pop(0), protocol.ST_BUSY, 0)
+                continue
+            if self._queue:
+                await self._command(self._queue.pop(0))
+                continue
+            if self._stream:
+                if self._conn is None:
+                    self._abort_stream()
+                else:
+                    await self._stream_step()
+                    continue
+            if self._dirty:
+                self._dirty = False
+                try:
+                    self._refresh_info()
+                except OSError:
+                    self.errors += 1
+                if self._conn is None:
+                    self._advertise()
+            elif self._conn is None and not self._advertising:
+                self._advertise()
+            await self._clock.sleep_ms(POLL_MS)
+
+    def stop(self):
+        """Stop serving: end advertising and drop the connection; returns nothing."""
+        self.running = False
+        self._abort_stream()
+        self.sampler.on_change = None
+        try:
+            self._ble.gap_advertise(None)
+            if self._conn is not None:
+                self._ble.gap_disconnect(self._conn)
+        except OSError:
+            pass
+        self._advertising = False

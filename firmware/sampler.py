@@ -1,0 +1,335 @@
+"""Sampling, heartbeat and chain signing: builds wire v1 records and appends them to the journal."""
+
+import hashlib
+
+from micropython import const
+
+from firmware import wire
+from firmware.journal import JournalFull
+
+# Signing policy (docs/firmware-runtime.md). A signature costs ~0.5-0.9 s of CPU on an ESP32, and
+# the hash chain lets one signature authenticate every record before it, so readings are signed
+# only every SIGN_EVERY_N-th time: that bounds the unsigned run a gateway must hold back (at most
+# N - 1 records wait for a signed successor when an upload is cut short) at ~1/N of the signing
+# cost. Heartbeats, key rotations and the upload closer are always signed.
+SIGN_EVERY_N = const(16)
+# Journal space a closing heartbeat needs: entry header 12 + body 76 (2 values) + signature 64.
+# A record appended unsigned must leave this much room, else it is signed itself: so the newest
+# record is always either signed or closable, even when the journal is (nearly) full.
+_CLOSER_BYTES = const(152)
+_EVENT_MAX_BYTES = const(140)  # event record (header + code + arg) + signature, rounded up
+_I32_MIN = const(-2147483648)
+_I32_MAX = const(2147483647)
+_MS_PER_S = const(1000)
+
+
+class DeviceTime:
+    """Device clock: uptime from ticks (wrap-safe) plus a Unix offset set by TIME_SYNC.
+
+    clock: an object with ticks_ms(), ticks_diff(a, b) and an async sleep_ms(ms). uptime is
+    accumulated from tick differences, so it stays right across ticks_ms wraps as long as it is
+    read at least once per half wrap period (~6 days on the ESP32; sampling reads it far more often).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._last = clock.ticks_ms()
+        self._uptime_ms = 0
+        self._offset_ms = None
+
+    def uptime_ms(self):
+        """Return milliseconds since this object was made (the boot)."""
+        now = self.clock.ticks_ms()
+        self._uptime_ms += self.clock.ticks_diff(now, self._last)
+        self._last = now
+        return self._uptime_ms
+
+    @property
+    def synced(self):
+        """True once TIME_SYNC has set the Unix offset."""
+        return self._offset_ms is not None
+
+    def now(self):
+        """Return (time_s, flags) for a record: Unix seconds with TIME_SYNCED, else uptime seconds."""
+        up = self.uptime_ms()
+        if self._offset_ms is None:
+            return (up // _MS_PER_S) & 0xFFFFFFFF, 0
+        return ((self._offset_ms + up) // _MS_PER_S) & 0xFFFFFFFF, wire.TIME_SYNCED
+
+    def sync(self, unix_s):
+        """Set the clock to unix_s (u32 Unix seconds); return the correction in seconds (new - old
+        device time, i32-clamped; against uptime seconds when the clock was not synced before)."""
+        before = self.now()[0]
+        self._offset_ms = unix_s * _MS_PER_S - self.uptime_ms()
+        corr = unix_s - before
+        if corr < _I32_MIN:
+            corr = _I32_MIN
+        elif corr > _I32_MAX:
+            corr = _I32_MAX
+        return corr
+
+
+class Source:
+    """One sensor as the sampler sees it: read() returns a list of (type_id, channel, value).
+
+    read: a callable doing the measurement (raises on a fault: SensorError, OSError, ...).
+    fault_type: the channel type id reported as event_arg of a sensor-fault event (code 5).
+    """
+
+    def __init__(self, name, read, fault_type):
+        self.name = name
+        self.read = read
+        self.fault_type = fault_type
+        self.faulted = False
+
+
+class Sampler:
+    """Owns the device's chain: every record (reading, heartbeat, event) goes through append().
+
+    journal: firmware.journal.Journal; seqs: firmware.seqcounter.SeqCounter (boot_count, next());
+    signer: firmware.ed25519.SigningKey; dev_id: 16-byte device id; time: DeviceTime;
+    sources: list of Source; intervals in seconds. on_change(): called after every append or ack
+    (the peripheral refreshes advertising and Info). Precondition: seqs was built with
+    floor=journal.last_seq, so seqs never repeat across power cuts.
+    """
+
+    def __init__(
+        self, journal, seqs, signer, dev_id, time, sources, sample_interval_s,
+        heartbeat_interval_s, sign_every_n=SIGN_EVERY_N,
+    ):  # fmt: skip
+        self.journal = journal
+        self.seqs = seqs
+        self.signer = signer
+        self.dev_id = bytes(dev_id)
+        self.time = time
+        self.sources = sources
+        self.sample_interval_ms = sample_interval_s * _MS_PER_S
+        self.heartbeat_interval_ms = heartbeat_interval_s * _MS_PER_S
+        self.sign_every_n = sign_every_n if sign_every_n > 0 else 1
+        self.boot = seqs.boot_count
+        self.on_change = None
+        self._builder = wire.RecordBuilder(self.dev_id)
+        self._values = []
+        self.running = False
+        # counters for diagnostics and tests
+        self.readings = 0
+        self.heartbeats = 0
+        self.events = 0
+        self.signatures = 0
+        self.sensor_faults = 0
+        self.errors = 0
+        self.full_drops = 0
+        self.head_corrupt = False
+        self._load_head()
+        self._count_pending()
+
+    # ---- chain state -----------------------------------------------------------------------
+    def _load_head(self):
+        """Set prev_hash and head_signed from the journal's newest record (genesis when none)."""
+        head = None
+        try:
+            head = self.journal.last()
+        except Exception:  # JournalCorrupt: the chain cannot continue from it; start from genesis
+            self.head_corrupt = True
+        if head is None:
+            self._prev = wire.genesis_hash(self.dev_id)
+            self.head_signed = True
+            self._unsigned_run = 0
+            return
+        parsed = wire.parse(head[1])
+        self._prev = wire.record_hash(head[1], parsed[8])
+        self.head_signed = parsed[9]
+        # unknown after a reboot: count the head as the start of a run so the next signs soon
+        self._unsigned_run = 0 if parsed[9] else self.sign_every_n - 1
+
+    def _count_pending(self):
+        """Recount the unacked records and the lowest unacked seq (reads the journal once)."""
+        n = 0
+        first = -1
+        for seq, _ in self.journal.iter_from(0):
+            if first < 0:
+                first = seq
+            n += 1
+        self.depth = n
+        self.first_seq = first
+
+    @property
+    def last_seq(self):
+        """Highest seq ever written (-1 before the first record)."""
+        return self.journal.last_seq
+
+    @property
+    def acked_seq(self):
+        """Every record with seq <= acked_seq is acked (-1 before the first ack)."""
+        return self.journal.acked_seq
+
+    def _changed(self):
+        cb = self.on_change
+        if cb is not None:
+            cb()
+
+    # ---- appending -------------------------------------------------------------------------
+    def append(self, kind, values, sign=False, overflow=False):
+        """Build, maybe sign, and journal one record; return its seq.
+
+        values: list of (type_id, channel, value). sign=True forces a signature; heartbeats and key
+        rotations are always signed, readings and events every sign_every_n-th record.
+        Raises JournalFull (the journal counts the drop), WireError on bad values, OSError on flash.
+        """
+        if not overflow and self.journal.dropped_count:
+            self._flush_overflow()
+        seq = self.seqs.next()
+        time_s, flags = self.time.now()
+        b = self._builder
+        b.begin(kind, seq, self.boot, time_s, self._prev, flags)
+        for type_id, channel, value in values:
+            b.add(type_id, channel, value)
+        body = b.finish()
+        always = kind == wire.KIND_HEARTBEAT or kind == wire.KIND_KEY_ROTATION
+        if always or self._unsigned_run + 1 >= self.sign_every_n:
+            sign = True
+        elif not sign and not self.journal.room_for(len(body) + _CLOSER_BYTES):
+            sign = True  # no room left for a closer after it: this record must close the chain
+        record = wire.sign(body, self.signer) if sign else body
+        if sign:
+            self.signatures += 1
+        self.journal.append(seq, record, overflow)
+        self._prev = hashlib.sha256(body).digest()
+        self.head_signed = sign
+        self._unsigned_run = 0 if sign else self._unsigned_run + 1
+        self.depth += 1
+        if self.first_seq < 0:
+            self.first_seq = seq
+        self._changed()
+        return seq
+
+    def _flush_overflow(self):
+        """Journal the overflow event (code 2, arg = readings dropped) once there is room again."""
+        dropped = self.journal.dropped_count
+        if not dropped or not self.journal.room_for(_EVENT_MAX_BYTES):
+            return
+        self.append(
+            wire.KIND_EVENT,
+            [(wire.CH_EVENT_CODE, 0, wire.EV_JOURNAL_OVERFLOW), (wire.CH_EVENT_ARG, 0, dropped)],
+            overflow=True,
+        )
+        self.events += 1
+
+    def _try_flush_overflow(self):
+        """_flush_overflow() that reports a still-full journal as False instead of raising."""
+        try:
+            self._flush_overflow()
+        except JournalFull:
+            return False
+        return True
+
+    def event(self, code, arg=None):
+        """Journal an event record (code from wire.EV_*, optional i32 arg); return its seq or -1 when
+        the journal was full (the drop is counted and reported by a later overflow event)."""
+        values = [(wire.CH_EVENT_CODE, 0, code)]
+        if arg is not None:
+            values.append((wire.CH_EVENT_ARG, 0, arg))
+        try:
+            seq = self.append(wire.KIND_EVENT, values)
+        except JournalFull:
+            self.full_drops += 1
+            return -1
+        self.events += 1
+        return seq
+
+    def sample_once(self):
+        """Read every source and journal one reading (plus a fault event per newly failing source).
+
+        Returns the reading's seq, or -1 when nothing was stored (all sources failed, journal full).
+        Never raises for sensor faults or a full journal.
+        """
+        values = self._values
+        del values[:]
+        for src in self.sources:
+            try:
+                got = src.read()
+            except Exception:
+                self.sensor_faults += 1
+                if not src.faulted:
+                    src.faulted = True
+                    self.event(wire.EV_SENSOR_FAULT, src.fault_type)
+                continue
+            src.faulted = False
+            for v in got:
+                values.append(v)
+        if not values:
+            return -1
+        try:
+            seq = self.append(wire.KIND_READING, values)
+        except JournalFull:
+            self.full_drops += 1
+            return -1
+        self.readings += 1
+        return seq
+
+    def heartbeat(self):
+        """Journal a signed heartbeat (journal depth, uptime); return its seq or -1 when full."""
+        up_s = self.time.uptime_ms() // _MS_PER_S
+        if up_s > _I32_MAX:
+            up_s = _I32_MAX
+        try:
+            seq = self.append(
+                wire.KIND_HEARTBEAT,
+                [(wire.CH_JOURNAL_DEPTH, 0, self.depth), (wire.CH_UPTIME, 0, up_s)],
+            )
+        except JournalFull:
+            self.full_drops += 1
+            return -1
+        self.heartbeats += 1
+        return seq
+
+    def close_chain(self):
+        """Before an upload: append a signed heartbeat when the newest record is unsigned, so the
+        upload ends with a signed record. Returns the newest seq (-1 when the journal is empty)."""
+        if self.journal.last_seq >= 0 and not self.head_signed:
+            self.heartbeat()
+        return self.journal.last_seq
+
+    def ack(self, seq):
+        """Apply a cumulative ACK up to seq (journal.ack), recount, and journal an overflow event if
+        room came back; returns the new depth."""
+        self.journal.ack(seq)
+        self._count_pending()
+        if self.journal.dropped_count and self._try_flush_overflow():
+            return self.depth
+        self._changed()
+        return self.depth
+
+    def time_sync(self, unix_s):
+        """Set the clock from the gateway and journal a time-sync event; return the correction (s)."""
+        corr = self.time.sync(unix_s)
+        self.event(wire.EV_TIME_SYNC, corr)
+        return corr
+
+    # ---- asyncio tasks ---------------------------------------------------------------------
+    async def _every(self, interval_ms, step):
+        """Call step() every interval_ms (drift-free) while running; a failing step is counted."""
+        clock = self.time.clock
+        due = clock.ticks_ms()
+        while self.running:
+            try:
+                step()
+            except Exception:  # flash or wire trouble: count it, keep the board alive
+                self.errors += 1
+            due += interval_ms
+            wait = clock.ticks_diff(due, clock.ticks_ms())
+            if wait < 0:  # fell behind (a long signature): skip the missed slots
+                due = clock.ticks_ms()
+                wait = 0
+            await clock.sleep_ms(wait)
+
+    async def sample_task(self):
+        """Sample at the profile's interval until stop()."""
+        await self._every(self.sample_interval_ms, self.sample_once)
+
+    async def heartbeat_task(self):
+        """Emit a signed heartbeat at the profile's interval until stop() (first one after one
+        interval: the boot event already marks the start)."""
+        clock = self.time.clock
+        await clock.sleep_ms(self.heartbeat_interval_ms)
+        await self._every(self.heartbeat_interval_ms, self.heartbeat)
