@@ -10,9 +10,10 @@ ESP32_STUBS_VERSION := 1.29.0.post1
 STDLIB_STUBS_VERSION := 1.29.0.post2
 NODE_BIN := node_modules/.bin
 PORT ?= /dev/ttyUSB0
+BOARD ?= boards/esp32-devkitc.json
 
 .PHONY: help setup test lint typecheck mpy-check test-firmware-mp test-py vectors vectors-check \
-        bench run deps-system hil clean
+        bench run deps-system hil flash clean
 
 help:
 	@echo "make run    - start the gateway (see README for what it does today)"
@@ -20,6 +21,8 @@ help:
 	@echo "make bench  - benchmarks, reported as ratios against baselines measured in the same run"
 	@echo "make vectors - regenerate tests/vectors and fail if they changed"
 	@echo "make deps-system - apt packages for Debian / Raspberry Pi OS (run as root)"
+	@echo "make flash PORT=/dev/ttyUSB0 BOARD=boards/cold-chain-logger.json - deploy firmware to a board"
+	@echo "make hil PORT=/dev/ttyUSB0 - run the firmware tests on an attached board"
 
 $(BIN)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +76,10 @@ run: setup
 	@exit 2
 
 hil: setup
-	$(BIN)/python -m pytest -m hil --port $(PORT)
+	$(BIN)/python -m pytest -m hil --port $(PORT) tests/hil
+
+flash: setup
+	$(BIN)/python tools/flash.py --port $(PORT) --board $(BOARD)
 
 deps-system:
 	apt-get update

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop tests: run only with a board attached (`make hil PORT=/dev/ttyUSB0`)."""
