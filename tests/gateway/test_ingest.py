@@ -226,3 +226,28 @@ def test_catch_up_reads_the_log_in_bounded_chunks(tmp_path, monkeypatch):
     assert gw.last_committed_seq(board.device_id) == 9
     gw.close()
     ledger.close()
+
+
+def test_audit_accepts_what_ingest_wrote_and_flags_records_after_revocation(tmp_path):
+    from gateway.ledger.audit import audit
+
+    ledger, gw = _open(tmp_path)
+    a, b = SimBoard("a", sign_every=3), SimBoard("b")
+    gw.enroll(a.public_key, {"owner": "farm"})
+    gw.enroll(b.public_key)
+    for _ in range(7):
+        a.reading()
+    a.rotate_key(hashlib.sha256(b"rotated").digest())
+    a.reading()
+    b.reading()
+    gw.deliver_many([(a.device_id, a.upload(None)), (b.device_id, b.upload(None))])
+    gw.revoke(b.device_id, "decommissioned")
+    ledger.integrate()
+    assert audit(str(tmp_path / "ledger.sqlite"), ledger.vkey).ok
+    ledger.append([(KIND_DEVICE_RECORD, b.reading(signed=True))])  # bypassing ingest
+    ledger.integrate()
+    report = audit(str(tmp_path / "ledger.sqlite"), ledger.vkey)
+    assert [f.code for f in report.findings] == ["revoked-device"]
+    assert report.first_bad_index == ledger.sequenced_size - 1
+    gw.close()
+    ledger.close()
