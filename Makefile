@@ -83,7 +83,8 @@ flash: setup
 
 deps-system:
 	apt-get update
-	apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc make nodejs npm
+	apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc make nodejs npm \
+	    dbus python3-dbusmock
 
 clean:
 	rm -rf $(VENV) $(STUBS) node_modules build *.egg-info

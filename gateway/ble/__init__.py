@@ -1,0 +1,1 @@
+"""The gateway's BLE side: protocol codec, bleak central (link), bumble virtual radio."""

@@ -1,0 +1,557 @@
+"""The gateway's BLE central on bleak: scan, connect, collect records, ack after the commit.
+
+This is the only gateway module that drives bleak's BleakClient/BleakScanner (the bumble backend
+implements bleak's backend base classes, nothing more). Toward ingest it needs a `Collector`;
+toward the radio it takes an optional pair of bleak backend classes (`BleakBackends`): None means
+bleak's platform default (BlueZ over D-Bus on Linux), `BumbleCentral.backends` the bumble one.
+
+One upload, per docs/ble-protocol.md: connect (fresh BleakClient), read Info, check the device id,
+subscribe to data, then SEND_FROM(last committed seq + 1, no limit) -- subscribing first means no
+notification can be lost (bleak #374) -- reassemble until END, hand the records to
+`Collector.deliver`, and only after it returns write ACK(the seq it returned), wait for the STATUS,
+unsubscribe and disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import (
+    BleakCharacteristicNotFoundError,
+    BleakDBusError,
+    BleakDeviceNotFoundError,
+    BleakError,
+    BleakGATTProtocolError,
+)
+
+from gateway.ble import protocol as p
+from gateway.errors import WireError
+
+logger = logging.getLogger(__name__)
+
+# A Pi's built-in controller holds about 7 stable LE connections (DESIGN, measured); 5 leaves
+# room for one connection being torn down while the next is set up, and for scanning.
+MAX_CONNECTIONS = 5
+# Connect plus service discovery: BlueZ on a busy Pi can take several seconds; bleak's default is
+# 30 s, which keeps a semaphore slot hostage far too long when a board walked out of range.
+CONNECT_TIMEOUT_S = 20.0
+# One GATT read/write/subscribe; a healthy link answers within a few connection intervals.
+GATT_TIMEOUT_S = 10.0
+# Watchdog on an upload: no notification for this long means the stream (or link) is dead. The
+# board streams back to back, so even at MTU 23 and a 50 ms interval a frame comes every 50 ms.
+STALL_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 5.0  # ACK write to STATUS: the board deletes from flash, a few ms per record
+DISCONNECT_TIMEOUT_S = 5.0  # teardown must not hang a slot; BlueZ cleans up after us anyway
+# Retry after a transient failure: exponential from BACKOFF_INITIAL_S, capped at BACKOFF_MAX_S,
+# with +-BACKOFF_JITTER so boards that failed together (gateway restart, interference burst) do
+# not retry in lockstep.
+BACKOFF_INITIAL_S = 2.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_MAX_S = 300.0
+BACKOFF_JITTER = 0.25
+# After a permanent failure (wrong device behind an enrolled prefix, protocol violation, GATT
+# layout): retry rarely, a reflash or an enrollment may fix it, but do not hammer the board.
+PERMANENT_BACKOFF_S = 900.0
+# After a good upload the board's advertising still says pending > 0 until it refreshes; wait so
+# we do not reconnect on a stale advertisement.
+SUCCESS_COOLDOWN_S = 3.0
+# Rounds of SEND_FROM per connection: another round only when chunks were dropped (reassembly),
+# so the gap is re-requested while the link is up.
+MAX_ROUNDS_PER_CONNECTION = 3
+# BlueZ discovery can stop silently (adapter reset, another client); restart the scanner when no
+# advertisement at all arrived for this long.
+SCAN_WATCHDOG_S = 60.0
+
+
+class BleakBackends(NamedTuple):
+    """The bleak backend classes to use; None for either means bleak's platform default."""
+
+    client: type[BaseBleakClient] | None = None
+    scanner: type[BaseBleakScanner] | None = None
+
+
+class Collector(Protocol):
+    """What the link needs from ingest. All calls are made from the link's event loop."""
+
+    def device_for_prefix(self, id_prefix: bytes) -> bytes | None:
+        """Return the enrolled 16-byte device id whose first 4 bytes are id_prefix, or None."""
+        ...
+
+    def last_committed_seq(self, device_id: bytes) -> int | None:
+        """Return the highest durably committed seq of device_id, or None if none yet."""
+        ...
+
+    async def deliver(self, device_id: bytes, records: list[bytes]) -> int | None:
+        """Verify and durably commit records (raw, in arrival order; duplicates possible).
+
+        Return the seq to ack -- the highest seq of device_id that is authentic and durably
+        committed -- or None if nothing may be acked. The link writes ACK only after this returns.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Tunables of a BleLink; defaults are the module constants (tests shorten the timers)."""
+
+    max_connections: int = MAX_CONNECTIONS
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    gatt_timeout_s: float = GATT_TIMEOUT_S
+    stall_timeout_s: float = STALL_TIMEOUT_S
+    ack_timeout_s: float = ACK_TIMEOUT_S
+    disconnect_timeout_s: float = DISCONNECT_TIMEOUT_S
+    backoff_initial_s: float = BACKOFF_INITIAL_S
+    backoff_factor: float = BACKOFF_FACTOR
+    backoff_max_s: float = BACKOFF_MAX_S
+    backoff_jitter: float = BACKOFF_JITTER
+    permanent_backoff_s: float = PERMANENT_BACKOFF_S
+    success_cooldown_s: float = SUCCESS_COOLDOWN_S
+    max_rounds_per_connection: int = MAX_ROUNDS_PER_CONNECTION
+    scan_watchdog_s: float = SCAN_WATCHDOG_S
+
+
+class LinkError(Exception):
+    """A failed upload with a stable `code` and whether a retry may help (`transient`)."""
+
+    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.transient = transient
+
+
+# Substrings of BlueZ / bleak error texts that mean "radio or stack busy, try again".
+_TRANSIENT_MARKERS = (
+    "le-connection-abort",
+    "inprogress",
+    "in progress",
+    "not connected",
+    "notconnected",
+    "disconnected",
+    "noreply",
+    "timeout",
+    "timed out",
+    "software caused connection abort",
+    "notready",
+)
+
+
+def classify(exc: BaseException) -> LinkError:
+    """Return exc as a LinkError with a stable code and its transient/permanent class.
+
+    Transient (retry with backoff): timeouts, le-connection-abort-by-local, InProgress, a
+    disconnect or stall mid-upload, a busy board, any other bleak/D-Bus/OS error (the radio is
+    the usual suspect). Permanent (retry only after PERMANENT_BACKOFF_S): wrong device, protocol
+    errors (WireError), a GATT layout without our characteristics, GATT protocol errors, and
+    anything unexpected (a bug must not hot-loop).
+    """
+    if isinstance(exc, LinkError):
+        return exc
+    if isinstance(exc, WireError):
+        return LinkError(f"protocol/{exc.code}", exc.message, transient=False)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return LinkError("timeout", str(exc) or "timed out", transient=True)
+    if isinstance(exc, BleakCharacteristicNotFoundError):
+        return LinkError("gatt-layout", str(exc), transient=False)
+    if isinstance(exc, BleakGATTProtocolError):
+        return LinkError("gatt-error", str(exc), transient=False)
+    if isinstance(exc, BleakDeviceNotFoundError):
+        return LinkError("not-found", str(exc), transient=True)
+    if isinstance(exc, BleakDBusError):
+        text = f"{exc.dbus_error} {exc.dbus_error_details or ''}".lower()
+        code = "in-progress" if "inprogress" in text else "dbus"
+        if "le-connection-abort" in text:
+            code = "le-connection-abort"
+        return LinkError(code, str(exc), transient=True)
+    if isinstance(exc, BleakError | OSError | EOFError):
+        text = str(exc).lower()
+        code = next((m.replace(" ", "-") for m in _TRANSIENT_MARKERS if m in text), "bleak")
+        return LinkError(code, str(exc), transient=True)
+    return LinkError("internal", repr(exc), transient=False)
+
+
+@dataclass
+class DeviceState:
+    """Retry bookkeeping of one device: consecutive failures and when to try next."""
+
+    failures: int = 0
+    next_attempt_s: float = 0.0
+    last_error: str | None = None
+    uploads: int = 0
+
+
+@dataclass
+class LinkStats:
+    """Counters for logs, health and tests."""
+
+    sessions: int = 0
+    uploads_ok: int = 0
+    records_received: int = 0
+    acks: int = 0
+    transient_failures: int = 0
+    permanent_failures: int = 0
+    dropped_records: int = 0
+    dropped_chunks: int = 0
+    bad_frames: int = 0
+    stale_notifications: int = 0
+    not_enrolled_adverts: int = 0
+    scanner_restarts: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class UploadResult:
+    """What one connection achieved: records received, the seq acked (None if none), rounds."""
+
+    device_id: bytes
+    records: int
+    acked_seq: int | None
+    rounds: int
+    mtu: int
+
+
+def _mtu_of(client: BleakClient) -> int:
+    """Return the ATT MTU as the data characteristic reports it (BlueZ >= 5.62 exposes it per
+    characteristic; bleak's client.mtu_size on BlueZ is 23 unless a private call acquires it)."""
+    try:
+        char = client.services.get_characteristic(p.DATA_UUID)
+        return char.max_write_without_response_size + 3 if char else p.MIN_MTU
+    except BleakError:
+        return p.MIN_MTU
+
+
+def backoff_delay_s(failures: int, config: LinkConfig, rng: random.Random) -> float:
+    """Return the delay before retry number `failures` (>= 1) after transient failures."""
+    base = min(
+        config.backoff_max_s, config.backoff_initial_s * config.backoff_factor ** (failures - 1)
+    )
+    return base * (1.0 + rng.uniform(-config.backoff_jitter, config.backoff_jitter))
+
+
+class BleLink:
+    """The BLE central: scans, picks enrolled boards with pending records, collects, acks.
+
+    `run()` scans until stopped and schedules one upload per device at a time, at most
+    `config.max_connections` at once. `collect()` runs one upload and is public for tools/tests.
+    """
+
+    def __init__(
+        self,
+        collector: Collector,
+        backend: BleakBackends | None = None,
+        config: LinkConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Set up the link; nothing touches the radio until run() or collect()."""
+        self.collector = collector
+        self.backend = backend or BleakBackends()
+        self.config = config or LinkConfig()
+        self.stats = LinkStats()
+        self.states: dict[bytes, DeviceState] = {}
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._slots = asyncio.Semaphore(self.config.max_connections)
+        self._tasks: dict[bytes, asyncio.Task[None]] = {}
+        # device id -> token of the connection allowed to feed notifications (bleak #2002 guard)
+        self._live: dict[bytes, object] = {}
+        self._last_advert_s = 0.0
+
+    # -- scanning and scheduling ---------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Scan and collect until stop is set; then cancel uploads in flight and return.
+
+        Raises what BleakScanner.start raises when there is no usable adapter (no D-Bus, no
+        BlueZ): that is a deployment error, not something to retry here.
+        """
+        scanner = self._new_scanner()
+        await scanner.start()
+        self._last_advert_s = self._clock()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.scan_watchdog_s)
+                if (
+                    not stop.is_set()
+                    and self._clock() - self._last_advert_s > self.config.scan_watchdog_s
+                ):
+                    logger.warning("no advertisement for %.0f s, restarting the scanner",
+                                   self.config.scan_watchdog_s)  # fmt: skip
+                    self.stats.scanner_restarts += 1
+                    with contextlib.suppress(Exception):
+                        await scanner.stop()
+                    scanner = self._new_scanner()
+                    await scanner.start()
+                    self._last_advert_s = self._clock()
+        finally:
+            with contextlib.suppress(Exception):
+                await scanner.stop()
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _new_scanner(self) -> BleakScanner:
+        return BleakScanner(
+            self.on_advertisement, service_uuids=[p.SERVICE_UUID], backend=self.backend.scanner
+        )
+
+    def on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        """Scanner callback: schedule an upload if the board is enrolled, has pending records,
+        is not already being collected and is not backing off. Returns nothing; never raises."""
+        self._last_advert_s = self._clock()
+        try:
+            advert = p.parse_manufacturer_data(adv.manufacturer_data)
+        except WireError:
+            return
+        if advert is None or advert.pending == 0:
+            return
+        device_id = self.collector.device_for_prefix(advert.id_prefix)
+        if device_id is None:
+            self.stats.not_enrolled_adverts += 1
+            return
+        if device_id in self._tasks:
+            return
+        state = self.states.setdefault(device_id, DeviceState())
+        if self._clock() < state.next_attempt_s:
+            return
+        task = asyncio.get_running_loop().create_task(self._upload_with_retry(device, device_id))
+        self._tasks[device_id] = task
+
+    async def _upload_with_retry(self, device: BLEDevice, device_id: bytes) -> None:
+        state = self.states.setdefault(device_id, DeviceState())
+        try:
+            async with self._slots:
+                await self.collect(device, device_id)
+            state.failures = 0
+            state.uploads += 1
+            state.last_error = None
+            state.next_attempt_s = self._clock() + self.config.success_cooldown_s
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = classify(exc)
+            state.last_error = err.code
+            self.stats.errors[err.code] = self.stats.errors.get(err.code, 0) + 1
+            if err.transient:
+                self.stats.transient_failures += 1
+                state.failures += 1
+                delay = backoff_delay_s(state.failures, self.config, self._rng)
+                logger.info("upload from %s failed (%s), retry in %.1f s", device_id.hex(),
+                            err, delay)  # fmt: skip
+            else:
+                self.stats.permanent_failures += 1
+                delay = self.config.permanent_backoff_s
+                logger.warning("upload from %s failed permanently (%s), retry in %.0f s",
+                               device_id.hex(), err, delay)  # fmt: skip
+            state.next_attempt_s = self._clock() + delay
+        finally:
+            self._tasks.pop(device_id, None)
+
+    # -- one upload ----------------------------------------------------------------------------
+
+    def _notification_handler(
+        self, device_id: bytes, token: object, queue: asyncio.Queue[bytes | None]
+    ) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+        """Return the data callback of one connection: it feeds queue only while token is live.
+
+        A callback that outlives its connection (bleak #2002: BlueZ can keep delivering to an old
+        client's watcher after a reconnect) is counted in stats.stale_notifications and dropped.
+        """
+
+        def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+            if self._live.get(device_id) is not token:
+                self.stats.stale_notifications += 1
+                return
+            queue.put_nowait(bytes(data))
+
+        return on_notify
+
+    async def collect(self, device: BLEDevice, device_id: bytes) -> UploadResult:
+        """Run one upload from the board behind device, expected to be device_id.
+
+        Returns the UploadResult; raises LinkError / WireError / bleak errors on failure (see
+        classify). The ACK is written only after Collector.deliver returned; records received
+        before a failure are still delivered (not acked) so authentic ones are kept.
+        """
+        cfg = self.config
+        self.stats.sessions += 1
+        token = object()
+        self._live[device_id] = token
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def on_disconnect(_client: BleakClient) -> None:
+            if self._live.get(device_id) is token:
+                queue.put_nowait(None)
+
+        client = BleakClient(
+            device,
+            disconnected_callback=on_disconnect,
+            timeout=cfg.connect_timeout_s,
+            backend=self.backend.client,
+        )
+        records: list[bytes] = []
+        delivered = True
+        subscribed = False
+        acked: int | None = None
+        rounds = 0
+        try:
+            await asyncio.wait_for(client.connect(), cfg.connect_timeout_s)
+            raw_info = await asyncio.wait_for(
+                client.read_gatt_char(p.INFO_UUID), cfg.gatt_timeout_s
+            )
+            info = p.decode_info(bytes(raw_info))
+            if info.device_id != device_id:
+                raise LinkError(
+                    "wrong-device",
+                    f"board says {info.device_id.hex()}, enrolled {device_id.hex()}",
+                    transient=False,
+                )
+            await asyncio.wait_for(
+                client.start_notify(
+                    p.DATA_UUID, self._notification_handler(device_id, token, queue)
+                ),
+                cfg.gatt_timeout_s,
+            )
+            subscribed = True
+            while rounds < cfg.max_rounds_per_connection:
+                rounds += 1
+                last = self.collector.last_committed_seq(device_id)
+                start = 0 if last is None else last + 1
+                reasm = p.Reassembler()
+                round_records: list[bytes] = []
+                delivered = False
+                records = round_records
+                await asyncio.wait_for(
+                    client.write_gatt_char(
+                        p.CONTROL_UUID, p.encode_send_from(start, 0), response=True
+                    ),
+                    cfg.gatt_timeout_s,
+                )
+                await self._receive(queue, reasm, round_records)
+                self.stats.records_received += len(round_records)
+                self.stats.dropped_records += reasm.dropped_records
+                self.stats.dropped_chunks += reasm.dropped_chunks
+                ack_seq = (
+                    await self.collector.deliver(device_id, round_records)
+                    if round_records
+                    else None
+                )
+                delivered = True
+                if ack_seq is not None:
+                    await self._ack(client, queue, ack_seq)
+                    acked = ack_seq
+                if not (reasm.dropped_records or reasm.dropped_chunks):
+                    break
+            self.stats.uploads_ok += 1
+            return UploadResult(device_id, len(records), acked, rounds, _mtu_of(client))
+        except asyncio.CancelledError:
+            delivered = True  # a cancelled task must not start new work
+            raise
+        finally:
+            if self._live.get(device_id) is token:
+                del self._live[device_id]
+            if not delivered and records:
+                try:
+                    await self.collector.deliver(device_id, records)
+                except Exception:
+                    logger.exception("delivering a partial upload of %s failed", device_id.hex())
+            await self._teardown(client, subscribed)
+
+    async def _receive(
+        self, queue: asyncio.Queue[bytes | None], reasm: p.Reassembler, out: list[bytes]
+    ) -> p.End:
+        """Append reassembled records to out until END; return the End frame.
+
+        Raises LinkError "stalled" (no frame for stall_timeout_s), "disconnected", "busy"
+        (STATUS busy to SEND_FROM, transient) or "refused" (another SEND_FROM status, permanent).
+        """
+        while True:
+            try:
+                data = await asyncio.wait_for(queue.get(), self.config.stall_timeout_s)
+            except TimeoutError:
+                raise LinkError(
+                    "stalled",
+                    f"no notification for {self.config.stall_timeout_s} s",
+                    transient=True,
+                ) from None
+            if data is None:
+                raise LinkError("disconnected", "link lost during the upload", transient=True)
+            try:
+                frame = p.decode_frame(data)
+                if isinstance(frame, p.Chunk):
+                    record = reasm.feed(frame)
+                    if record is not None:
+                        out.append(record)
+                    continue
+            except WireError as e:
+                self.stats.bad_frames += 1
+                reasm.reset()
+                logger.warning("bad frame dropped: %s", e)
+                continue
+            if isinstance(frame, p.End):
+                return frame
+            if frame.command == p.CMD_SEND_FROM and frame.status != p.STATUS_OK:
+                if frame.status == p.STATUS_BUSY:
+                    raise LinkError("busy", "board answered SEND_FROM with busy", transient=True)
+                raise LinkError(
+                    "refused",
+                    f"board answered SEND_FROM with status {frame.status}",
+                    transient=False,
+                )
+
+    async def _ack(self, client: BleakClient, queue: asyncio.Queue[bytes | None], seq: int) -> None:
+        """Write ACK(seq) and wait for the board's STATUS; raise LinkError if refused or lost."""
+        await asyncio.wait_for(
+            client.write_gatt_char(p.CONTROL_UUID, p.encode_ack(seq), response=True),
+            self.config.gatt_timeout_s,
+        )
+        deadline = asyncio.get_running_loop().time() + self.config.ack_timeout_s
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                data = await asyncio.wait_for(queue.get(), max(0.0, remaining))
+            except TimeoutError:
+                raise LinkError(
+                    "ack-timeout", f"no STATUS for ACK({seq})", transient=True
+                ) from None
+            if data is None:
+                raise LinkError(
+                    "disconnected", "link lost waiting for the ACK status", transient=True
+                )
+            try:
+                frame = p.decode_frame(data)
+            except WireError:
+                self.stats.bad_frames += 1
+                continue
+            if isinstance(frame, p.Status) and frame.command == p.CMD_ACK:
+                if frame.status != p.STATUS_OK:
+                    raise LinkError(
+                        "ack-refused", f"board refused ACK({seq}): status {frame.status}",
+                        transient=False,
+                    )  # fmt: skip
+                self.stats.acks += 1
+                return
+
+    async def _teardown(self, client: BleakClient, subscribed: bool) -> None:
+        """Unsubscribe (bleak #2002: leave no callback behind) and disconnect; never raises."""
+        timeout_s = self.config.disconnect_timeout_s
+        if subscribed and client.is_connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.stop_notify(p.DATA_UUID), timeout_s)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), timeout_s)

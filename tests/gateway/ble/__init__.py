@@ -1,0 +1,1 @@
+"""Tests of the gateway's BLE link, protocol codec and virtual radio."""

@@ -1,0 +1,292 @@
+"""The unchanged BleLink over the bumble backend, collecting from virtual boards end to end."""
+
+import asyncio
+import random
+import time
+
+from bleak.exc import BleakDBusError, BleakError
+
+from gateway.ble import protocol as p
+from gateway.ble.bumble_backend import BumbleCentral, VirtualLink
+from gateway.ble.link import (
+    BleakBackends,
+    BleLink,
+    LinkConfig,
+    LinkError,
+    backoff_delay_s,
+    classify,
+)
+from gateway.ble.virtual_bluetooth import BLE
+from gateway.errors import WireError
+from tests.gateway.ble.helpers import MemoryCollector, MiniBoard, make_chain
+
+FAST = LinkConfig(
+    connect_timeout_s=5,
+    stall_timeout_s=3,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.5,
+    success_cooldown_s=0.3,
+    permanent_backoff_s=2,
+    scan_watchdog_s=5,
+)
+
+
+def run(coro, timeout_s=60):
+    """Run coro on a fresh loop with an overall timeout (no pytest-asyncio needed)."""
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def wait_until(pred, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+class Rig:
+    """A virtual link with a central and MiniBoards; closes everything on exit."""
+
+    def __init__(self):
+        self.link = VirtualLink()
+        self.central = BumbleCentral.on_link(self.link)
+        self.bles = []
+        self.events = []
+
+    def board(self, name, n, **kw):
+        dev_id, pk, records = make_chain(name, n, kw.pop("sign_every", 3))
+        ble = BLE(self.link.new_device(name))
+        self.bles.append(ble)
+        return MiniBoard(ble, records, dev_id, pk, events=self.events, **kw)
+
+    async def close(self):
+        for ble in self.bles:
+            await ble.close()
+        await self.central.close()
+
+
+async def _collect(link, until, timeout_s=30):
+    stop = asyncio.Event()
+    task = asyncio.create_task(link.run(stop))
+    try:
+        await wait_until(until, timeout_s)
+    finally:
+        stop.set()
+        await task
+
+
+def _assert_acks_follow_commits(events):
+    committed = {}
+    for kind, dev, seq in events:
+        if kind == "committed" and seq is not None:
+            committed[dev] = seq
+        elif kind == "ack":
+            assert committed.get(dev) is not None and committed[dev] >= seq, (dev.hex(), seq)
+
+
+def test_two_boards_every_record_once_acks_after_commit_and_strangers_ignored():
+    async def scenario():
+        rig = Rig()
+        await rig.central.start()
+        a = rig.board("a", 30)  # MTU 247: one notification per record
+        b = rig.board("b", 12, mtu=23)  # MTU 23: records split into up to 9 chunks
+        stranger = rig.board("stranger", 5)
+        col = MemoryCollector({a.dev_id: a.pk, b.dev_id: b.pk}, rig.events)
+        link = BleLink(col, rig.central.backends, FAST)
+        try:
+            await _collect(link, lambda: not a.journal and not b.journal)
+        finally:
+            await rig.close()
+        for board, n in ((a, 30), (b, 12)):
+            seqs = [r.seq for r in col.committed[board.dev_id]]
+            assert seqs == list(range(1, 2 * n, 2))
+            assert board.send_from[0] == 0  # nothing committed yet: from the start
+        assert stranger.send_from == [] and len(stranger.journal) == 5
+        assert link.stats.not_enrolled_adverts > 0
+        assert link.stats.acks >= 2 and link.stats.dropped_chunks == 0
+        _assert_acks_follow_commits(rig.events)
+
+    run(scenario())
+
+
+def test_disconnect_mid_upload_resumes_from_last_committed_plus_one():
+    async def scenario():
+        rig = Rig()
+        await rig.central.start()
+        # 7 notifications = 7 records at MTU 247; records 3 and 6 are signed, so seqs up to the
+        # 6th (seq 11) become authentic before the link drops.
+        board = rig.board("drop", 20, drop_after_frames=7)
+        col = MemoryCollector({board.dev_id: board.pk}, rig.events)
+        link = BleLink(col, rig.central.backends, FAST)
+        try:
+            await _collect(link, lambda: not board.journal)
+        finally:
+            await rig.close()
+        assert board.send_from[:2] == [0, 12]  # seq 11 committed: SEND_FROM(11 + 1)
+        assert link.stats.errors.get("disconnected", 0) >= 1
+        assert [r.seq for r in col.committed[board.dev_id]] == list(range(1, 41, 2))
+        _assert_acks_follow_commits(rig.events)
+
+    run(scenario())
+
+
+def test_stale_callbacks_after_reconnect_are_dropped_bleak_2002():
+    async def scenario():
+        rig = Rig()
+        await rig.central.start()
+        base = rig.central.backends.client
+        assert base is not None
+        leaked: list = []
+
+        class LeakyClient(base):  # type: ignore[misc, valid-type]
+            """Emulates BlueZ's leaked watchers: every callback ever registered for the board
+            receives every later notification, and stop_notify removes nothing."""
+
+            async def start_notify(self, characteristic, callback, **kwargs):
+                leaked.append(callback)
+
+                def fan_out(data):
+                    for cb in list(leaked):
+                        cb(data)
+
+                await super().start_notify(characteristic, fan_out, **kwargs)
+
+            async def stop_notify(self, characteristic):
+                return None
+
+        board = rig.board("leaky", 20, drop_after_frames=7)
+        col = MemoryCollector({board.dev_id: board.pk}, rig.events)
+        link = BleLink(col, BleakBackends(LeakyClient, rig.central.backends.scanner), FAST)
+        try:
+            await _collect(link, lambda: not board.journal)
+        finally:
+            await rig.close()
+        assert len(leaked) >= 2
+        assert link.stats.stale_notifications > 0
+        assert link.stats.dropped_chunks == 0 and link.stats.dropped_records == 0
+        assert [r.seq for r in col.committed[board.dev_id]] == list(range(1, 41, 2))
+
+    run(scenario())
+
+
+def test_notification_guard_drops_callbacks_of_an_old_connection():
+    link = BleLink(MemoryCollector({}), BleakBackends(), FAST)
+    dev = bytes(16)
+    old, new = object(), object()
+    q_old: asyncio.Queue = asyncio.Queue()
+    handler = link._notification_handler(dev, old, q_old)
+    link._live[dev] = new
+    handler(None, bytearray(b"\x02"))  # type: ignore[arg-type]
+    assert q_old.empty() and link.stats.stale_notifications == 1
+    link._live[dev] = old
+    handler(None, bytearray(b"\x02"))  # type: ignore[arg-type]
+    assert q_old.get_nowait() == b"\x02"
+
+
+def test_error_classification_and_backoff():
+    cases = [
+        (TimeoutError(), "timeout", True),
+        (BleakDBusError("org.bluez.Error.InProgress", ["Operation already in progress"]), "in-progress", True),
+        (BleakDBusError("org.bluez.Error.Failed", ["le-connection-abort-by-local"]), "le-connection-abort", True),
+        (BleakError("Not connected"), "not-connected", True),
+        (WireError("ble-bad-info", "x"), "protocol/ble-bad-info", False),
+        (LinkError("wrong-device", "x", transient=False), "wrong-device", False),
+        (RuntimeError("bug"), "internal", False),
+    ]  # fmt: skip
+    for exc, code, transient in cases:
+        err = classify(exc)
+        assert (err.code, err.transient) == (code, transient), exc
+    rng = random.Random(1)
+    delays = [backoff_delay_s(n, FAST, rng) for n in range(1, 12)]
+    assert 0.05 * 0.75 <= delays[0] <= 0.05 * 1.25
+    assert max(delays) <= FAST.backoff_max_s * 1.25
+    assert delays[-1] >= FAST.backoff_max_s * 0.75
+
+
+def test_a_board_that_lies_about_its_id_is_a_permanent_failure():
+    async def scenario():
+        rig = Rig()
+        await rig.central.start()
+        board = rig.board("liar", 3)
+        other_id, other_pk, _ = make_chain("someone-else", 1)
+        board.dev_id = board.dev_id[:4] + other_id[4:]  # same prefix, different id in Info
+        board._refresh()
+        col = MemoryCollector({board.dev_id[:4] + bytes(12): other_pk})
+        link = BleLink(col, rig.central.backends, FAST)
+        try:
+            await _collect(link, lambda: link.stats.permanent_failures >= 1, 15)
+        finally:
+            await rig.close()
+        assert link.stats.errors.get("wrong-device") == 1
+        assert board.send_from == []
+
+    run(scenario())
+
+
+def test_protocol_uuids_are_what_the_bumble_client_discovers():
+    async def scenario():
+        rig = Rig()
+        await rig.central.start()
+        board = rig.board("gatt", 1)
+        await board.ble.settle()
+        from bleak import BleakClient, BleakScanner
+
+        try:
+            found = await BleakScanner.find_device_by_filter(
+                lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
+                timeout=5,
+                backend=rig.central.backends.scanner,
+            )
+            assert found is not None
+            async with BleakClient(found, backend=rig.central.backends.client) as client:
+                assert client.mtu_size == 247
+                chars = {c.uuid: c.properties for s in client.services for c in s.characteristics}
+                assert chars[p.INFO_UUID] == ["read"]
+                assert chars[p.DATA_UUID] == ["notify"]
+                assert chars[p.CONTROL_UUID] == ["write"]
+                info = p.decode_info(bytes(await client.read_gatt_char(p.INFO_UUID)))
+                assert info.device_id == board.dev_id
+        finally:
+            await rig.close()
+
+    run(scenario())
+
+
+def test_real_firmware_boards_on_the_virtual_radio(tmp_path):
+    from firmware import board as fw_board
+    from gateway.ble.virtual_fleet import VirtualFleet
+
+    profiles = [fw_board.load(f"boards/{n}.json") for n in ("cold-chain-logger", "energy-meter")]
+
+    async def scenario():
+        fleet = VirtualFleet(
+            profiles, str(tmp_path), sample_interval_s=0.2, heartbeat_interval_s=2, sign_every_n=4
+        )
+        boards = await fleet.start()
+        try:
+            col = MemoryCollector({b.device_id: b.public_key for b in boards})
+            assert fleet.central is not None
+            link = BleLink(col, fleet.central.backends, FAST)
+            await asyncio.sleep(1.0)  # let the sampler journal a few readings
+
+            def collected():
+                return all(len(col.committed[b.device_id]) >= 5 for b in boards) and all(
+                    b.board.sampler.acked_seq is not None and b.board.sampler.acked_seq >= 0
+                    for b in boards
+                )
+
+            await _collect(link, collected, 45)
+        finally:
+            await fleet.stop()
+        for b in boards:
+            recs = col.committed[b.device_id]
+            seqs = [r.seq for r in recs]
+            assert seqs == sorted(set(seqs))  # every record once, in chain order
+            assert recs[0].kind == 3  # the boot event opens every journal
+            assert any(r.kind == 1 for r in recs)  # simulated readings
+            # acks trail commits (an upload cancelled at stop may have committed, not acked)
+            assert 0 <= b.board.sampler.acked_seq <= col.last_committed_seq(b.device_id)
+            assert b.board.peripheral.mtu in (23, 247)
+        assert link.stats.dropped_chunks == 0 and link.stats.bad_frames == 0
+
+    run(scenario(), 90)

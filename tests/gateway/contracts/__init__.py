@@ -1,0 +1,1 @@
+"""Tests of the contract engine and the five use-case contracts (docs/contracts.md)."""

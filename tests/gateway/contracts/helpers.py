@@ -1,0 +1,177 @@
+"""Test helpers: signing participants, boards that build real signed record chains, a toy log."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import struct
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from gateway import wire
+from gateway.contracts import Engine, decode_event, make_tx, state_hash, tx_entry
+from gateway.ledger.entries import KIND_DEVICE_RECORD, encode_enrollment
+
+_HEADER = struct.Struct(">BBB16sIII32sB")
+# One nonce counter for every Party: nonces only need to increase per participant, so a shared
+# counter keeps them increasing across logs, tests and re-created Party objects.
+_NONCES = itertools.count(1)
+STEPS = {"count": 0}  # stateful-test steps run in this process (reported by the machines)
+T0 = 1_799_971_200  # a Unix time inside u32 range, aligned to 900 s and to a UTC day
+assert T0 % 86400 == 0
+
+
+class Party:
+    """A participant: a deterministic Ed25519 key and its nonce counter."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.key = SigningKey(hashlib.sha256(b"party " + name.encode()).digest())
+        self.pk = bytes(self.key.verify_key).hex()
+
+    def tx(
+        self,
+        contract: str,
+        action: str,
+        args: dict[str, Any],
+        time_s: int,
+        cosigners: tuple[Party, ...] = (),
+        nonce: int | None = None,
+    ) -> bytes:
+        """Return a signed transaction entry with the next shared nonce unless one is given."""
+        if nonce is None:
+            nonce = next(_NONCES)
+        keys = [self.key, *(c.key for c in cosigners)]
+        return tx_entry(make_tx(keys, nonce, contract, action, args, time_s))
+
+
+def _value(type_id: int, channel: int, value: int | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return struct.pack(">BB", type_id, channel) + value
+    return struct.pack(">BBi", type_id, channel, value)
+
+
+class Board:
+    """A device: a deterministic key and its hash chain; records follow docs/wire-format.md."""
+
+    def __init__(self, name: str) -> None:
+        self.key = SigningKey(hashlib.sha256(b"board " + name.encode()).digest())
+        self.public_key = bytes(self.key.verify_key)
+        self.device_id = wire.device_id_for(self.public_key)
+        self.id = self.device_id.hex()
+        self.tip = wire.genesis_hash(self.device_id)
+        self.seq = 0
+
+    def enrollment(self) -> bytes:
+        """Return the enrollment entry of this board."""
+        return bytes((0x04,)) + encode_enrollment(self.device_id, self.public_key, {"board": "t"})
+
+    def record(
+        self,
+        time_s: int,
+        values: list[tuple[int, int, int | bytes]],
+        kind: int = wire.READING,
+        synced: bool = True,
+    ) -> bytes:
+        """Return the next signed record as a ledger entry (kind 0x01 || record bytes)."""
+        self.seq += 1
+        flags = wire.TIME_SYNCED if synced else 0
+        body = _HEADER.pack(
+            1, kind, flags, self.device_id, self.seq, 1, time_s, self.tip, len(values)
+        ) + b"".join(_value(*v) for v in values)
+        self.tip = hashlib.sha256(body).digest()
+        raw = body + self.key.sign(body).signature
+        wire.decode_record(raw)  # the helper must only build valid records
+        return bytes((KIND_DEVICE_RECORD,)) + raw
+
+
+class Log:
+    """An in-memory log driven through the engine; emitted events are appended like the gateway."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine or Engine()
+        self.entries: list[bytes] = []
+        self.state = self.engine.initial_state()
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, entry: bytes) -> list[dict[str, Any]]:
+        """Apply entry at the next index, append its events to the log; return them decoded."""
+        index = len(self.entries)
+        self.entries.append(entry)
+        self.state, events = self.engine.apply(self.state, index, entry)
+        self.entries.extend(events)
+        decoded = [decode_event(e) for e in events]
+        self.events.extend(decoded)
+        return decoded
+
+    def ok(self, entry: bytes) -> list[dict[str, Any]]:
+        """Apply entry and assert it was not rejected; return its events."""
+        events = self.add(entry)
+        for e in events:
+            assert e["type"] not in ("rejected",), e["data"]
+        return events
+
+    def reject(self, entry: bytes) -> str:
+        """Apply entry, assert the state is unchanged, return the rejection "code: message"."""
+        before = self.state
+        before_hash = state_hash(before)
+        events = self.add(entry)
+        assert self.state is before
+        assert state_hash(before) == before_hash
+        rejected = [e for e in events if e["type"] == "rejected"]
+        assert len(rejected) == 1, events
+        return f"{rejected[0]['data']['code']}: {rejected[0]['data']['message']}"
+
+    def data(self, contract: str) -> dict[str, Any]:
+        """Return the contract's data in the current state."""
+        return self.state["contracts"][contract]["data"]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """Return every event of type kind emitted so far."""
+        return [e for e in self.events if e["type"] == kind]
+
+
+def setup(log: Log, roles: dict[str, tuple[Party, list[str]]], time_s: int = T0) -> Party:
+    """Register an operator and the given parties (name -> (party, roles)); return the operator."""
+    op = Party("operator")
+    known = log.state["participants"]
+    if op.pk not in known:
+        log.ok(op.tx("engine", "register", {"public_key": op.pk, "name": "op", "roles": ["operator"]}, time_s))  # fmt: skip
+    for name, (party, rs) in roles.items():
+        if party.pk not in log.state["participants"]:
+            log.ok(op.tx("engine", "register", {"public_key": party.pk, "name": name, "roles": rs}, time_s))  # fmt: skip
+    return op
+
+
+def enroll_and_bind(
+    log: Log, owner: Party, contract: str, boards: list[Board], time_s: int
+) -> None:
+    """Enroll boards and bind them to contract, signed by the contract's owner."""
+    for b in boards:
+        log.ok(b.enrollment())
+        log.ok(owner.tx("engine", "bind-device", {"contract": contract, "device": b.id}, time_s))
+
+
+def next_nonce() -> int:
+    """Return a fresh nonce from the shared counter."""
+    return next(_NONCES)
+
+
+class Machine:
+    """Mixin of the stateful tests: apply an entry; a rejection must leave the state unchanged."""
+
+    log: Log
+
+    def step(self, entry: bytes) -> tuple[list[dict[str, Any]], str | None]:
+        """Return (events, "code: message" of a rejection or None) after applying entry."""
+        STEPS["count"] += 1
+        before = self.log.state
+        before_hash = state_hash(before)
+        events = self.log.add(entry)
+        rejected = [e for e in events if e["type"] == "rejected"]
+        if rejected:
+            assert len(events) == 1
+            assert self.log.state is before and state_hash(before) == before_hash
+            return events, f"{rejected[0]['data']['code']}: {rejected[0]['data']['message']}"
+        return events, None
