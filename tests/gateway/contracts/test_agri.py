@@ -6,14 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gateway.contracts.agri import consumer_view, descendants, trace_tree
 from gateway.errors import ContractError
 
-from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, setup
+from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, run_machine, setup
 
 C = "agri-1"
 GROWER, CARRIER, RETAILER, CERT = (Party(n) for n in ("ag-grower", "ag-carrier", "ag-retailer", "ag-cert"))  # fmt: skip
@@ -477,12 +476,5 @@ class AgriMachine(Machine, RuleBasedStateMachine):
         assert leaves == self.roots_qty
 
 
-AgriMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_agri_machine = AgriMachine.TestCase
+def test_agri_machine():
+    run_machine(AgriMachine)

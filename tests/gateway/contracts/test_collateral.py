@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gateway import wire
 from gateway.contracts.collateral import inside_polygon
 
-from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, setup
+from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, run_machine, setup
 
 C = "lien-1"
 LENDER, BORROWER, OTHER = Party("cm-lender"), Party("cm-borrower"), Party("cm-other")
@@ -308,12 +307,5 @@ class CollateralMachine(Machine, RuleBasedStateMachine):
             assert e["data"]["lender"] == LENDER.pk
 
 
-CollateralMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_collateral_machine = CollateralMachine.TestCase
+def test_collateral_machine():
+    run_machine(CollateralMachine)

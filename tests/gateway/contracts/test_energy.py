@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gateway.contracts.energy import amount_minor, clear
 
-from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, setup
+from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, run_machine, setup
 
 C = "market-1"
 MO, GRID_OP = Party("en-mo"), Party("en-grid")
@@ -295,12 +295,5 @@ class EnergyMachine(Machine, RuleBasedStateMachine):
             assert net == e["data"]["net_minor"]
 
 
-EnergyMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_energy_machine = EnergyMachine.TestCase
+def test_energy_machine():
+    run_machine(EnergyMachine)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gateway.contracts.fishfarm import score_bp
 
-from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, setup
+from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, run_machine, setup
 
 C = "pond-1"
 LENDER, FARMER, INSURER, BUYER = (Party(n) for n in ("ff-lender", "ff-farmer", "ff-insurer", "ff-buyer"))  # fmt: skip
@@ -353,15 +352,8 @@ class FishFarmMachine(Machine, RuleBasedStateMachine):
             seen.add(key)
 
 
-FishFarmMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_fishfarm_machine = FishFarmMachine.TestCase
+def test_fishfarm_machine():
+    run_machine(FishFarmMachine)
 
 
 def test_tranches_exhausted() -> None:

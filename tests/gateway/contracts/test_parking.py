@@ -6,14 +6,13 @@ import hashlib
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gateway import wire
 from gateway.contracts.parking import fee_minor, wallet_account
 
-from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, setup
+from .helpers import T0, Board, Log, Machine, Party, enroll_and_bind, run_machine, setup
 
 C = "car-park-1"
 OP, DRIVER, DRIVER2 = Party("pk-op"), Party("pk-driver"), Party("pk-driver2")
@@ -313,12 +312,5 @@ class ParkingMachine(Machine, RuleBasedStateMachine):
         assert len(open_bays) == len(set(open_bays))
 
 
-ParkingMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_parking_machine = ParkingMachine.TestCase
+def test_parking_machine():
+    run_machine(ParkingMachine)
