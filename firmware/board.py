@@ -133,6 +133,7 @@ DRIVER_PARAMS = {
         "min_rssi_dbm": (int, False, None),
         "min_hits": (int, False, None),
         "id_prefix_hex": (str, False, None),
+        "commitment_salt_hex": (str, True, None),  # no salt, no privacy: required
     },
     "tamper": {"debounce_ms": (int, False, None), "open_level": (int, False, (0, 1))},
     "hx711": {

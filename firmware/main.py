@@ -4,7 +4,10 @@ from micropython import const
 
 PROFILE_PATH = "board.json"  # the deployed profile (tools copy boards/<name>.json here)
 _ATTEN = {0: 0, 6: 2, 11: 3}  # profile atten_db -> machine.ADC.ATTN_* value
-_RESET_DELAY_MS = const(5000)  # after a crash: long enough to read the traceback on the console
+_RESET_DELAY_MS = const(5000)
+# UART receive buffer: a signature blocks the loop up to ~0.9 s; at 9600 baud that is ~870 bytes
+# the GPS poll task must find still buffered (the ESP32 default of 256 would drop them).
+_UART_RXBUF_BYTES = const(1024)  # after a crash: long enough to read the traceback on the console
 
 
 def make_buses(profile, machine):
@@ -23,8 +26,9 @@ def make_buses(profile, machine):
             buses[name] = onewire.OneWire(pin(bus["pin"]))
         elif kind == "uart":
             buses[name] = machine.UART(
-                bus["id"], baudrate=bus["baudrate"], tx=bus["tx"], rx=bus["rx"]
-            )
+                bus["id"], baudrate=bus["baudrate"], tx=bus["tx"], rx=bus["rx"],
+                rxbuf=_UART_RXBUF_BYTES,
+            )  # fmt: skip
     for sensor in profile["sensors"]:
         pins = sensor.get("pins") or {}
         params = sensor.get("params") or {}

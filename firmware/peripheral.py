@@ -8,6 +8,8 @@ _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _IRQ_GATTS_READ_REQUEST = const(4)
+_IRQ_SCAN_RESULT = const(5)
+_IRQ_SCAN_DONE = const(6)
 _IRQ_MTU_EXCHANGED = const(21)
 _GATTS_NO_ERROR = const(0)
 
@@ -30,6 +32,15 @@ NOTIFY_MAX_RETRIES = const(200)
 # Control writes queued by the IRQ handler before the task runs: the gateway waits for each
 # answer, so more than 2 means a misbehaving central; extra writes get STATUS busy.
 _QUEUE_MAX = const(4)
+# Scanning for vehicle beacons (set_scan_listener; docs/firmware-runtime.md): a 1.5 s scan every
+# 3 s, listening 50 ms of every 100 ms: ~25 % radio duty. A tag advertising every 100 ms is heard
+# ~7 times per scan, so a reader needing 2 hits per scan misses a present tag in < 1 % of scans.
+SCAN_PERIOD_MS = const(3000)
+SCAN_DURATION_MS = const(1500)
+SCAN_INTERVAL_US = const(100000)
+SCAN_WINDOW_US = const(50000)
+# A scan whose _IRQ_SCAN_DONE never came is given up this long after its planned end.
+_SCAN_GRACE_MS = const(1000)
 
 
 class Peripheral:
@@ -72,7 +83,13 @@ class Peripheral:
         self._stream_end = -1
         self._stream_left = 0
         self._last_sent = -1
+        self._on_scan_result = None
+        self._on_scan_done = None
+        self._scan = (SCAN_PERIOD_MS, SCAN_DURATION_MS, SCAN_INTERVAL_US, SCAN_WINDOW_US)
+        self._scanning = False
+        self._scan_at = 0
         self.running = False
+        self.scans = 0
         # counters for diagnostics and tests
         self.connections = 0
         self.notifications = 0
@@ -101,7 +118,17 @@ class Peripheral:
 
     # ---- IRQ context: record and return --------------------------------------------------------
     def _irq(self, event, data):
-        if event == _IRQ_CENTRAL_CONNECT:
+        if event == _IRQ_SCAN_RESULT:  # the most frequent event while scanning: tested first
+            fn = self._on_scan_result
+            if fn is not None:
+                # (addr_type, addr, adv_type, rssi, adv_data); MicroPython reuses adv_data's buffer
+                fn(data[0], data[1], data[2], data[3], bytes(data[4]))
+        elif event == _IRQ_SCAN_DONE:
+            self._scanning = False
+            fn = self._on_scan_done
+            if fn is not None:
+                fn()
+        elif event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
                 self._conn = data[0]
                 self._mtu = protocol.MIN_MTU
@@ -130,6 +157,56 @@ class Peripheral:
     def _on_change(self):
         """Sampler callback: pending or chain state changed (runs in task context)."""
         self._dirty = True
+
+    # ---- scanning --------------------------------------------------------------------------------
+    def set_scan_listener(
+        self, on_result, on_done=None, period_ms=SCAN_PERIOD_MS, duration_ms=SCAN_DURATION_MS,
+        interval_us=SCAN_INTERVAL_US, window_us=SCAN_WINDOW_US,
+    ):  # fmt: skip
+        """Scan periodically while run() runs: gap_scan(duration_ms, interval_us, window_us) every
+        period_ms (passive, always, also while connected); returns nothing.
+
+        on_result(addr_type, addr, adv_type, rssi, adv_data) is called in IRQ context for every
+        _IRQ_SCAN_RESULT: adv_data is a bytes copy, addr is only valid during the call; keep it
+        short. on_done() (IRQ context) follows the end of every scan. on_result=None stops it.
+        """
+        self._on_scan_result = on_result
+        self._on_scan_done = on_done
+        self._scan = (period_ms, duration_ms, interval_us, window_us)
+        self._scan_at = self._clock.ticks_ms()
+        if on_result is None and self._scanning:
+            self._stop_scan()
+
+    def _stop_scan(self):
+        """End the running scan (gap_scan(None) also delivers _IRQ_SCAN_DONE); returns nothing."""
+        self._scanning = False
+        try:
+            self._ble.gap_scan(None)
+        except OSError:
+            self.errors += 1
+
+    def _scan_step(self):
+        """Start the next scan when one is due (run() calls it every pass); returns nothing."""
+        clock = self._clock
+        now = clock.ticks_ms()
+        period_ms, duration_ms, interval_us, window_us = self._scan
+        if self._scanning:
+            # _IRQ_SCAN_DONE lost (or never sent): do not stop scanning forever
+            if clock.ticks_diff(now, self._scan_at) < duration_ms + _SCAN_GRACE_MS - period_ms:
+                return
+            self._stop_scan()
+        if clock.ticks_diff(now, self._scan_at) < 0:
+            return
+        self._scan_at += period_ms
+        if clock.ticks_diff(self._scan_at, now) <= 0:  # fell behind: next one a period from now
+            self._scan_at = now + period_ms
+        try:
+            self._ble.gap_scan(duration_ms, interval_us, window_us)
+        except OSError:
+            self.errors += 1
+            return
+        self._scanning = True
+        self.scans += 1
 
     # ---- radio helpers -------------------------------------------------------------------------
     @property
@@ -330,6 +407,8 @@ class Peripheral:
                     self._advertise()
             elif self._conn is None and not self._advertising:
                 self._advertise()
+            if self._on_scan_result is not None:
+                self._scan_step()
             await self._clock.sleep_ms(POLL_MS)
 
     def stop(self):
@@ -337,6 +416,8 @@ class Peripheral:
         self.running = False
         self._abort_stream()
         self.sampler.on_change = None
+        if self._scanning:
+            self._stop_scan()
         try:
             self._ble.gap_advertise(None)
             if self._conn is not None:

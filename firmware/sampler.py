@@ -74,13 +74,18 @@ class Source:
 
     read: a callable doing the measurement (raises on a fault: SensorError, OSError, ...).
     fault_type: the channel type id reported as event_arg of a sensor-fault event (code 5).
+    A state change (a car arrived) is reported by read() setting `event` to a code (wire.EV_*):
+    the sampler then journals, right after that sample's reading, a signed event record carrying
+    the code plus the reading's values whose type is in event_types, and clears `event`.
     """
 
-    def __init__(self, name, read, fault_type):
+    def __init__(self, name, read, fault_type, event_types=()):
         self.name = name
         self.read = read
         self.fault_type = fault_type
         self.faulted = False
+        self.event = 0
+        self.event_types = event_types
 
 
 class Sampler:
@@ -223,14 +228,17 @@ class Sampler:
             return False
         return True
 
-    def event(self, code, arg=None):
-        """Journal an event record (code from wire.EV_*, optional i32 arg); return its seq or -1 when
-        the journal was full (the drop is counted and reported by a later overflow event)."""
+    def event(self, code, arg=None, extra=(), sign=False):
+        """Journal an event record (code from wire.EV_*, optional i32 arg, extra (type, channel,
+        value) entries; sign=True forces a signature); return its seq or -1 when the journal was
+        full (the drop is counted and reported by a later overflow event)."""
         values = [(wire.CH_EVENT_CODE, 0, code)]
         if arg is not None:
             values.append((wire.CH_EVENT_ARG, 0, arg))
+        for v in extra:
+            values.append(v)
         try:
-            seq = self.append(wire.KIND_EVENT, values)
+            seq = self.append(wire.KIND_EVENT, values, sign)
         except JournalFull:
             self.full_drops += 1
             return -1
@@ -238,13 +246,15 @@ class Sampler:
         return seq
 
     def sample_once(self):
-        """Read every source and journal one reading (plus a fault event per newly failing source).
+        """Read every source and journal one reading (plus a fault event per newly failing source,
+        and after the reading a signed event per source that set Source.event).
 
         Returns the reading's seq, or -1 when nothing was stored (all sources failed, journal full).
         Never raises for sensor faults or a full journal.
         """
         values = self._values
         del values[:]
+        changed = None
         for src in self.sources:
             try:
                 got = src.read()
@@ -257,15 +267,30 @@ class Sampler:
             src.faulted = False
             for v in got:
                 values.append(v)
-        if not values:
-            return -1
-        try:
-            seq = self.append(wire.KIND_READING, values)
-        except JournalFull:
-            self.full_drops += 1
-            return -1
-        self.readings += 1
+            if src.event:
+                if changed is None:
+                    changed = []
+                changed.append(src)
+        seq = -1
+        if values:
+            try:
+                seq = self.append(wire.KIND_READING, values)
+                self.readings += 1
+            except JournalFull:
+                self.full_drops += 1
+        if changed is not None:
+            self._state_events(changed, values)
         return seq
+
+    def _state_events(self, changed, values):
+        """Journal one signed event per source in changed (Source.event), right after the reading:
+        the signature authenticates the reading too (it is the event's prev_hash), so a state
+        change is authentic as soon as it is journaled, at the cost of one signature."""
+        for src in changed:
+            code = src.event
+            src.event = 0
+            types = src.event_types
+            self.event(code, None, [v for v in values if v[0] in types], True)
 
     def heartbeat(self):
         """Journal a signed heartbeat (journal depth, uptime); return its seq or -1 when full."""

@@ -5,7 +5,8 @@
 //   node tools/mpvm.mjs [--heap-kb N] [--copy DIR]... --run FILE.py [ARG]...  run one script (global ARGV = [FILE, ARG...];
 //                                                                        this port's sys has no argv)
 //
-// The repo's firmware/, tests/firmware/, tests/vectors/, tools/ and boards/ (plus every --copy DIR) are copied into the VM's
+// The repo's DEFAULT_DIRS (firmware/, tests/firmware/, tests/vectors/, tests/shims/, tools/, boards/) plus every
+// --copy DIR are copied into the VM's
 // filesystem under /repo, which becomes the working directory and the head of sys.path, so
 // `import firmware.x` and `open("tests/vectors/...")` work exactly as under CPython from the repo root.
 // Test modules are plain Python, run by tests/firmware/runner.py (the same runner the hardware-in-the-
@@ -21,7 +22,7 @@ const VM_ROOT = "/repo";
 // Default heap for tests: generous, because the tests themselves (vectors, fakes) are not board code.
 // The firmware's own footprint is measured separately with a small --heap-kb (see docs).
 const DEFAULT_HEAP_KB = 16 * 1024;
-const DEFAULT_DIRS = ["firmware", "tests/firmware", "tests/vectors", "tools", "boards"];
+const DEFAULT_DIRS = ["firmware", "tests/firmware", "tests/shims", "tests/vectors", "tools", "boards"];
 
 function parseArgs(argv) {
   const opts = { heapKb: DEFAULT_HEAP_KB, dirs: [...DEFAULT_DIRS], run: null, runArgs: [], filter: "" };

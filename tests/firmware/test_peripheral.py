@@ -11,11 +11,14 @@ from firmware.peripheral import Peripheral
 from tests.firmware.test_sampler import Node, SimLoop, check_chain
 
 try:
-    import bluetooth  # the host shim in tests/shims
-except ImportError:  # the MicroPython VM has no bluetooth module and gets no shims
-    bluetooth = None
+    import bluetooth  # the host shim: tests/shims is on sys.path under pytest
+except ImportError:  # the MicroPython VM: tools/mpvm.mjs copies tests/shims, not on sys.path
+    try:
+        from tests.shims import bluetooth
+    except ImportError:  # a board: no shims at all
+        bluetooth = None
 
-_WHY = "needs tests/shims/bluetooth.py (host shim, not copied into the VM)"
+_WHY = "needs tests/shims/bluetooth.py (host shim, not deployed to boards)"
 VM_SKIP = {}
 
 SERVICE = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0000"
@@ -107,8 +110,10 @@ class Gateway:
                 if index == count - 1:
                     self.records.append(bytes(cur[2]))
                     self._cur = None
+                elif len(cur) == 3:
+                    cur.append(index + 1)
                 else:
-                    cur.append(index + 1) if len(cur) == 3 else cur.__setitem__(3, index + 1)
+                    cur[3] = index + 1
             elif t == 2:
                 assert len(payload) == 10
                 self.ends.append(struct.unpack(">BII", payload[1:]))

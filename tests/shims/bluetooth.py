@@ -5,10 +5,14 @@ ESP32 (NimBLE) behaves: IRQ event codes and data tuples (addr as a memoryview), 
 gatts_register_services (a CCCD after every notify/indicate characteristic), 20-byte default
 attribute buffers that truncate longer writes, notifications truncated to MTU - 3, advertising
 that stops when a central connects and does not restart by itself, gatts_notify raising OSError
-when the controller is out of buffers (injectable) or the link is gone.
-"""
+when the controller is out of buffers (injectable) or the link is gone. Scanning: gap_scan starts
+and stops a scan (the IRQ handler gets _IRQ_SCAN_DONE with an empty tuple when it ends or is
+stopped); scan_result() delivers an advert through the IRQ as MicroPython does: addr and adv_data
+are memoryviews of buffers the stack reuses (overwritten after the handler returns).
 
-import random
+Runs under CPython and inside the MicroPython VM (imported there as tests.shims.bluetooth): no
+`random.Random`, no extended slices on bytes.
+"""
 
 FLAG_BROADCAST = 0x0001
 FLAG_READ = 0x0002
@@ -29,7 +33,14 @@ IRQ_CENTRAL_CONNECT = 1
 IRQ_CENTRAL_DISCONNECT = 2
 IRQ_GATTS_WRITE = 3
 IRQ_GATTS_READ_REQUEST = 4
+IRQ_SCAN_RESULT = 5
+IRQ_SCAN_DONE = 6
 IRQ_MTU_EXCHANGED = 21
+ADV_IND = 0
+ADV_DIRECT_IND = 1
+ADV_SCAN_IND = 2
+ADV_NONCONN_IND = 3
+SCAN_RSP = 4
 
 DEFAULT_ATTR_BYTES = 20  # MicroPython's default gatts buffer (MP_BLUETOOTH_DEFAULT_ATTR_LEN)
 ENOMEM = 12
@@ -37,6 +48,26 @@ ENOTCONN = 128
 EINVAL = 22
 _CCCD = 0x2902
 _HISTORY = 32  # bounded logs, so a long soak measures the firmware's memory, not the shim's
+_ADV_MAX = 31
+
+
+def _reversed_bytes(b):
+    return bytes(b[i] for i in range(len(b) - 1, -1, -1))
+
+
+class _Rng:
+    """Deterministic xorshift32 (MicroPython's random has no Random class): random() in [0, 1)."""
+
+    def __init__(self, seed):
+        self._s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+
+    def random(self):
+        x = self._s
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._s = x
+        return (x >> 8) / 16777216
 
 
 class UUID:
@@ -51,7 +82,7 @@ class UUID:
             raw = bytes.fromhex(value.replace("-", ""))
             if len(raw) not in (2, 16):
                 raise ValueError("invalid UUID")
-            self._b = raw[::-1]
+            self._b = _reversed_bytes(raw)
         else:
             raw = bytes(value)
             if len(raw) not in (2, 4, 16):
@@ -69,7 +100,7 @@ class UUID:
         return self._b
 
     def __str__(self):
-        h = self._b[::-1].hex()
+        h = _reversed_bytes(self._b).hex()
         if len(h) == 32:
             return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
         return "0x" + h
@@ -117,11 +148,15 @@ class BLE:
         self.adv_count = 0
         self._conns = {}  # conn_handle -> Central
         self._next_conn = 0
-        self.rng = random.Random(seed)
+        self.rng = _Rng(seed)
         self.notify_fail_rate = 0.0  # probability that gatts_notify raises OSError(ENOMEM)
         self.notify_failures = 0
         self.notify_truncations = 0
         self.irq_log = []
+        self.scan = None  # (duration_ms, interval_us, window_us, active, started_ms) while scanning
+        self.scan_count = 0
+        self._scan_addr = bytearray(6)  # the stack's reused result buffers
+        self._scan_adv = bytearray(_ADV_MAX)
 
     # configuration ----------------------------------------------------------------------------
     def active(self, *args):
@@ -129,6 +164,7 @@ class BLE:
             self._active = bool(args[0])
             if not self._active:
                 self.adv = None
+                self.scan = None
         return self._active
 
     def config(self, *args, **kwargs):
@@ -175,6 +211,57 @@ class BLE:
         self.adv_count += 1
         self.adv_history.append(self.adv)
         del self.adv_history[:-_HISTORY]
+
+    def gap_scan(self, duration_ms, interval_us=1280000, window_us=11250, active=False):
+        """Start a scan (duration_ms 0: until stopped) or stop it (None; fires _IRQ_SCAN_DONE)."""
+        self._check_active()
+        if duration_ms is None:
+            if self.scan is not None:
+                self.scan = None
+                self._fire(IRQ_SCAN_DONE, ())
+            return
+        if window_us > interval_us or duration_ms < 0:
+            raise OSError(EINVAL)
+        if self.scan is not None:
+            raise OSError(EINVAL)  # NimBLE: a scan is already running (BLE_HS_EALREADY)
+        now = self._clock.ticks_ms() if self._clock is not None else 0
+        self.scan = (duration_ms, interval_us, window_us, active, now)
+        self.scan_count += 1
+
+    def scan_result(self, addr, rssi, adv_data, adv_type=ADV_IND, addr_type=0):
+        """Deliver one advert while scanning: _IRQ_SCAN_RESULT with (addr_type, addr, adv_type,
+        rssi, adv_data), addr and adv_data as memoryviews of reused buffers, which are clobbered
+        after the handler returns (as the stack does). Returns False when not scanning."""
+        if self.scan is None:
+            return False
+        adv_data = bytes(adv_data)
+        if len(adv_data) > _ADV_MAX:
+            raise ValueError("legacy advertising data is at most 31 bytes")
+        a = self._scan_addr
+        buf = self._scan_adv
+        for i in range(6):
+            a[i] = addr[i]
+        for i in range(len(adv_data)):
+            buf[i] = adv_data[i]
+        n = len(adv_data)
+        self._fire(IRQ_SCAN_RESULT, (addr_type, memoryview(a), adv_type, rssi, memoryview(buf)[:n]))
+        for i in range(_ADV_MAX):
+            buf[i] = 0xEE
+        for i in range(6):
+            a[i] = 0xEE
+        return True
+
+    def scan_tick(self):
+        """End the scan once its duration has passed on the clock (fires _IRQ_SCAN_DONE); returns
+        True if it ended now. Tests call it as time goes by (the real stack ends it by itself)."""
+        sc = self.scan
+        if sc is None or sc[0] == 0 or self._clock is None:
+            return False
+        if self._clock.ticks_ms() - sc[4] < sc[0]:
+            return False
+        self.scan = None
+        self._fire(IRQ_SCAN_DONE, ())
+        return True
 
     def gap_disconnect(self, conn_handle):
         self._check_active()
