@@ -13,10 +13,10 @@ PORT ?= /dev/ttyUSB0
 BOARD ?= boards/esp32-devkitc.json
 
 .PHONY: help setup test lint typecheck mpy-check test-firmware-mp test-py vectors vectors-check \
-        bench run deps-system hil flash clean
+        bench run deps-system hil flash install-gateway clean
 
 help:
-	@echo "make run    - start the gateway (see README for what it does today)"
+	@echo "make run    - the gateway with five virtual boards; prints the dashboard URL"
 	@echo "make test   - set up and run every check: lint, types, mpy-cross, MicroPython VM, pytest"
 	@echo "make bench  - benchmarks, reported as ratios against baselines measured in the same run"
 	@echo "make vectors - regenerate tests/vectors and fail if they changed"
@@ -70,10 +70,18 @@ test: setup lint typecheck mpy-check vectors-check test-firmware-mp test-py
 bench: setup
 	$(BIN)/python tools/bench.py
 
+# The demo: the gateway with five virtual boards running the real firmware on a virtual radio.
+DATA_DIR ?= data
+HOST ?= 127.0.0.1
+HTTP_PORT ?= 8000
+
 run: setup
-	@echo "edgeseal: the gateway service (edgeseal serve with a virtual fleet) is not built yet;"
-	@echo "see README.md 'make run' for what it will do. Nothing was started."
-	@exit 2
+	@echo "edgeseal: dashboard at http://$(HOST):$(HTTP_PORT)/ (Ctrl-C stops)"
+	exec $(BIN)/edgeseal serve --virtual-fleet --data-dir $(DATA_DIR) --host $(HOST) --port $(HTTP_PORT)
+
+install-gateway:
+	@[ "$$(id -u)" = 0 ] || { echo "make install-gateway must run as root (sudo make install-gateway)"; exit 1; }
+	sh tools/install_gateway.sh
 
 hil: setup
 	$(BIN)/python -m pytest -m hil --port $(PORT) tests/hil
