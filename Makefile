@@ -92,7 +92,7 @@ flash: setup
 deps-system:
 	apt-get update
 	apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc make nodejs npm \
-	    dbus python3-dbusmock
+	    dbus python3-dbusmock chromium fonts-dejavu-core
 
 clean:
 	rm -rf $(VENV) $(STUBS) node_modules build *.egg-info
