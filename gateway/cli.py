@@ -1,15 +1,26 @@
 """The `edgeseal` command line: one function per subcommand, each a thin call into gateway.
 
-Subcommands so far: `audit` (re-verify a ledger file), `keygen` (create the gateway key),
-`vkey` (print the gateway's C2SP verifier key). Add a subcommand by writing `cmd_<name>`
+Subcommands: `serve` (the gateway service: BLE link, ingest, contracts, HTTP API), `audit`
+(re-verify a ledger file), `keygen` (create the gateway key), `vkey` (print the gateway's C2SP
+verifier key), `verify-bundle` (check a proof bundle offline), `enroll` (admin: enroll a device
+from a provisioning file through the running gateway). Add a subcommand by writing `cmd_<name>`
 and registering it in `build_parser`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the check ran and found a problem (audit)
@@ -85,6 +96,199 @@ def cmd_vkey(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# why: a client of `edgeseal enroll` waits this long for the gateway before giving up.
+HTTP_TIMEOUT_S = 30
+# why: the HTTP server gets this long to come up (bind the port) before serve gives up.
+SERVER_START_TIMEOUT_S = 30
+log = logging.getLogger("edgeseal")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the gateway service until SIGTERM/SIGINT; return EXIT_OK after a clean stop."""
+    from pydantic import ValidationError
+
+    from gateway.config import load_settings
+
+    try:
+        settings = load_settings(
+            args.config,
+            data_dir=args.data_dir,
+            host=args.host,
+            port=args.port,
+            virtual_fleet=True if args.virtual_fleet else None,
+            ble=False if args.no_ble else None,
+        )
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        print(f"serve: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(_serve(settings))
+
+
+class _QuietSignalsServer:
+    """Factory for a uvicorn.Server that leaves signal handling to `serve` (uvicorn would
+    re-raise SIGTERM after shutdown, turning a clean stop into exit status -15)."""
+
+    @staticmethod
+    def make(config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)
+
+
+async def _serve(settings: Any) -> int:
+    """Start the service and the HTTP server; on SIGTERM finish in-flight work; return exit code."""
+    import uvicorn
+
+    from gateway.api import create_app
+    from gateway.service import Service, scenario_tasks
+
+    try:
+        service = await asyncio.to_thread(Service, settings)
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILED
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    extra = scenario_tasks() if settings.scenarios else []
+    try:
+        await service.start(extra)
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        await service.stop()
+        return EXIT_FAILED
+    config = uvicorn.Config(
+        create_app(service),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = _QuietSignalsServer.make(config)
+    server_task = asyncio.create_task(server.serve())
+    deadline = loop.time() + SERVER_START_TIMEOUT_S
+    while not server.started and not server_task.done() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if not server.started:
+        log.error("the HTTP API could not start on %s:%s", settings.host, settings.port)
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await server_task
+        await service.stop()
+        return EXIT_FAILED
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
+    token_src = "from configuration" if settings.operator_token else str(settings.token_path)
+    log.info(
+        "edgeseal serving %s on http://%s:%s (data %s; operator token %s; BLE %s %s)",
+        service.ledger.origin if service.ledger else "?",
+        settings.host,
+        port,
+        settings.data_dir,
+        token_src,
+        service.ble.mode,
+        service.ble.status,
+    )
+    service.notifier.ready(f"serving on {settings.host}:{port}")
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping: finishing the batch in flight")
+    service.notifier.stopping("finishing the batch in flight")
+    server.should_exit = True
+    with contextlib.suppress(BaseException):
+        await server_task
+    waiter.cancel()
+    await service.stop()
+    led_msg = "stopped cleanly"
+    log.info(led_msg)
+    return EXIT_OK
+
+
+def cmd_verify_bundle(args: argparse.Namespace) -> int:
+    """Verify a proof bundle offline against --key; print a summary; EXIT_OK or EXIT_FAILED."""
+    from gateway.bundle import verify_bundle
+    from gateway.errors import EdgesealError
+
+    vkey = args.key
+    if os.path.isfile(vkey):
+        with open(vkey) as f:
+            vkey = f.read().strip()
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"verify-bundle: FAILED: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        result = verify_bundle(document, vkey)
+    except EdgesealError as exc:
+        print(f"verify-bundle: FAILED: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"verify-bundle: {result.summary()}")
+    return EXIT_OK
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Enroll the device of a provisioning file through the running gateway's admin API."""
+    from gateway.wire import device_id_for
+
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            prov = json.load(f)
+        public_key = bytes.fromhex(prov["public_key"])
+        if len(public_key) != 32:
+            raise ValueError("public_key must be 32 bytes (64 hex digits)")
+        metadata = prov.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValueError("metadata must be a JSON object")
+        if "device_id" in prov and prov["device_id"] != device_id_for(public_key).hex():
+            raise ValueError("device_id is not SHA-256(public_key)[0:16]")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(f"enroll: bad provisioning file {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    token = args.token or os.environ.get("EDGESEAL_OPERATOR_TOKEN")
+    if not token:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            print(f"enroll: no operator token (--token or --token-file): {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    body = json.dumps({"public_key": public_key.hex(), "metadata": metadata}).encode()
+    request = urllib.request.Request(
+        args.url.rstrip("/") + "/v1/devices",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())
+            reason = f"{err.get('code')}: {err.get('message')}"
+        except ValueError:
+            reason = str(exc)
+        print(f"enroll: refused ({exc.code}) {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"enroll: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"enroll: device {answer['device_id']} enrolled at log index {answer['index']}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -107,6 +311,34 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--key", help="the gateway key file")
     src.add_argument("--db", help="a ledger file (prints the vkey stored in it)")
     p.set_defaults(func=cmd_vkey)
+
+    p = sub.add_parser("serve", help="run the gateway: BLE link, ingest, contracts, HTTP API")
+    p.add_argument(
+        "--config",
+        help="TOML config file (default $EDGESEAL_CONFIG or /etc/edgeseal/edgeseal.toml)",
+    )
+    p.add_argument("--data-dir", help="ledger, keys and state (default $EDGESEAL_DATA_DIR)")
+    p.add_argument("--host", help="API listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="API port (default 8000)")
+    p.add_argument("--virtual-fleet", action="store_true", help="run five virtual boards")
+    p.add_argument("--no-ble", action="store_true", help="do not start the BLE link")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("verify-bundle", help="check a proof bundle offline with the gateway vkey")
+    p.add_argument("file", help="the bundle JSON file (GET /v1/bundle/{index})")
+    p.add_argument("--key", required=True, help="the gateway's C2SP vkey, or a file holding it")
+    p.set_defaults(func=cmd_verify_bundle)
+
+    p = sub.add_parser("enroll", help="enroll a device from a provisioning file (operator)")
+    p.add_argument("file", help='provisioning JSON: {"public_key": hex, "metadata": {...}}')
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway's API")
+    p.add_argument("--token", help="operator token (default $EDGESEAL_OPERATOR_TOKEN)")
+    p.add_argument(
+        "--token-file",
+        default="/var/lib/edgeseal/operator.token",
+        help="file holding the operator token",
+    )
+    p.set_defaults(func=cmd_enroll)
     return parser
 
 

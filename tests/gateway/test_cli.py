@@ -1,0 +1,94 @@
+"""CLI subcommands added with the service: verify-bundle, enroll, serve (argument handling)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+
+from gateway import wire
+from gateway.bundle import build_bundle
+from gateway.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from gateway.ledger import Ledger, NoteSigner, enrollment_entry
+
+
+@pytest.fixture
+def bundle_file(tmp_path: Path) -> tuple[Path, str]:
+    """Return (a bundle file of entry 1 of a small ledger, the ledger's vkey)."""
+    signer = NoteSigner.generate()
+    keys = [bytes(SigningKey(bytes([i + 1]) * 32).verify_key) for i in range(3)]
+    with Ledger.open(str(tmp_path / "l.db"), signer) as led:
+        led.append([enrollment_entry(wire.device_id_for(k), k) for k in keys])
+        led.integrate()
+        doc = build_bundle(led, 1, lambda _d: None)
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    return path, signer.vkey
+
+
+def test_verify_bundle_ok(bundle_file: tuple[Path, str], capsys: pytest.CaptureFixture) -> None:
+    path, vkey = bundle_file
+    assert main(["verify-bundle", str(path), "--key", vkey]) == EXIT_OK
+    assert "OK: entry 1 (device-enrollment)" in capsys.readouterr().out
+    key_file = path.parent / "gateway.vkey"
+    key_file.write_text(vkey + "\n")
+    assert main(["verify-bundle", str(path), "--key", str(key_file)]) == EXIT_OK
+
+
+def test_verify_bundle_failures(
+    bundle_file: tuple[Path, str], capsys: pytest.CaptureFixture
+) -> None:
+    path, vkey = bundle_file
+    doc = json.loads(path.read_text())
+    doc["inclusion"]["index"] = 0
+    path.write_text(json.dumps(doc))
+    assert main(["verify-bundle", str(path), "--key", vkey]) == EXIT_FAILED
+    assert "FAILED: index-mismatch" in capsys.readouterr().err
+    assert main(["verify-bundle", str(path), "--key", NoteSigner.generate().vkey]) == EXIT_FAILED
+    assert "bad-checkpoint" in capsys.readouterr().err
+    path.write_text("{not json")
+    assert main(["verify-bundle", str(path), "--key", vkey]) == EXIT_FAILED
+    assert "cannot read" in capsys.readouterr().err
+    missing = str(path.parent / "missing.json")
+    assert main(["verify-bundle", missing, "--key", vkey]) == EXIT_FAILED
+
+
+def test_enroll_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    prov = tmp_path / "p.json"
+    prov.write_text(json.dumps({"public_key": "zz"}))
+    assert main(["enroll", str(prov), "--token", "t" * 20]) == EXIT_USAGE
+    assert "bad provisioning file" in capsys.readouterr().err
+    pk = bytes(SigningKey(b"\x02" * 32).verify_key)
+    prov.write_text(json.dumps({"public_key": pk.hex(), "device_id": "00" * 16}))
+    assert main(["enroll", str(prov), "--token", "t" * 20]) == EXIT_USAGE
+    prov.write_text(json.dumps({"public_key": pk.hex()}))
+    missing_token = str(tmp_path / "no-token")
+    assert main(["enroll", str(prov), "--token-file", missing_token]) == EXIT_USAGE
+    assert "no operator token" in capsys.readouterr().err
+    closed = "http://127.0.0.1:9"  # discard port: nothing listens
+    assert main(["enroll", str(prov), "--token", "t" * 20, "--url", closed]) == EXIT_FAILED
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def test_serve_rejects_bad_configuration(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["serve", "--data-dir", str(tmp_path), "--port", "70000"]) == EXIT_USAGE
+    assert "bad configuration" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.toml")
+    assert main(["serve", "--config", missing]) == EXIT_USAGE
+
+
+def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.config import load_settings
+
+    conf = tmp_path / "edgeseal.toml"
+    conf.write_text('port = 9001\nhost = "127.0.0.2"\nlog_level = "DEBUG"\n')
+    s = load_settings(str(conf))
+    assert (s.port, s.host, s.log_level) == (9001, "127.0.0.2", "debug")
+    monkeypatch.setenv("EDGESEAL_PORT", "9002")
+    assert load_settings(str(conf)).port == 9002  # the environment beats the file
+    assert load_settings(str(conf), port=9003).port == 9003  # flags beat both
+    s = load_settings(str(conf), data_dir=str(tmp_path / "d"))
+    assert s.ledger_path == tmp_path / "d" / "ledger.db"
+    assert s.key_path.name == "gateway.key" and s.token_path.name == "operator.token"
