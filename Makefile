@@ -89,10 +89,17 @@ hil: setup
 flash: setup
 	$(BIN)/python tools/flash.py --port $(PORT) --board $(BOARD)
 
+# System packages on Debian / Raspberry Pi OS: the toolchain, D-Bus + dbusmock (the BlueZ path's
+# test), Chromium (the dashboard's browser test). Node comes from Debian unless one is installed
+# already (a NodeSource nodejs conflicts with Debian's npm).
+SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc make dbus python3-dbusmock chromium \
+    fonts-dejavu-core
+
 deps-system:
 	apt-get update
-	apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc make nodejs npm \
-	    dbus python3-dbusmock chromium fonts-dejavu-core
+	apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES)
+	command -v node >/dev/null && command -v npm >/dev/null || \
+	    apt-get install -y --no-install-recommends nodejs npm
 
 clean:
 	rm -rf $(VENV) $(STUBS) node_modules build *.egg-info
