@@ -136,3 +136,23 @@ def test_builder_output_is_not_aliased_to_its_buffer():
     b.add(wire.CH_TEMPERATURE, 0, 2)
     second = b.finish()
     assert first != second and wire.parse(first)[3] == 1 and wire.parse(second)[3] == 2
+
+
+def test_chain_vectors_link_by_record_hash_as_the_board_builds_them():
+    by_name = {}
+    for vec in V["chains"]:
+        by_name[vec["name"]] = vec
+    ok = by_name["chain-signed-successor"]
+    recs = [unhex(h) for h in ok["records"]]
+    dev = wire.parse(recs[0])[2]
+    assert dev == unhex(V["keys"][ok["key"]]["device_id"])
+    prev = wire.genesis_hash(dev)
+    for raw in recs:
+        parsed = wire.parse(raw)
+        assert parsed[6] == prev
+        prev = wire.record_hash(raw, parsed[8])
+    brk = [unhex(h) for h in by_name["chain-break"]["records"]]
+    assert wire.parse(brk[1])[6] != wire.record_hash(brk[0])
+    rep = [unhex(h) for h in by_name["replayed-seq"]["records"]]
+    assert wire.parse(rep[1])[6] == wire.record_hash(rep[0])  # linked, yet the seq repeats
+    assert wire.parse(rep[1])[3] <= wire.parse(rep[0])[3]
