@@ -3,7 +3,9 @@
 Each VirtualBoard runs firmware.app.build_board() unchanged with: the `bluetooth` shim of
 gateway.ble.virtual_bluetooth over its own bumble Device and virtual Controller, a directory of
 its own as flash, the host clock, and simulated sensors (deterministic functions of the board's
-uptime, one model per channel type, in each type's physical range). All boards and the gateway's
+uptime, one model per channel type, in each type's physical range). A `SourcesFactory` replaces
+the simulated sensors of chosen boards with scripted ones (the demo scenarios' timelines,
+gateway/scenarios.py), at construction or on a running fleet. All boards and the gateway's
 central share one VirtualLink in one process and one event loop.
 
 Needs the repository root on sys.path (the `firmware` package is not part of the gateway wheel).
@@ -35,6 +37,10 @@ from firmware import app as fw_app  # noqa: E402
 from firmware import board as fw_board  # noqa: E402
 from firmware.fs import VfsFS  # noqa: E402
 from firmware.sampler import Source  # noqa: E402
+
+# A factory of scripted sensors: (profile, board index, uptime_s) -> the board's Sources, or None to
+# keep the simulated ones. uptime_s() returns the board's own uptime in seconds (its firmware clock).
+SourcesFactory = Callable[[dict, int, Callable[[], float]], list[Source] | None]
 
 # Simulated sensor models: type name -> f(uptime_s, channel, board_index) -> scaled int. Smooth,
 # deterministic, inside every type's registry range (docs/wire-format.md, Values).
@@ -133,6 +139,11 @@ class VirtualBoard:
     board: Any  # firmware.app.Board
     ble: BLE
     root: str
+    sources_factory: SourcesFactory | None = None  # the factory that built the sources, if any
+
+    def uptime_s(self) -> float:
+        """Return the board's uptime in seconds, read from its firmware clock (DeviceTime)."""
+        return self.board.sampler.time.uptime_ms() / 1000
 
     @property
     def device_id(self) -> bytes:
@@ -149,8 +160,10 @@ class VirtualFleet:
     """N virtual boards running the real firmware, plus the gateway's BumbleCentral, on one link.
 
     profiles: board profile dicts (firmware.board.load / load_all); root_dir: where each board's
-    flash directory goes (board-<index>); *_interval_s override the profile's intervals (a demo
-    or a test does not wait a minute per reading); seed makes device keys deterministic.
+    flash directory goes (board-<index>); *_interval_s shorten the profile's intervals (a demo
+    or a test does not wait a minute per reading; a profile that is already faster keeps its own
+    interval); seed makes device keys deterministic; sources_factory scripts the sensors of the
+    boards it returns Sources for (the others keep the simulated SENSOR_MODELS).
     """
 
     def __init__(
@@ -162,6 +175,7 @@ class VirtualFleet:
         heartbeat_interval_s: float | None = None,
         sign_every_n: int | None = None,
         seed: bytes = b"edgeseal virtual fleet",
+        sources_factory: SourcesFactory | None = None,
     ) -> None:
         """Describe the fleet; start() builds and runs it."""
         self.profiles = profiles
@@ -170,6 +184,7 @@ class VirtualFleet:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.sign_every_n = sign_every_n
         self.seed = seed
+        self.sources_factory = sources_factory
         self.boards: list[VirtualBoard] = []
         self.link: VirtualLink | None = None
         self.central: BumbleCentral | None = None
@@ -183,13 +198,45 @@ class VirtualFleet:
             self.boards.append(await self._start_board(i, profile))
         return self.boards
 
+    async def add_board(self, profile: dict) -> VirtualBoard:
+        """Start one more board (the next index) on the running fleet; return it.
+
+        Precondition: start() has run. The board's key depends on its index only, so a fleet
+        rebuilt with the same profiles and the same add_board calls, in order, on the same
+        root_dir gets the same boards back (their flash persists in board-<index>).
+        """
+        board = await self._start_board(len(self.boards), profile)
+        self.boards.append(board)
+        return board
+
+    def install_sources(self, factory: SourcesFactory) -> int:
+        """Give every running board the sources factory returns for it; return how many changed.
+
+        Boards for which factory returns None keep their sources; a board already built by this
+        factory is left alone (so a second call does not restart its timeline state). Later
+        add_board() calls use factory too.
+        """
+        self.sources_factory = factory
+        changed = 0
+        for vb in self.boards:
+            if vb.sources_factory is factory:
+                continue
+            sources = factory(vb.profile, vb.index, vb.uptime_s)
+            if sources is not None:
+                vb.board.sampler.sources = sources
+                vb.sources_factory = factory
+                changed += 1
+        return changed
+
     async def _start_board(self, index: int, profile: dict) -> VirtualBoard:
         assert self.link is not None
         profile = dict(profile)
         if self.sample_interval_s is not None:
-            profile["sample_interval_s"] = self.sample_interval_s
+            profile["sample_interval_s"] = min(profile["sample_interval_s"], self.sample_interval_s)
         if self.heartbeat_interval_s is not None:
-            profile["heartbeat_interval_s"] = self.heartbeat_interval_s
+            profile["heartbeat_interval_s"] = min(
+                profile["heartbeat_interval_s"], self.heartbeat_interval_s
+            )
         device = self.link.new_device(f"board-{index}")
         ble = BLE(device)
         root = os.path.join(self.root_dir, f"board-{index}")
@@ -200,15 +247,21 @@ class VirtualFleet:
             return (seed * (n // 32 + 1))[:n]
 
         start_ms = clock.ticks_ms()
-        sources = simulated_sources(
-            profile, index, lambda: clock.ticks_diff(clock.ticks_ms(), start_ms) / 1000
-        )
+
+        def uptime_s() -> float:
+            return clock.ticks_diff(clock.ticks_ms(), start_ms) / 1000
+
+        factory = self.sources_factory
+        sources = None if factory is None else factory(profile, index, uptime_s)
+        if sources is None:
+            factory = None
+            sources = simulated_sources(profile, index, uptime_s)
         board = fw_app.build_board(
             profile, ble, RootedFS(root), None, {}, clock, urandom, sources=sources,
             uuid=UUID, sign_every_n=self.sign_every_n,
         )  # fmt: skip
         await board.start()
-        return VirtualBoard(index, profile, board, ble, root)
+        return VirtualBoard(index, profile, board, ble, root, factory)
 
     async def stop(self) -> None:
         """Stop every board and close the radios; safe to call twice."""

@@ -110,8 +110,9 @@ class EnergyMarket(Contract):
             ("imbalance_price_minor_per_kwh", "feed_in_price_minor_per_kwh"),
             ("interval_s", "gate_closure_s", "settle_delay_s", "boundary_tolerance_s", "grid_operator"), code="bad-params")  # fmt: skip
         out = {
-            # why 900 s: the 15-minute imbalance settlement period of European markets
-            "interval_s": get_opt_int(params, "interval_s", 900, 60, 86400),
+            # why 900 s: the 15-minute imbalance settlement period of European markets; the floor of
+            # 10 s is for demos and tests (make run settles an interval within a minute)
+            "interval_s": get_opt_int(params, "interval_s", 900, 10, 86400),
             # why 300 s: orders close before delivery so the operator can balance the grid
             "gate_closure_s": get_opt_int(params, "gate_closure_s", 300, 0, 86400),
             # why 300 s: meters report the end boundary within minutes

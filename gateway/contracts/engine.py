@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gateway.contracts import agri, collateral, energy, fishfarm, parking
@@ -179,16 +179,26 @@ class Engine:
             st, _ = self.apply(st, index, entry)
         return st
 
-    def audit(self, entries: Iterable[tuple[int, bytes]]) -> tuple[State, list[bytes]]:
+    def audit(
+        self,
+        entries: Iterable[tuple[int, bytes]],
+        observe: Callable[[int, State], None] | None = None,
+    ) -> tuple[State, list[bytes]]:
         """Return (state, events not yet in the log) after checking the log's event entries.
 
         Replays entries from the empty log. Every KIND_CONTRACT_EVENT entry must be, in order,
         the next event the engine emitted, and appear after all of its causes; otherwise
         ContractError("event-mismatch"). The returned list holds emitted events still pending.
+        observe(size, state), if given, sees the state of every prefix of `size` entries (a
+        checkpoint's state extension line describes one of them).
         """
         st = self.initial_state()
         pending: list[tuple[int, bytes]] = []  # (index of the emitting entry, event entry)
+        size = 0
         for index, entry in entries:
+            if observe is not None:
+                observe(index, st)
+            size = index + 1
             if entry[:1] == bytes((KIND_CONTRACT_EVENT,)):
                 if not pending:
                     raise ContractError("event-mismatch", f"entry {index}: event nobody emitted")
@@ -198,6 +208,8 @@ class Engine:
                 continue
             st, events = self.apply(st, index, entry)
             pending.extend((index, e) for e in events)
+        if observe is not None:
+            observe(size, st)
         return st, [e for _, e in pending]
 
     # ---- apply ---------------------------------------------------------------------------

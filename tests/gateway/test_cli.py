@@ -92,3 +92,32 @@ def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     s = load_settings(str(conf), data_dir=str(tmp_path / "d"))
     assert s.ledger_path == tmp_path / "d" / "ledger.db"
     assert s.key_path.name == "gateway.key" and s.token_path.name == "operator.token"
+
+
+def test_audit_replays_the_contracts_and_checks_state_lines(tmp_path: Path, capsys) -> None:
+    from gateway.cli import audit_contracts
+    from gateway.contracts.engine import Engine, extension_line
+    from gateway.ledger.entries import KIND_CONTRACT_EVENT
+    from tests.gateway.contracts.helpers import Log
+    from tests.gateway.contracts.test_agri import scenario
+
+    log = Log()
+    scenario(log)
+    db = str(tmp_path / "c.db")
+    signer = NoteSigner.generate("audit.example/contracts")
+    with Ledger.open(db, signer) as led:
+        led.append([(e[0], e[1:]) for e in log.entries])
+        state, _ = Engine().audit(enumerate(log.entries))
+        led.integrate([extension_line(state)])
+    assert audit_contracts(db) == []
+    assert main(["audit", "--db", db]) == EXIT_OK
+    assert "contract replay" in capsys.readouterr().out
+
+    with Ledger.open(db, signer) as led:
+        led.integrate(["edgeseal-state " + "00" * 32])  # re-signed with a state line not the replay
+        led.append([(KIND_CONTRACT_EVENT, b'{"v":1}')])  # and an event nobody emitted
+        led.integrate()
+    problems = audit_contracts(db)
+    assert any("state hash differs" in p for p in problems)
+    assert any("event-mismatch" in p for p in problems)
+    assert main(["audit", "--db", db]) == EXIT_FAILED
