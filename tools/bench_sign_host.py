@@ -15,7 +15,9 @@ SCRIPT = "tools/bench_sign.py"
 def _run(cmd, label):
     """Run cmd from the repo root, echo its output; return (exit status, RESULT line or None)."""
     print("$ " + " ".join(cmd))
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    # CPython needs the host stand-in of MicroPython's `micropython` module (const) on its path.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests", "shims")]))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
     sys.stdout.write(proc.stdout)
     if proc.returncode != 0 or proc.stderr.strip():
         sys.stderr.write(proc.stderr)
