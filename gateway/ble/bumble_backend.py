@@ -101,6 +101,7 @@ class BumbleCentral:
         # InProgress); concurrent BleakClients wait here.
         self.connect_lock = asyncio.Lock()
         self.addresses: dict[str, hci.Address] = {}
+        self._late_disconnects: set[asyncio.Future[Any]] = set()
         self.backends = BleakBackends(
             client=type("BoundBumbleClient", (BumbleClient,), {"central": self}),
             scanner=type("BoundBumbleScanner", (BumbleScanner,), {"central": self}),
@@ -149,6 +150,16 @@ class BumbleCentral:
             self._started = False
         if self._transport is not None:
             await self._transport.close()
+
+    def drop_late_connection(self, attempt: asyncio.Future[Connection]) -> None:
+        """Done callback of a connect attempt whose caller was cancelled: disconnect the
+        connection it made, if any (nobody owns it), and consume its error otherwise."""
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        task = asyncio.ensure_future(attempt.result().disconnect())
+        self._late_disconnects.add(task)
+        task.add_done_callback(self._late_disconnects.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def acquire_scan(self, active: bool) -> None:
         """Start scanning for the first user; later users share the running scan."""
@@ -278,18 +289,34 @@ class BumbleClient(BaseBleakClient):
         return known
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
-        """Connect, exchange the MTU and discover services; raise BleakError on failure."""
+        """Connect, exchange the MTU and discover services; raise BleakError on failure.
+
+        Cancel-safe: bumble's Device.connect cancels the controller's LE Create Connection only
+        on its own timeout, not when its task is cancelled; the controller would then refuse
+        every later connect (COMMAND_DISALLOWED) and complete a connection nobody owns. So the
+        attempt runs shielded: a cancelled caller (the link's own timeout, a gateway stop)
+        leaves it to finish, connect_lock stays held until it has, and a connection that still
+        comes up is dropped.
+        """
         await self.central.start()
         address = self._address()
-        async with self.central.connect_lock:
-            try:
-                conn = await self.central.device.connect(
-                    address, transport=core.PhysicalTransport.LE, timeout=self._timeout
-                )
-            except (TimeoutError, core.TimeoutError) as e:
-                raise TimeoutError(f"connect to {self.address} timed out") from e
-            except (core.BaseBumbleError, hci.HCI_Error) as e:
-                raise BleakError(f"le-connection-abort: {e}") from e
+        lock = self.central.connect_lock
+        await lock.acquire()
+        attempt = asyncio.ensure_future(
+            self.central.device.connect(
+                address, transport=core.PhysicalTransport.LE, timeout=self._timeout
+            )
+        )
+        attempt.add_done_callback(lambda _: lock.release())
+        try:
+            conn = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(self.central.drop_late_connection)
+            raise
+        except (TimeoutError, core.TimeoutError) as e:
+            raise TimeoutError(f"connect to {self.address} timed out") from e
+        except (core.BaseBumbleError, hci.HCI_Error) as e:
+            raise BleakError(f"le-connection-abort: {e}") from e
         self._connection = conn
         conn.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
         peer = Peer(conn)

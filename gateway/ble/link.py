@@ -232,6 +232,18 @@ def _mtu_of(client: BleakClient) -> int:
         return p.MIN_MTU
 
 
+def _holds_committed(info: p.Info, last_committed: int | None) -> bool:
+    """Return True if the board (per its Info) still holds records the gateway has committed,
+    i.e. an ACK(last_committed) is due: its oldest unacked seq is at or below last_committed,
+    which it wrote itself (the board refuses an ack above its newest seq)."""
+    return (
+        last_committed is not None
+        and info.first_seq is not None
+        and info.last_seq is not None
+        and info.first_seq <= last_committed <= info.last_seq
+    )
+
+
 def backoff_delay_s(failures: int, config: LinkConfig, rng: random.Random) -> float:
     """Return the delay before retry number `failures` (>= 1) after transient failures."""
     base = min(
@@ -442,15 +454,21 @@ class BleLink:
                     ),
                     cfg.gatt_timeout_s,
                 )
-                await self._receive(queue, reasm, round_records)
-                self.stats.records_received += len(round_records)
-                self.stats.dropped_records += reasm.dropped_records
-                self.stats.dropped_chunks += reasm.dropped_chunks
-                ack_seq = (
-                    await self.collector.deliver(device_id, round_records)
-                    if round_records
-                    else None
-                )
+                try:
+                    await self._receive(queue, reasm, round_records)
+                finally:  # a round cut short by a failure counts its drops too
+                    self.stats.records_received += len(round_records)
+                    self.stats.dropped_records += reasm.dropped_records
+                    self.stats.dropped_chunks += reasm.dropped_chunks
+                if round_records:
+                    ack_seq = await self.collector.deliver(device_id, round_records)
+                elif _holds_committed(info, last):
+                    # The ack of an earlier upload was lost after its commit (a disconnect, an
+                    # ack timeout, a gateway stop) and nothing new came: repeat it, or the board
+                    # keeps those records (and advertises them) until it journals a new one.
+                    ack_seq = last
+                else:
+                    ack_seq = None
                 delivered = True
                 if ack_seq is not None:
                     await self._ack(client, queue, ack_seq)
@@ -504,6 +522,7 @@ class BleLink:
                 logger.warning("bad frame dropped: %s", e)
                 continue
             if isinstance(frame, p.End):
+                reasm.reset()  # a record still missing chunks at END is a drop (counted)
                 return frame
             if frame.command == p.CMD_SEND_FROM and frame.status != p.STATUS_OK:
                 if frame.status == p.STATUS_BUSY:
