@@ -73,6 +73,10 @@ MAX_ROUNDS_PER_CONNECTION = 3
 # BlueZ discovery can stop silently (adapter reset, another client); restart the scanner when no
 # advertisement at all arrived for this long.
 SCAN_WATCHDOG_S = 60.0
+# A board whose clock is unsynced or further than this from the gateway's (NTP) clock gets
+# TIME_SYNC: contracts use device time, checked against receive time, so it must stay close;
+# 2 s leaves room for the BLE round trip and the board's 1 s clock resolution.
+TIME_SYNC_TOLERANCE_S = 2.0
 
 
 class BleakBackends(NamedTuple):
@@ -120,6 +124,7 @@ class LinkConfig:
     success_cooldown_s: float = SUCCESS_COOLDOWN_S
     max_rounds_per_connection: int = MAX_ROUNDS_PER_CONNECTION
     scan_watchdog_s: float = SCAN_WATCHDOG_S
+    time_sync_tolerance_s: float = TIME_SYNC_TOLERANCE_S
 
 
 class LinkError(Exception):
@@ -208,6 +213,7 @@ class LinkStats:
     stale_notifications: int = 0
     not_enrolled_adverts: int = 0
     scanner_restarts: int = 0
+    time_syncs: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -267,8 +273,12 @@ class BleLink:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """Set up the link; nothing touches the radio until run() or collect()."""
+        """Set up the link; nothing touches the radio until run() or collect().
+
+        clock paces retries (monotonic); wall_clock is the Unix time boards are synced to.
+        """
         self.collector = collector
         self.backend = backend or BleakBackends()
         self.config = config or LinkConfig()
@@ -276,6 +286,7 @@ class BleLink:
         self.states: dict[bytes, DeviceState] = {}
         self._rng = rng or random.Random()
         self._clock = clock
+        self._wall_clock = wall_clock
         self._slots = asyncio.Semaphore(self.config.max_connections)
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         # device id -> token of the connection allowed to feed notifications (bleak #2002 guard)
@@ -440,6 +451,15 @@ class BleLink:
                 cfg.gatt_timeout_s,
             )
             subscribed = True
+            now_s = self._wall_clock()
+            if not info.time_synced or abs(info.time_s - now_s) > cfg.time_sync_tolerance_s:
+                await asyncio.wait_for(
+                    client.write_gatt_char(
+                        p.CONTROL_UUID, p.encode_time_sync(int(now_s)), response=True
+                    ),
+                    cfg.gatt_timeout_s,
+                )
+                self.stats.time_syncs += 1
             while rounds < cfg.max_rounds_per_connection:
                 rounds += 1
                 last = self.collector.last_committed_seq(device_id)

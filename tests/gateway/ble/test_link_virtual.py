@@ -287,6 +287,12 @@ def test_real_firmware_boards_on_the_virtual_radio(tmp_path):
             # acks trail commits (an upload cancelled at stop may have committed, not acked)
             assert 0 <= b.board.sampler.acked_seq <= col.last_committed_seq(b.device_id)
             assert b.board.peripheral.mtu in (23, 247)
+            # The link synced each board's clock on its first connection (TIME_SYNC): later
+            # records carry Unix time, and the board logged the correction as a time-sync event.
+            synced = [r for r in recs if r.time_synced]
+            assert synced and abs(synced[-1].time_s - time.time()) < 30
+            assert any(r.kind == 3 and r.value(21) == 4 for r in recs)  # EV_TIME_SYNC
         assert link.stats.dropped_chunks == 0 and link.stats.bad_frames == 0
+        assert link.stats.time_syncs >= len(boards)
 
     run(scenario(), 90)
