@@ -78,9 +78,26 @@ class NvsKV:
 
 def _types(sensor):
     """Return [(type_id, channel)] of a profile sensor's channels."""
-    from firmware.board import CHANNEL_TYPES
+    types = wire.CHANNEL_TYPES
+    return [(types[c["type"]], c["channel"]) for c in sensor["channels"]]
 
-    return [(CHANNEL_TYPES[c["type"]], c["channel"]) for c in sensor["channels"]]
+
+def load_profile(path):
+    """Return the validated profile read from the JSON file at path (firmware.board.parse), then
+    unload firmware.board: its ~15 KB of code is only needed to validate, and the running board
+    needs that RAM. Raises what board.parse raises (ValueError, OSError)."""
+    import sys
+
+    import firmware
+    from firmware import board
+
+    with open(path) as f:
+        profile = board.parse(f.read(), path)
+    board = None
+    sys.modules.pop("firmware.board", None)
+    if hasattr(firmware, "board"):  # the package keeps a reference to an imported submodule
+        delattr(firmware, "board")
+    return profile
 
 
 def _unsupported(name):
@@ -419,9 +436,11 @@ def build_board(
     Raises KeyCorrupt (damaged key file) or ValueError (bad profile) instead of running.
     """
     seed = KeyStore(fs).load_or_create(urandom)
+    # Mount before the signer exists: scanning a full journal allocates ~40 KB of short-lived
+    # garbage, which then never coincides with the signer's 12 KB table (tools/firmware_heap.py).
+    journal = Journal(fs, "journal", journal_bytes)
     signer = ed25519.SigningKey(seed)
     dev_id = wire.device_id(signer.public_key)
-    journal = Journal(fs, "journal", journal_bytes)
     kv = FileKV(fs, "state") if nvs is None else NvsKV(nvs)
     seqs = SeqCounter(kv, max(journal.last_seq, 0))
     hooks = Hooks()

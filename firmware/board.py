@@ -4,6 +4,8 @@ import json
 
 from micropython import const
 
+from firmware.wire import CHANNEL_TYPES
+
 PROFILE_FORMAT = const(1)
 MAX_CHANNELS = const(16)  # firmware/wire.py MAX_VALUES: every channel must fit one record
 _MAX_INTERVAL_S = const(
@@ -12,29 +14,7 @@ _MAX_INTERVAL_S = const(
 
 USE_CASES = ("agri_tracing", "fish_farm_finance", "chattel_mortgage", "energy_trading", "parking")
 
-# Value types a sensor can produce, by wire registry name -> type id (docs/wire-format.md, Values).
-CHANNEL_TYPES = {
-    "temperature": 1,
-    "humidity": 2,
-    "dissolved_oxygen": 3,
-    "ph": 4,
-    "ammonia": 5,
-    "energy": 6,
-    "power": 7,
-    "latitude": 8,
-    "longitude": 9,
-    "occupancy": 10,
-    "vehicle_commitment": 11,
-    "weight": 12,
-    "tamper": 13,
-    "battery": 14,
-    "voltage": 15,
-    "current": 16,
-    "magnetic_field": 17,
-    "distance": 18,
-    "turbidity": 19,
-    "rssi": 20,
-}
+# Value types a sensor can produce (wire registry name -> type id): firmware.wire.CHANNEL_TYPES.
 
 # Per chip: usable GPIOs, pins that must not be used (flash/PSRAM, USB, console), input-only pins,
 # ADC1 pins (ADC2 is shared with the radio), and the hardware I2C / UART ids.

@@ -19,16 +19,20 @@ the gateway follows the same rules). `verify(public_key, msg, sig)` returns True
 Signing is deterministic per RFC 8032 5.1.6, so output is byte-identical to libsodium's.
 
 Speed: [r]B uses a fixed-base table of signed radix-16 multiples (16 sub-tables of
-1..8 * 2**(16 j) * B in (y+x, y-x, 2*d*x*y) affine form, 384 integers, about 26 KB of heap),
-built on first use; one signature costs 64 mixed additions (7 multiplications each) plus
-12 doublings and one inversion (extended Euclid, which beats pow(z, p-2, p) several times
-over in the VM). Extended twisted Edwards coordinates (X:Y:Z:T), lazy reduction of sums.
+1..8 * 2**(16 j) * B in (y+x, y-x, 2*d*x*y) affine form), built on first use: its 384 field
+elements are packed as 32-byte little-endian strings in one 12 KB bytearray and read back with
+int.from_bytes (as Python ints they took 26 KB of heap; the conversions cost a few percent of a
+signature). One signature costs 64 mixed additions (7 multiplications each) plus 12 doublings
+and one inversion (extended Euclid, which beats pow(z, p-2, p) several times over in the VM).
+Extended twisted Edwards coordinates (X:Y:Z:T), lazy reduction of sums.
 
 Not constant-time: Python integers leak timing through their size and the code skips zero
 digits. Acceptable for a sensor board whose attacker sees at most one signature per upload
 over BLE; do not reuse this module where remote timing measurement of many signatures is
 possible.
 """
+
+from micropython import const
 
 from firmware.sha512 import SHA512
 
@@ -48,7 +52,11 @@ _MASK255 = (1 << 255) - 1
 # n_i - 8 in [-8, 7]: sum((n_i - 8) * 16**i) == s for the nibbles n_i of s + _EIGHTS.
 _EIGHTS = 0x8888888888888888888888888888888888888888888888888888888888888888
 
-_TABLE = None  # (ypx, ymx, t2d): three flat lists of 128 ints, index 8*j + m - 1
+# The fixed-base table: entry n = 8*j + m - 1 (m * 2**(16 j) * B) at bytes 96n..96n+95, holding
+# y+x, y-x and 2*d*x*y (each mod p, 32 bytes little-endian).
+_ENTRY_BYTES = const(96)
+_TABLE_BYTES = const(12288)  # 128 entries
+_TABLE = None
 
 
 # ---------------------------------------------------------------------------- field
@@ -159,16 +167,14 @@ def _mul(s, p1):
 # ---------------------------------------------------------------------------- fixed base
 
 
-def _table():
-    """Return the fixed-base table, building it on first call (about 26 KB of heap)."""
+def _table_bytes():
+    """Return the packed fixed-base table (a 12 KB bytearray), building it on first call."""
     global _TABLE
     if _TABLE is None:
         P = _P
-        ypx = []
-        ymx = []
-        t2d = []
+        tb = bytearray(_TABLE_BYTES)
         base = (_BX, _BY, 1, _BX * _BY % P)
-        for _j in range(16):
+        for j in range(16):
             pts = [base]
             for _m in range(7):
                 pts.append(_add(pts[-1], base))  # pyright: ignore[reportArgumentType]
@@ -184,24 +190,44 @@ def _table():
                 run = run * pts[m][2] % P
                 x = pts[m][0] * zi % P
                 y = pts[m][1] * zi % P
-                ypx.append((y + x) % P)
-                ymx.append((y - x) % P)
-                t2d.append(x * y % P * _D2 % P)
+                o = (8 * j + m) * _ENTRY_BYTES
+                tb[o : o + 32] = ((y + x) % P).to_bytes(32, "little")
+                tb[o + 32 : o + 64] = ((y - x) % P).to_bytes(32, "little")
+                tb[o + 64 : o + 96] = (x * y % P * _D2 % P).to_bytes(32, "little")
             for _i in range(16):
                 base = _double(base)
-        # Rows were appended m = 8..1; flip each row so index 8*j + m - 1 holds m * 2**(16 j) * B.
-        for lst in (ypx, ymx, t2d):
-            for j in range(16):
-                o = 8 * j
-                for i in range(4):
-                    lst[o + i], lst[o + 7 - i] = lst[o + 7 - i], lst[o + i]
-        _TABLE = (ypx, ymx, t2d)
+        _TABLE = tb
     return _TABLE
+
+
+class _Column:
+    """One coordinate of the packed table as a read-only sequence of 128 ints (tests, tools)."""
+
+    def __init__(self, tb, off):
+        self._tb = tb
+        self._off = off
+
+    def __len__(self):
+        return len(self._tb) // _ENTRY_BYTES
+
+    def __getitem__(self, n):
+        if not 0 <= n < len(self):
+            raise IndexError("table index out of range")
+        o = n * _ENTRY_BYTES + self._off
+        return int.from_bytes(self._tb[o : o + 32], "little")
+
+
+def _table():
+    """Return the fixed-base table as (ypx, ymx, t2d): sequences of 128 ints, index 8*j + m - 1
+    holding m * 2**(16 j) * B; builds it on first call (12 KB of heap, _table_bytes)."""
+    tb = _table_bytes()
+    return (_Column(tb, 0), _Column(tb, 32), _Column(tb, 64))
 
 
 def _base_mul(s):
     """Return [s]B as an extended point (X, Y, Z, T); precondition 0 <= s < 2**253."""
-    ypx_t, ymx_t, t2d_t = _table()
+    mv = memoryview(_table_bytes())
+    from_bytes = int.from_bytes
     P = _P
     nib = (s + _EIGHTS).to_bytes(32, "little")
     X = 0
@@ -232,15 +258,15 @@ def _base_mul(s):
             d = ((nib[i] >> shift) & 15) - 8
             if d:
                 if d > 0:
-                    n = row + d - 1
-                    yp = ypx_t[n]
-                    ym = ymx_t[n]
-                    td = t2d_t[n]
-                else:
-                    n = row - d - 1
-                    yp = ymx_t[n]
-                    ym = ypx_t[n]
-                    td = -t2d_t[n]
+                    o = (row + d - 1) * _ENTRY_BYTES
+                    yp = from_bytes(mv[o : o + 32], "little")
+                    ym = from_bytes(mv[o + 32 : o + 64], "little")
+                    td = from_bytes(mv[o + 64 : o + 96], "little")
+                else:  # -P: swap y+x and y-x, negate 2dxy
+                    o = (row - d - 1) * _ENTRY_BYTES
+                    yp = from_bytes(mv[o + 32 : o + 64], "little")
+                    ym = from_bytes(mv[o : o + 32], "little")
+                    td = -from_bytes(mv[o + 64 : o + 96], "little")
                 a = (Y - X) * ym % P
                 b = (Y + X) * yp % P
                 c = T * td % P

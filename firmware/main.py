@@ -55,12 +55,11 @@ def main():
     import esp32
     import machine
 
-    from firmware import app, board
+    from firmware import app
     from firmware.fs import VfsFS
 
     try:
-        with open(PROFILE_PATH) as f:
-            profile = board.parse(f.read(), PROFILE_PATH)
+        profile = app.load_profile(PROFILE_PATH)  # validated; firmware.board is unloaded again
         buses = make_buses(profile, machine)
         asyncio.run(
             app.run(

@@ -90,6 +90,31 @@ _CHANNELS = {
     25: (32, None, None),
 }
 _HEADER_FMT = ">BBB16sIII32sB"
+# Value types a board profile may name, by wire registry name -> type id (docs/wire-format.md,
+# Values). Here rather than in firmware/board.py so the running firmware needs no profile code.
+CHANNEL_TYPES = {
+    "temperature": CH_TEMPERATURE,
+    "humidity": CH_HUMIDITY,
+    "dissolved_oxygen": CH_DISSOLVED_OXYGEN,
+    "ph": CH_PH,
+    "ammonia": CH_AMMONIA,
+    "energy": CH_ENERGY,
+    "power": CH_POWER,
+    "latitude": CH_LATITUDE,
+    "longitude": CH_LONGITUDE,
+    "occupancy": CH_OCCUPANCY,
+    "vehicle_commitment": CH_VEHICLE_COMMITMENT,
+    "weight": CH_WEIGHT,
+    "tamper": CH_TAMPER,
+    "battery": CH_BATTERY,
+    "voltage": CH_VOLTAGE,
+    "current": CH_CURRENT,
+    "magnetic_field": CH_MAGNETIC_FIELD,
+    "distance": CH_DISTANCE,
+    "turbidity": CH_TURBIDITY,
+    "rssi": CH_RSSI,
+}
+
 _GENESIS_TAG = b"edgeseal/v1/genesis"
 
 

@@ -21,6 +21,10 @@ BENCHES = [
     ("tools.bench_verify", "gateway record decode + verify vs pycryptodome"),
     ("tools.bench_ledger", "Merkle ledger vs pymerkle 7"),
     ("tools.bench_ingest", "ingest throughput vs bare append and bare verify"),
+    (
+        "tools.bench_heap",
+        "firmware heap at steady state in the MicroPython VM vs the 100 KB budget",
+    ),
 ]
 
 

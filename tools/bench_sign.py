@@ -62,23 +62,6 @@ def _heap_used():
     return tracemalloc.get_traced_memory()[0]
 
 
-def _copy_bytes(table):
-    """Return the heap bytes of an exact copy of the table (3 lists of ints + the tuple).
-
-    In the VM's --run mode gc.collect() frees nothing, so a before/after difference around the
-    build would count its garbage too; allocating a copy into preallocated lists measures the
-    live size alone.
-    """
-    start = gc.mem_alloc()
-    cols = ([None] * len(table[0]), [None] * len(table[1]), [None] * len(table[2]))
-    for c in range(3):
-        src = table[c]
-        dst = cols[c]
-        for i in range(len(src)):
-            dst[i] = src[i] + 0  # a fresh int of the same size
-    return gc.mem_alloc() - start
-
-
 def _messages(count, size):
     """Return count deterministic pseudo-random messages of size bytes (no os.urandom in the VM)."""
     out = []
@@ -122,15 +105,13 @@ def main():
 
     before = _heap_used()
     t0 = _now_us()
-    table = ed25519._table()
+    table = ed25519._table_bytes()
     build_us = _since_us(t0)
     churn_bytes = _heap_used() - before  # VM: gc.collect() reclaims nothing in --run mode
-    if MICROPYTHON:
-        table_bytes = _copy_bytes(table)
-    else:
+    table_bytes = len(table)  # one packed bytearray: its length is what it holds in RAM
+    if not MICROPYTHON:
         import tracemalloc
 
-        table_bytes = churn_bytes  # tracemalloc counts live objects only: the table itself
         tracemalloc.stop()
 
     seed = bytes(range(32))

@@ -2,7 +2,7 @@
 //
 // Usage:
 //   node tools/mpvm.mjs [--heap-kb N] [--copy DIR]... [--filter SUBSTR]     run tests/firmware/**/test_*.py
-//   node tools/mpvm.mjs [--heap-kb N] [--copy DIR]... --run FILE.py [ARG]...  run one script (global ARGV = [FILE, ARG...];
+//   node tools/mpvm.mjs [--heap-kb N] [--romfs IMG] [--copy DIR]... --run FILE.py [ARG]...  run one script (global ARGV = [FILE, ARG...];
 //                                                                        this port's sys has no argv)
 //
 // The repo's DEFAULT_DIRS (firmware/, tests/firmware/, tests/vectors/, tests/shims/, tools/, boards/) plus every
@@ -25,12 +25,13 @@ const DEFAULT_HEAP_KB = 16 * 1024;
 const DEFAULT_DIRS = ["firmware", "tests/firmware", "tests/shims", "tests/vectors", "tools", "boards"];
 
 function parseArgs(argv) {
-  const opts = { heapKb: DEFAULT_HEAP_KB, dirs: [...DEFAULT_DIRS], run: null, runArgs: [], filter: "" };
+  const opts = { heapKb: DEFAULT_HEAP_KB, dirs: [...DEFAULT_DIRS], run: null, runArgs: [], filter: "", romfs: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--heap-kb") opts.heapKb = parseInt(argv[++i], 10);
     else if (a === "--copy") opts.dirs.push(argv[++i]);
     else if (a === "--filter") opts.filter = argv[++i];
+    else if (a === "--romfs") opts.romfs = argv[++i];
     else if (a === "--run") { opts.run = argv[++i]; opts.runArgs = argv.slice(i + 1); break; }
     else throw new Error(`unknown argument ${a}`);
   }
@@ -59,11 +60,18 @@ function copyTree(mp, relDir) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const mp = await loadMicroPython({
+  const mpOptions = {
     heapsize: opts.heapKb * 1024,
     stdout: (line) => process.stdout.write(line + "\n"),
     stderr: (line) => process.stderr.write(line + "\n"),
-  });
+  };
+  if (opts.romfs) {
+    // A ROMFS image (mpremote romfs build) mounted at /rom: its .mpy code runs in place, as on a
+    // board whose MicroPython has ROMFS. The firmware then comes from /rom, not from /repo.
+    mpOptions.romfs = new Uint8Array(fs.readFileSync(opts.romfs));
+    opts.dirs = opts.dirs.filter((d) => d !== "firmware");
+  }
+  const mp = await loadMicroPython(mpOptions);
   for (const d of opts.dirs) copyTree(mp, d);
   mp.FS.mkdirTree(VM_ROOT + "/tests");
   mp.FS.writeFile(VM_ROOT + "/tests/__init__.py", "");

@@ -39,3 +39,12 @@ def test_invalid_profile_is_refused_before_touching_the_board(monkeypatch, tmp_p
     with pytest.raises(ValueError):
         flash.main(["--port", "/dev/ttyX", "--board", str(bad)])
     assert calls == []
+
+
+def test_romfs_deploy_sends_the_package_to_the_rom_partition(monkeypatch):
+    calls = []
+    monkeypatch.setattr(flash, "mpremote", lambda port, *args: calls.append(args))
+    board = flash.ROOT / "boards" / "cold-chain-logger.json"
+    assert flash.main(["--port", "/dev/ttyX", "--board", str(board), "--romfs"]) == 0
+    assert calls[0][:2] == ("romfs", "deploy")
+    assert [c[-1] for c in calls[1:]] == [":board.json", ":main.py", "reset"]

