@@ -119,6 +119,16 @@ class AgriTracing(Contract):
 
     TYPE = "agri"
     CREATOR_ROLE = ""  # a co-operative, a retailer or a certifier may host the tracing contract
+    ACTIONS = {
+        "register-lot": "_register",
+        "handover": "_handover",
+        "attach-device": "_attach",
+        "detach-device": "_detach",
+        "split": "_split",
+        "merge": "_merge",
+        "sell": "_sell",
+        "recall": "_recall",
+    }
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the parameters: default window, default excursion limit, certifiers."""
@@ -152,24 +162,6 @@ class AgriTracing(Contract):
         return {"lots": {}, "attached": {}, "excursions": {}}
 
     # ---- transactions ----------------------------------------------------------------------
-
-    def on_tx(
-        self, data: Data, params: Params, ctx: Ctx, action: str, args: dict[str, Any]
-    ) -> list[Event]:
-        """Return the events of action; raise ContractError (codes in the module docstring)."""
-        handler = {
-            "register-lot": self._register,
-            "handover": self._handover,
-            "attach-device": self._attach,
-            "detach-device": self._detach,
-            "split": self._split,
-            "merge": self._merge,
-            "sell": self._sell,
-            "recall": self._recall,
-        }.get(action)
-        if handler is None:
-            raise ContractError("unknown-action", f"agri has no action {action!r}")
-        return handler(data, params, ctx, args)
 
     def _register(self, data: Data, params: Params, ctx: Ctx, args: dict[str, Any]) -> list[Event]:
         check_keys(

@@ -68,6 +68,12 @@ class ChattelMortgage(Contract):
 
     TYPE = "collateral"
     CREATOR_ROLE = "lender"
+    ACTIONS = {
+        "drawdown": "_drawdown",
+        "repay": "_repay",
+        "unfreeze": "_unfreeze",
+        "release-lien": "_release",
+    }
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the parameters: borrower, geofence, minimum weight, heartbeat and credit limits."""
@@ -185,20 +191,6 @@ class ChattelMortgage(Contract):
         return events
 
     # ---- transactions ----------------------------------------------------------------------
-
-    def on_tx(
-        self, data: Data, params: Params, ctx: Ctx, action: str, args: dict[str, Any]
-    ) -> list[Event]:
-        """Return the events of action; raise ContractError (codes in docs/contracts.md)."""
-        handler = {
-            "drawdown": self._drawdown,
-            "repay": self._repay,
-            "unfreeze": self._unfreeze,
-            "release-lien": self._release,
-        }.get(action)
-        if handler is None:
-            raise ContractError("unknown-action", f"collateral has no action {action!r}")
-        return handler(data, params, ctx, args)
 
     def _drawdown(self, data: Data, params: Params, ctx: Ctx, args: dict[str, Any]) -> list[Event]:
         check_keys(args, ("amount_minor",))

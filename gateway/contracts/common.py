@@ -77,6 +77,8 @@ class Contract:
 
     TYPE = ""
     CREATOR_ROLE = ""  # role a participant needs to create an instance ("" = any participant)
+    # action name -> name of the method handling it: method(data, params, ctx, args) -> events
+    ACTIONS: dict[str, str] = {}
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the normalised parameters; raise ContractError("bad-params") if invalid."""
@@ -96,8 +98,14 @@ class Contract:
     def on_tx(
         self, data: Data, params: Params, ctx: Ctx, action: str, args: dict[str, Any]
     ) -> list[Event]:
-        """Return the events of a participant transaction; raise ContractError to reject it."""
-        raise ContractError("unknown-action", f"{self.TYPE} has no action {action!r}")
+        """Return the events of a participant transaction; raise ContractError to reject it.
+
+        Dispatches to the method ACTIONS names; an action it does not name is "unknown-action".
+        """
+        method = self.ACTIONS.get(action)
+        if method is None:
+            raise ContractError("unknown-action", f"{self.TYPE} has no action {action!r}")
+        return getattr(self, method)(data, params, ctx, args)
 
     def on_record(self, data: Data, params: Params, ctx: Ctx, record: Record) -> list[Event]:
         """Return the events of a TIME_SYNCED device record from a device bound to the contract."""

@@ -102,6 +102,10 @@ class EnergyMarket(Contract):
 
     TYPE = "energy"
     CREATOR_ROLE = "market_operator"
+    ACTIONS = {  # bid and offer: on_tx below
+        "register-meter": "_register_meter",
+        "set-grid-prices": "_grid_prices",
+    }
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the parameters: interval, gate closure, settlement delay, grid prices."""
@@ -245,15 +249,9 @@ class EnergyMarket(Contract):
         self, data: Data, params: Params, ctx: Ctx, action: str, args: dict[str, Any]
     ) -> list[Event]:
         """Return the events of action; raise ContractError (codes in docs/contracts.md)."""
-        if action in ("bid", "offer"):
+        if action in ("bid", "offer"):  # one handler, told which side
             return self._order(data, params, ctx, action, args)
-        handler = {
-            "register-meter": self._register_meter,
-            "set-grid-prices": self._grid_prices,
-        }.get(action)
-        if handler is None:
-            raise ContractError("unknown-action", f"energy has no action {action!r}")
-        return handler(data, params, ctx, args)
+        return super().on_tx(data, params, ctx, action, args)
 
     def _register_meter(
         self, data: Data, params: Params, ctx: Ctx, args: dict[str, Any]

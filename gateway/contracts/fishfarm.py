@@ -68,6 +68,14 @@ class FishFarmFinance(Contract):
 
     TYPE = "fishfarm"
     CREATOR_ROLE = "lender"
+    ACTIONS = {
+        "apply": "_apply",
+        "disburse": "_disburse",
+        "resume": "_resume",
+        "repay": "_repay",
+        "sale": "_sale",
+        "bind-policy": "_bind_policy",
+    }
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the parameters: farmer, the safe band, gap and covenant limits, tranches."""
@@ -271,22 +279,6 @@ class FishFarmFinance(Contract):
         ]
 
     # ---- transactions ----------------------------------------------------------------------
-
-    def on_tx(
-        self, data: Data, params: Params, ctx: Ctx, action: str, args: dict[str, Any]
-    ) -> list[Event]:
-        """Return the events of action; raise ContractError (codes in docs/contracts.md)."""
-        handler = {
-            "apply": self._apply,
-            "disburse": self._disburse,
-            "resume": self._resume,
-            "repay": self._repay,
-            "sale": self._sale,
-            "bind-policy": self._bind_policy,
-        }.get(action)
-        if handler is None:
-            raise ContractError("unknown-action", f"fishfarm has no action {action!r}")
-        return handler(data, params, ctx, args)
 
     def _outstanding(self, data: Data) -> int:
         return data["loan"]["disbursed_minor"] - data["loan"]["repaid_minor"]

@@ -82,6 +82,12 @@ class Parking(Contract):
 
     TYPE = "parking"
     CREATOR_ROLE = "parking_operator"
+    ACTIONS = {
+        "open-wallet": "_open_wallet",
+        "top-up": "_top_up",
+        "set-limit": "_set_limit",
+        "pay-session": "_pay_session",
+    }
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the tariff: bands [[start_s_of_day, rate_minor_per_hour]], grace, cap, offset."""
@@ -206,20 +212,6 @@ class Parking(Contract):
         )
 
     # ---- transactions ----------------------------------------------------------------------
-
-    def on_tx(
-        self, data: Data, params: Params, ctx: Ctx, action: str, args: dict[str, Any]
-    ) -> list[Event]:
-        """Return the events of action; raise ContractError (codes in docs/contracts.md)."""
-        handler = {
-            "open-wallet": self._open_wallet,
-            "top-up": self._top_up,
-            "set-limit": self._set_limit,
-            "pay-session": self._pay_session,
-        }.get(action)
-        if handler is None:
-            raise ContractError("unknown-action", f"parking has no action {action!r}")
-        return handler(data, params, ctx, args)
 
     @staticmethod
     def _own_wallet(data: Data, ctx: Ctx, vehicle: str) -> dict[str, Any]:
