@@ -214,6 +214,7 @@ class LinkStats:
     not_enrolled_adverts: int = 0
     scanner_restarts: int = 0
     time_syncs: int = 0
+    lost_tails: int = 0  # uploads whose END named a record that never arrived
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -236,6 +237,11 @@ def _mtu_of(client: BleakClient) -> int:
         return char.max_write_without_response_size + 3 if char else p.MIN_MTU
     except BleakError:
         return p.MIN_MTU
+
+
+def _seq_of(record: bytes) -> int | None:
+    """Return the seq field of a record's bytes (wire format v1 offset 19), None if too short."""
+    return int.from_bytes(record[19:23], "big") if len(record) >= 23 else None
 
 
 def _holds_committed(info: p.Info, last_committed: int | None) -> bool:
@@ -475,11 +481,24 @@ class BleLink:
                     cfg.gatt_timeout_s,
                 )
                 try:
-                    await self._receive(queue, reasm, round_records)
+                    end = await self._receive(queue, reasm, round_records)
                 finally:  # a round cut short by a failure counts its drops too
                     self.stats.records_received += len(round_records)
                     self.stats.dropped_records += reasm.dropped_records
                     self.stats.dropped_chunks += reasm.dropped_chunks
+                # END names the last record the board sent: a tail lost on the radio leaves no
+                # gap in the chain for ingest to see, so the link flags it and asks again.
+                tail_lost = end.last_sent_seq is not None and (
+                    not round_records or _seq_of(round_records[-1]) != end.last_sent_seq
+                )
+                if tail_lost:
+                    self.stats.lost_tails += 1
+                    logger.warning(
+                        "%s: END names seq %s, last received %s: the tail was lost",
+                        device_id.hex(),
+                        end.last_sent_seq,
+                        _seq_of(round_records[-1]) if round_records else None,
+                    )
                 if round_records:
                     ack_seq = await self.collector.deliver(device_id, round_records)
                 elif _holds_committed(info, last):
@@ -493,7 +512,7 @@ class BleLink:
                 if ack_seq is not None:
                     await self._ack(client, queue, ack_seq)
                     acked = ack_seq
-                if not (reasm.dropped_records or reasm.dropped_chunks):
+                if not (reasm.dropped_records or reasm.dropped_chunks or tail_lost):
                     break
             self.stats.uploads_ok += 1
             return UploadResult(device_id, len(records), acked, rounds, _mtu_of(client))

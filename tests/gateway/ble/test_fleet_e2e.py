@@ -578,3 +578,55 @@ def test_a_cancelled_connect_does_not_wedge_the_central():
             await central.close()
 
     run(scenario(), 30)
+
+
+def tail_dropping_backends(central_backends: BleakBackends, dropped: list[bytes]) -> BleakBackends:
+    """Return the bumble backends, except that the first record chunk followed directly by an
+    END frame is dropped (the radio lost an upload's last record)."""
+    base = central_backends.client
+    assert base is not None
+
+    class TailDroppingClient(base):  # type: ignore[misc, valid-type]
+        async def start_notify(self, characteristic, callback, **kwargs):
+            held: list[bytearray] = []
+
+            def on_data(data: bytearray) -> None:
+                if held:
+                    chunk = held.pop()
+                    if data[:1] == b"\x02" and not dropped:  # END right after it: lose it
+                        dropped.append(bytes(chunk))
+                    else:
+                        callback(chunk)
+                if data[:1] == b"\x01":  # CHUNK: wait for what follows
+                    held.append(data)
+                else:
+                    callback(data)
+
+            await super().start_notify(characteristic, on_data, **kwargs)
+
+    return BleakBackends(TailDroppingClient, central_backends.scanner)
+
+
+def test_a_lost_tail_is_flagged_and_fetched_again(tmp_path):
+    """Regression: the radio loses the last record of an upload (END arrives, its record does
+    not). Ingest sees no gap, so the link compares END's last seq with what it received, counts
+    a lost tail, and asks again in the same connection; nothing is lost or doubled."""
+
+    async def scenario():
+        fleet, vb, gw, _inj, _runner = await _one_frozen_board(tmp_path, 247, [])
+        assert fleet.central is not None
+        dropped: list[bytes] = []
+        runner = LinkRun(gw, tail_dropping_backends(fleet.central.backends, dropped))
+        try:
+            async with runner.running() as link:
+                await wait_until(lambda: vb.board.sampler.depth == 0, 10, "journal empty")
+            assert len(dropped) == 1
+            assert link.stats.lost_tails == 1
+            log = gw.log()[vb.device_id]
+            seqs = [int.from_bytes(r[19:23], "big") for r in log]
+            assert seqs == sorted(set(seqs)) and seqs[-1] == vb.board.journal.last_seq
+        finally:
+            await fleet.stop()
+            gw.close()
+
+    run(scenario(), 30)
