@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import struct
+import time
 
 from nacl.signing import SigningKey
 
@@ -175,3 +176,17 @@ class MemoryCollector:
         seq = self.last_committed_seq(device_id)
         self.events.append(("committed", device_id, seq))
         return seq
+
+
+def run(coro, timeout_s=60):
+    """Run coro on a fresh loop with an overall timeout (no pytest-asyncio needed)."""
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def wait_until(pred, timeout_s: float, what: str = "condition") -> None:
+    """Return once pred() is true; raise AssertionError naming `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout_s} s")
+        await asyncio.sleep(0.05)

@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
@@ -42,6 +40,7 @@ from gateway.ingest import (
 )
 from gateway.ledger import KIND_DEVICE_RECORD, Ledger, NoteSigner
 from gateway.ledger.audit import audit
+from tests.gateway.ble.helpers import run, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 PROFILES = (
@@ -66,19 +65,6 @@ FAST = LinkConfig(
     permanent_backoff_s=2,
     scan_watchdog_s=5,
 )
-
-
-def run(coro, timeout_s=60):
-    """Run coro on a fresh loop with an overall timeout (no pytest-asyncio needed)."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout_s} s")
-        await asyncio.sleep(0.05)
 
 
 def load_profiles(names):

@@ -18,7 +18,7 @@ from gateway.ble.link import (
 )
 from gateway.ble.virtual_bluetooth import BLE
 from gateway.errors import WireError
-from tests.gateway.ble.helpers import MemoryCollector, MiniBoard, make_chain
+from tests.gateway.ble.helpers import MemoryCollector, MiniBoard, make_chain, run, wait_until
 
 FAST = LinkConfig(
     connect_timeout_s=5,
@@ -29,19 +29,6 @@ FAST = LinkConfig(
     permanent_backoff_s=2,
     scan_watchdog_s=5,
 )
-
-
-def run(coro, timeout_s=60):
-    """Run coro on a fresh loop with an overall timeout (no pytest-asyncio needed)."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def wait_until(pred, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 class Rig:
