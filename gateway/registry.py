@@ -23,6 +23,12 @@ from gateway.ledger.entries import (
     enrollment_entry,
 )
 
+# The columns _row_to_device reads, in its order.
+_SELECT = (
+    "SELECT device_id, first_key, current_key, status, metadata, enrolled_index, "
+    "last_seq, last_hash, last_index FROM device "
+)
+
 STATUS_ACTIVE = "active"
 STATUS_REVOKED = "revoked"
 _STATUSES = (STATUS_ACTIVE, STATUS_REVOKED)
@@ -93,8 +99,7 @@ class DeviceRegistry:
         if dev is not None:
             return dev
         row = self._conn.execute(
-            "SELECT device_id, first_key, current_key, status, metadata, enrolled_index, "
-            "last_seq, last_hash, last_index FROM device WHERE device_id = ?",
+            _SELECT + "WHERE device_id = ?",
             (device_id,),
         ).fetchone()
         if row is None:
@@ -106,19 +111,14 @@ class DeviceRegistry:
     def by_prefix(self, prefix: bytes) -> list[Device]:
         """Return the active devices whose id starts with prefix (advertising carries 4 bytes)."""
         rows = self._conn.execute(
-            "SELECT device_id, first_key, current_key, status, metadata, enrolled_index, "
-            "last_seq, last_hash, last_index FROM device WHERE substr(device_id, 1, ?) = ? "
-            "AND status = ?",
+            _SELECT + "WHERE substr(device_id, 1, ?) = ? AND status = ?",
             (len(prefix), prefix, STATUS_ACTIVE),
         ).fetchall()
         return [_row_to_device(r) for r in rows]
 
     def all(self) -> list[Device]:
         """Return every device ever enrolled, ordered by enrollment."""
-        rows = self._conn.execute(
-            "SELECT device_id, first_key, current_key, status, metadata, enrolled_index, "
-            "last_seq, last_hash, last_index FROM device ORDER BY enrolled_index"
-        ).fetchall()
+        rows = self._conn.execute(_SELECT + "ORDER BY enrolled_index").fetchall()
         return [_row_to_device(r) for r in rows]
 
     # ------------------------------------------------------------------ writing
