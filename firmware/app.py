@@ -1,29 +1,22 @@
 """Wires a board profile, buses, BLE, storage and a clock into the sampler and the peripheral."""
 
 import asyncio
-import hashlib
 
 from micropython import const
 
-from firmware import ed25519, wire
+from firmware import drivers, ed25519, wire
 from firmware.journal import MAX_JOURNAL_BYTES, Journal
 from firmware.keystore import KeyStore
 from firmware.peripheral import Peripheral
-from firmware.sampler import DeviceTime, Sampler, Source
-from firmware.seqcounter import FileKV, SeqCounter
+from firmware.sampler import DeviceTime, Sampler
+from firmware.seqcounter import FileKV, NvsKV, SeqCounter
 
 FIRMWARE_VERSION = (0, 1, 0)
-_NVS_BLOB_BYTES = const(64)  # the seq counter's slots are 20 bytes; FileKV reads up to 64
 _IDLE_MS = const(1000)
 # GPS: the UART is drained this often between samples, so the parsed fix is never older than this
 # plus one NMEA period, whatever sample_interval_s is (the ESP32 UART ring buffer keeps the oldest
 # bytes when full: drained only at a 30 s sample it would hand out a 30 s old position).
 GPS_POLL_MS = const(250)
-# QMC5883L: first conversion after configure() at 10 Hz (datasheet ODR) plus margin.
-_MAG_SETTLE_MS = const(110)
-_COMMITMENT_BYTES = const(16)
-_MIN_SALT_BYTES = const(16)
-_HX711_GAINS = {128: 1, 32: 2, 64: 3}  # profile gain -> firmware.drivers.hx711 GAIN_A128/B32/A64
 
 
 class RealClock:
@@ -55,63 +48,31 @@ class RealClock:
             await asyncio.sleep(ms / 1000)
 
 
-class NvsKV:
-    """The seq counter's key-value interface (get/put of small blobs) over an esp32.NVS object."""
-
-    def __init__(self, nvs):
-        self._nvs = nvs
-        self._buf = bytearray(_NVS_BLOB_BYTES)
-
-    def get(self, key):
-        """Return the blob stored under key, or None."""
-        try:
-            n = self._nvs.get_blob(key, self._buf)
-        except OSError:
-            return None
-        return bytes(self._buf[:n])
-
-    def put(self, key, value):
-        """Store value under key and commit (durable when this returns)."""
-        self._nvs.set_blob(key, value)
-        self._nvs.commit()
-
-
-def _types(sensor):
-    """Return [(type_id, channel)] of a profile sensor's channels."""
-    types = wire.CHANNEL_TYPES
-    return [(types[c["type"]], c["channel"]) for c in sensor["channels"]]
-
-
 def load_profile(path):
     """Return the validated profile read from the JSON file at path (firmware.board.parse), then
-    unload firmware.board: its ~15 KB of code is only needed to validate, and the running board
-    needs that RAM. Raises what board.parse raises (ValueError, OSError)."""
+    unload firmware.board and the driver modules it imported for their specs: its ~15 KB of code
+    is only needed to validate, and the drivers come back when make_source builds the sensors, so
+    they do not sit in RAM during the boot's big steps (journal mount, signer table) either.
+    Raises what board.parse raises (ValueError, OSError)."""
     import sys
 
     import firmware
     from firmware import board
 
+    before = [name for name in sys.modules if name.startswith("firmware.drivers.")]
     with open(path) as f:
         profile = board.parse(f.read(), path)
     board = None
     sys.modules.pop("firmware.board", None)
     if hasattr(firmware, "board"):  # the package keeps a reference to an imported submodule
         delattr(firmware, "board")
+    package = sys.modules.get("firmware.drivers")
+    for name in [n for n in sys.modules if n.startswith("firmware.drivers.") and n not in before]:
+        sys.modules.pop(name)
+        leaf = name[17:]  # after "firmware.drivers."
+        if package is not None and hasattr(package, leaf):
+            delattr(package, leaf)
     return profile
-
-
-def _unsupported(name):
-    def read():
-        raise NotImplementedError("no runtime adapter for sensor " + name)
-
-    return read
-
-
-def commitment(salt, vehicle_id):
-    """Return the wire vehicle_commitment: SHA-256(salt || vehicle id)[0:16] (bytes)."""
-    h = hashlib.sha256(salt)
-    h.update(vehicle_id)
-    return h.digest()[:_COMMITMENT_BYTES]
 
 
 class Hooks:
@@ -126,236 +87,39 @@ class Hooks:
         self.pollers = []
 
 
+def _unsupported(name):
+    def read():
+        raise NotImplementedError("no runtime adapter for sensor " + name)
+
+    return read
+
+
+def commitment(salt, vehicle_id):
+    """Return the wire vehicle_commitment SHA-256(salt || vehicle id)[0:16]: the ble_beacon
+    driver's firmware.drivers.ble_beacon.commitment, kept here for its callers (gateway demo)."""
+    from firmware.drivers.ble_beacon import commitment as made
+
+    return made(salt, vehicle_id)
+
+
 def make_source(sensor, buses, clock, readings, hooks=None):
-    """Return a Source reading one profile sensor through its driver.
+    """Return a Source reading one profile sensor through its driver: the source() of the driver's
+    module (firmware.drivers.MODULES), imported now if no sensor used it before.
 
     buses: {bus name: bus object} plus {"<sensor>.<role>": Pin/ADC} for dedicated pins.
     readings: {sensor name: {type_id: value}} shared between sources (do_probe reads its water
     temperature there). hooks: a Hooks collecting the scan listener (ble_beacon) and UART pollers
     (nmea_gps); without it a ble_beacon source never sees a beacon and the GPS is polled per sample
-    only. Drivers without an adapter give a source whose read() raises, which the sampler reports
-    once as a sensor-fault event. Faults of every adapter are the driver's exceptions.
+    only. A driver without a module gives a source whose read() raises, which the sampler reports
+    once as a sensor-fault event. Faults of every source are the driver's exceptions.
     """
-    name = sensor["name"]
-    driver = sensor["driver"]
-    params = sensor.get("params") or {}
-    chans = _types(sensor)
-    block = getattr(clock, "block_ms", None)
-    fault_type = chans[0][0]
-    last = {}
-    readings[name] = last
-    event_types = ()
+    module = drivers.module(sensor["driver"])
+    if module is None:
+        from firmware.drivers.base import emitter, new_source
 
-    def emit(pairs):
-        # pairs: {type_id: value} for every channel of that type, or {(type_id, channel): value}
-        out = []
-        for type_id, channel in chans:
-            v = pairs.get((type_id, channel), pairs.get(type_id))
-            if v is not None:
-                out.append((type_id, channel, v))
-                last[type_id] = v
-        return out
-
-    if driver == "ds18b20":
-        from firmware.drivers.ds18b20 import DS18B20
-
-        rom = params.get("rom")
-        dev = DS18B20(
-            buses[sensor["bus"]],
-            None if rom is None else bytes.fromhex(rom),
-            params.get("resolution_bits", 12),
-            block,
-        )
-
-        def read():
-            return emit({wire.CH_TEMPERATURE: dev.measure_c01()})
-
-    elif driver == "sht3x":
-        from firmware.drivers.sht3x import SHT3x
-
-        dev = SHT3x(buses[sensor["bus"]], sensor["address"], block)
-
-        def read():
-            t, rh = dev.measure()
-            return emit({wire.CH_TEMPERATURE: t, wire.CH_HUMIDITY: rh})
-
-    elif driver == "analog_probe":
-        from firmware.drivers.analog_probe import INPUT_MV, INPUT_U16, AnalogProbe, CalibrationTable
-
-        table = CalibrationTable([tuple(p) for p in params["calibration"]])
-        mode = INPUT_U16 if params.get("input") == "u16" else INPUT_MV
-        dev = AnalogProbe(buses[name + ".adc"], table, mode, params.get("samples", 8))
-        type_id = chans[0][0]
-
-        def read():
-            return emit({type_id: dev.read()})
-
-    elif driver == "do_probe":
-        from firmware.drivers.analog_probe import DissolvedOxygenProbe
-
-        dev = DissolvedOxygenProbe(
-            buses[name + ".adc"],
-            [tuple(p) for p in params["saturation_mv"]],
-            params.get("samples", 8),
-        )
-        ref = params["temperature_sensor"]
-
-        def read():
-            t = readings.get(ref, {}).get(wire.CH_TEMPERATURE)
-            if t is None:
-                raise ValueError("no water temperature from " + ref)
-            return emit({wire.CH_DISSOLVED_OXYGEN: dev.read_c01(t)})
-
-    elif driver == "ina219":
-        from firmware.drivers.ina219 import INA219
-
-        kw = {"ticks_ms": clock.ticks_ms, "ticks_diff": clock.ticks_diff}
-        if "config" in params:
-            kw["config"] = params["config"]
-        dev = INA219(
-            buses[sensor["bus"]], params["shunt_uohm"], params["current_lsb_ua"],
-            sensor["address"], **kw,
-        )  # fmt: skip
-
-        def read():
-            bus_mv, current_ma, power_mw = dev.update()
-            return emit(
-                {
-                    wire.CH_VOLTAGE: bus_mv,
-                    wire.CH_CURRENT: current_ma,
-                    wire.CH_POWER: power_mw,
-                    (wire.CH_ENERGY, 0): dev.energy_fwd_uwh() // 1000000,  # import
-                    (wire.CH_ENERGY, 1): dev.energy_rev_uwh() // 1000000,  # export
-                }
-            )
-
-    elif driver == "tamper":
-        from firmware.drivers.tamper import TamperSwitch
-
-        kw = {"ticks_ms": clock.ticks_ms, "ticks_diff": clock.ticks_diff}
-        if "debounce_ms" in params:
-            kw["debounce_ms"] = params["debounce_ms"]
-        if "open_level" in params:
-            kw["open_level"] = params["open_level"]
-        dev = TamperSwitch(buses[name + ".pin"], **kw)
-
-        def read():
-            return emit({wire.CH_TAMPER: dev.poll()})
-
-    elif driver == "nmea_gps":
-        from firmware.drivers.base import NotReadyError
-        from firmware.drivers.nmea_gps import FIX_MAX_AGE_MS_DEFAULT, NmeaGps
-
-        dev = NmeaGps(
-            buses[sensor["bus"]], clock.ticks_ms, clock.ticks_diff,
-            params.get("fix_max_age_ms", FIX_MAX_AGE_MS_DEFAULT),
-        )  # fmt: skip
-        if hooks is not None:
-            hooks.pollers.append(dev.poll)
-
-        def read():
-            dev.poll()
-            pos = dev.position()
-            if pos is None:  # a fault; the sampler journals it once per lost-fix episode
-                raise NotReadyError("no current GPS fix")
-            return emit({wire.CH_LATITUDE: pos[0], wire.CH_LONGITUDE: pos[1]})
-
-    elif driver == "qmc5883l":
-        from firmware.drivers import qmc5883l
-
-        dev = qmc5883l.QMC5883L(
-            buses[sensor["bus"]], sensor["address"],
-            qmc5883l.RANGE_8G if params.get("field_range_gauss") == 8 else qmc5883l.RANGE_2G,
-        )  # fmt: skip
-        det = qmc5883l.OccupancyDetector(
-            params.get("on_threshold_c01", qmc5883l.ON_THRESHOLD_C01_DEFAULT),
-            params.get("off_threshold_c01", qmc5883l.OFF_THRESHOLD_C01_DEFAULT),
-            params.get("confirm_samples", qmc5883l.CONFIRM_SAMPLES_DEFAULT),
-            params.get("baseline_samples", qmc5883l.BASELINE_SAMPLES_DEFAULT),
-        )
-        # the arrival/departure event carries the vehicle commitment of the same sample (if any)
-        event_types = (wire.CH_VEHICLE_COMMITMENT,)
-        configured = [False]
-
-        def read():
-            if not configured[0]:
-                dev.configure()
-                configured[0] = True
-                if block is not None:
-                    block(_MAG_SETTLE_MS)
-            try:
-                x, y, z = dev.read_c01()
-            except Exception:
-                configured[0] = False  # a reset chip stops converting: configure it again
-                raise
-            if not det.calibrated:
-                det.update(x, y, z)
-                return []  # collecting the empty-bay baseline: nothing to report yet, no fault
-            change = det.update(x, y, z)
-            if change == qmc5883l.ARRIVAL:
-                src.event = wire.EV_ARRIVAL
-            elif change == qmc5883l.DEPARTURE:
-                src.event = wire.EV_DEPARTURE
-            return emit(
-                {wire.CH_OCCUPANCY: det.occupied, wire.CH_MAGNETIC_FIELD: det.deviation_c01}
-            )
-
-    elif driver == "ble_beacon":
-        from firmware.drivers.ble_beacon import MIN_HITS_DEFAULT, MIN_RSSI_DBM_DEFAULT, BeaconReader
-
-        prefix = params.get("id_prefix_hex")
-        reader = BeaconReader(
-            params.get("min_rssi_dbm", MIN_RSSI_DBM_DEFAULT),
-            None if prefix is None else bytes.fromhex(prefix),
-            params.get("min_hits", MIN_HITS_DEFAULT),
-        )
-        salt_hex = params.get("commitment_salt_hex")
-        salt = None if salt_hex is None else bytes.fromhex(salt_hex)
-        if salt is None or len(salt) < _MIN_SALT_BYTES:
-            # unsalted, a commitment could be reversed by hashing every known tag id
-            raise ValueError("sensor %s: commitment_salt_hex needs >= 16 bytes of hex" % name)
-        window = [reader.take()]  # take() of the last completed scan: (kind, id, rssi) or None
-        cache = [b"", b""]  # [vehicle id, its commitment]: hash once per vehicle
-
-        def on_done():
-            # IRQ context, like on_scan_result: the reader is never touched by two contexts
-            window[0] = reader.take()
-
-        if hooks is not None:
-            hooks.scanners.append((reader.on_scan_result, on_done))
-
-        def read():
-            got = window[0]
-            if got is None:
-                return []  # no tag in the last scan: no commitment, not a fault
-            vid = got[1]
-            if vid != cache[0]:
-                cache[0] = vid
-                cache[1] = commitment(salt, vid)
-            rssi = got[2]
-            return emit(
-                {wire.CH_VEHICLE_COMMITMENT: cache[1], wire.CH_RSSI: max(-127, min(20, rssi))}
-            )
-
-    elif driver == "hx711":
-        from firmware.drivers.hx711 import HX711, SAMPLES_DEFAULT, LoadCell
-
-        hx = HX711(
-            buses[name + ".dout"], buses[name + ".sck"], _HX711_GAINS[params.get("gain", 128)]
-        )
-        cell = LoadCell(
-            hx, params["tare_counts"], params["cal_counts"], params["cal_grams"],
-            params.get("samples", SAMPLES_DEFAULT),
-        )  # fmt: skip
-
-        def read():
-            # below the tare is drift or noise around an empty platform (the wire type is >= 0)
-            return emit({wire.CH_WEIGHT: max(0, cell.read_grams())})
-
-    else:
-        read = _unsupported(name)
-    src = Source(name, read, fault_type, event_types)  # read() of qmc5883l sets src.event
-    return src
+        emitter(sensor, readings)  # registers the sensor's (empty) readings, like every source
+        return new_source(sensor, _unsupported(sensor["name"]))
+    return module.source(sensor, buses, clock, readings, Hooks() if hooks is None else hooks)
 
 
 class Board:

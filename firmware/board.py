@@ -64,66 +64,9 @@ _BUS_PINS = {
     "uart": (("tx",), ("rx",)),
 }
 
-# Driver -> (bus type or None, dedicated pin roles as (role, needs_output, needs_adc), value types).
-DRIVERS = {
-    "ds18b20": ("onewire", (), ("temperature",)),
-    "sht3x": ("i2c", (), ("temperature", "humidity")),
-    "analog_probe": (None, (("adc", False, True),), ("ph", "ammonia", "turbidity", "battery")),
-    "do_probe": (None, (("adc", False, True),), ("dissolved_oxygen",)),
-    "ina219": ("i2c", (), ("energy", "power", "voltage", "current")),
-    "nmea_gps": ("uart", (), ("latitude", "longitude")),
-    "qmc5883l": ("i2c", (), ("occupancy", "magnetic_field")),
-    "ble_beacon": (None, (), ("vehicle_commitment", "rssi")),
-    "tamper": (None, (("pin", False, False),), ("tamper",)),
-    "hx711": (None, (("dout", False, False), ("sck", True, False)), ("weight",)),
-}
-
-# Driver parameters: key -> (type, required, allowed values or None). Unknown keys are rejected, so a
-# typo in a profile fails at load time instead of silently using a default.
-DRIVER_PARAMS = {
-    "ds18b20": {"resolution_bits": (int, False, (9, 10, 11, 12)), "rom": (str, False, None)},
-    "sht3x": {},
-    "analog_probe": {
-        "atten_db": (int, True, (0, 6, 11)),
-        "input": (str, False, ("mv", "u16")),
-        "samples": (int, False, None),
-        "calibration": (list, True, None),
-    },
-    "do_probe": {
-        "atten_db": (int, True, (0, 6, 11)),
-        "samples": (int, False, None),
-        "saturation_mv": (list, True, None),
-        "temperature_sensor": (str, True, None),
-    },
-    "ina219": {
-        "shunt_uohm": (int, True, None),
-        "current_lsb_ua": (int, True, None),
-        "config": (int, False, None),
-        "max_gap_ms": (int, False, None),
-    },
-    "nmea_gps": {"fix_max_age_ms": (int, False, None)},
-    "qmc5883l": {
-        "field_range_gauss": (int, False, (2, 8)),
-        "on_threshold_c01": (int, False, None),
-        "off_threshold_c01": (int, False, None),
-        "confirm_samples": (int, False, None),
-        "baseline_samples": (int, False, None),
-    },
-    "ble_beacon": {
-        "min_rssi_dbm": (int, False, None),
-        "min_hits": (int, False, None),
-        "id_prefix_hex": (str, False, None),
-        "commitment_salt_hex": (str, True, None),  # no salt, no privacy: required
-    },
-    "tamper": {"debounce_ms": (int, False, None), "open_level": (int, False, (0, 1))},
-    "hx711": {
-        "gain": (int, False, (128, 64, 32)),
-        "tare_counts": (int, True, None),
-        "cal_counts": (int, True, None),
-        "cal_grams": (int, True, None),
-        "samples": (int, False, None),
-    },
-}
+# Drivers: firmware.drivers.MODULES names the module of each; the module's specs() says what a
+# profile sensor of that driver needs (bus, pins, channel types, parameters, an optional check).
+# Only the modules of the drivers a profile uses are imported.
 
 _REQUIRED = (
     ("profile_format", int),
@@ -144,7 +87,8 @@ def _fail(where, message):
     raise ValueError("board profile %s: %s" % (where, message))
 
 
-def _is_int(v):
+def is_int(v):
+    """Return True if v is an int and not a bool (JSON true/false are not integers here)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -153,7 +97,7 @@ def _field(obj, key, kind, where):
     if key not in obj:
         _fail(where, "missing field '%s'" % key)
     v = obj[key]
-    ok = _is_int(v) if kind is int else isinstance(v, kind)
+    ok = is_int(v) if kind is int else isinstance(v, kind)
     if not ok:
         _fail(where, "field '%s' must be %s" % (key, kind.__name__))
     return v
@@ -183,7 +127,7 @@ class _PinUse:
 
     def claim(self, pin, owner, output=False, adc=False):
         where = self.where + " " + owner
-        if not _is_int(pin):
+        if not is_int(pin):
             _fail(where, "pin must be an integer GPIO number")
         chip = self.chip
         if pin not in chip["gpio"]:
@@ -237,7 +181,21 @@ def _check_buses(profile, pins):
             ids_used[key] = name
 
 
-def _check_sensor(profile, sensor, pins, names, addresses, channels):
+def _spec(driver, specs, where):
+    """Return the spec of driver: specs() of its module (firmware.drivers.MODULES), imported on
+    first use and cached in specs; raises ValueError for an unknown driver."""
+    if driver not in specs:
+        from firmware.drivers import module
+
+        mod = module(driver)
+        if mod is None:
+            _fail(where, "unknown driver '%s'" % driver)
+        else:
+            specs[driver] = mod.specs()[driver]
+    return specs[driver]
+
+
+def _check_sensor(profile, sensor, pins, names, addresses, channels, specs):
     if not isinstance(sensor, dict):
         _fail("sensors", "each sensor must be an object")
     name = _field(sensor, "name", str, "sensor")
@@ -248,9 +206,10 @@ def _check_sensor(profile, sensor, pins, names, addresses, channels):
         _fail(where, "duplicate sensor name")
     names[name] = sensor
     driver = _field(sensor, "driver", str, where)
-    if driver not in DRIVERS:
-        _fail(where, "unknown driver '%s'" % driver)
-    bus_kind, roles, types = DRIVERS[driver]
+    spec = _spec(driver, specs, where)
+    bus_kind = spec.get("bus")
+    roles = spec.get("pins", ())
+    types = spec["channels"]
     if bus_kind is not None:
         bus_name = _field(sensor, "bus", str, where)
         buses = profile["buses"]
@@ -311,96 +270,67 @@ def _check_sensor(profile, sensor, pins, names, addresses, channels):
         if key in channels:
             _fail(where, "channel %s/%d also produced by '%s'" % (t, n, channels[key]))
         channels[key] = name
-    _check_params(driver, params, where, chans)
+    _check_params(driver, spec, params, where, chans)
 
 
-def _hex_bytes(text, where, key):
-    """Return the bytes spelled by an even-length hex string; raises ValueError naming key."""
+def hex_bytes(text, key):
+    """Return the bytes spelled by an even-length hex string; raises ValueError naming key.
+
+    For the drivers' check hooks (they run while this module validates a profile)."""
     if len(text) % 2:
-        _fail(where, "%s must be an even number of hex digits" % key)
+        raise ValueError("%s must be an even number of hex digits" % key)
     out = bytearray(len(text) // 2)
     for i in range(len(out)):
         pair = text[2 * i : 2 * i + 2]
         for c in pair:
             if c not in "0123456789abcdefABCDEF":
-                _fail(where, "%s must be hex" % key)
+                raise ValueError("%s must be hex" % key)
         out[i] = int(pair, 16)
     return bytes(out)
 
 
-def _check_params(driver, params, where, chans):
-    spec = DRIVER_PARAMS[driver]
+def _check_params(driver, spec, params, where, chans):
+    """Check params against the spec's parameter table, then the spec's check hook (if any).
+
+    Unknown keys are rejected, so a typo in a profile fails at load time instead of silently using
+    a default."""
+    table = spec.get("params", {})
     where_p = where + " params"
     for key in params:
-        if key not in spec:
+        if key not in table:
             _fail(where, "unknown parameter '%s' for driver %s" % (key, driver))
-    for key, (kind, required, allowed) in spec.items():
+    for key, (kind, required, allowed, minimum) in table.items():
         if required:
             v = _field(params, key, kind, where_p)
         else:
             v = _optional_field(params, key, kind, where_p)
-        if v is not None and allowed is not None and v not in allowed:
+        if v is None:
+            continue
+        if allowed is not None and v not in allowed:
             _fail(where, "%s must be one of %s" % (key, allowed))
-        if (
-            key in ("samples", "confirm_samples", "baseline_samples", "min_hits", "debounce_ms")
-            and v is not None
-            and v < 1
-        ):
-            _fail(where, "%s must be >= 1" % key)
-    if "samples" in params and params["samples"] < 3:
-        _fail(where, "samples must be >= 3 (trimmed mean drops min and max)")
-    if driver == "ds18b20" and "rom" in params:
-        from firmware.drivers.ds18b20 import check_rom
-
+        if minimum is not None and v < minimum:
+            _fail(where, "%s must be >= %d" % (key, minimum))
+    check = spec.get("check")
+    if check is not None:
         try:
-            check_rom(_hex_bytes(params["rom"], where, "rom"))
-        except ValueError as e:
-            _fail(where, "rom: %s" % e)
-    elif driver == "ble_beacon" and "id_prefix_hex" in params:
-        _hex_bytes(params["id_prefix_hex"], where, "id_prefix_hex")
-    elif driver == "analog_probe":
-        from firmware.drivers.analog_probe import CalibrationTable
-
-        try:
-            CalibrationTable(
-                [tuple(p) if isinstance(p, list) else p for p in params["calibration"]]
-            )
-        except (TypeError, ValueError) as e:
-            _fail(where, "calibration: %s" % e)
-        if len(chans) != 1:
-            _fail(where, "an analog probe produces exactly one channel")
-    elif driver == "do_probe":
-        points = params["saturation_mv"]
-        if not points:
-            _fail(where, "saturation_mv needs at least one [temperature_c01, mV] point")
-        for p in points:
-            if (
-                not isinstance(p, list)
-                or len(p) != 2
-                or not _is_int(p[0])
-                or not _is_int(p[1])
-                or p[1] <= 0
-            ):
-                _fail(where, "saturation_mv points are [temperature_c01, positive mV]")
-    elif driver == "ina219":
-        from firmware.drivers.ina219 import calibration_value
-
-        try:
-            calibration_value(params["current_lsb_ua"], params["shunt_uohm"])
+            check(params, chans)
         except ValueError as e:
             _fail(where, str(e))
-    elif driver == "qmc5883l":
-        from firmware.drivers import qmc5883l
 
-        on = params.get("on_threshold_c01", qmc5883l.ON_THRESHOLD_C01_DEFAULT)
-        off = params.get("off_threshold_c01", qmc5883l.OFF_THRESHOLD_C01_DEFAULT)
-        if not 0 < off < on:
-            _fail(where, "need 0 < off_threshold_c01 < on_threshold_c01")
-    elif driver == "hx711":
-        if params["cal_counts"] == 0:
-            _fail(where, "cal_counts must not be 0")
-        if params["cal_grams"] <= 0:
-            _fail(where, "cal_grams must be positive")
+
+def _check_refs(sensor, spec, names, specs, where):
+    """Check that each parameter naming another sensor names one whose driver can produce the
+    channel type the spec asks for."""
+    for key, type_name in spec.get("refs", {}).items():
+        target = sensor["params"].get(key)
+        if target is None:
+            continue
+        ref = names.get(target)
+        if ref is None or type_name not in _spec(ref["driver"], specs, where)["channels"]:
+            _fail(
+                where,
+                "%s '%s' needs a %s sensor by name" % (sensor["driver"], sensor["name"], type_name),
+            )
 
 
 def validate(profile, where="profile", expected_name=None):
@@ -440,13 +370,11 @@ def validate(profile, where="profile", expected_name=None):
     channels = {}
     if not profile["sensors"]:
         _fail(where, "needs at least one sensor")
+    specs = {}
     for sensor in profile["sensors"]:
-        _check_sensor(profile, sensor, pins, names, addresses, channels)
+        _check_sensor(profile, sensor, pins, names, addresses, channels, specs)
     for sensor in profile["sensors"]:
-        if sensor["driver"] == "do_probe":
-            ref = names.get(sensor["params"]["temperature_sensor"])
-            if ref is None or "temperature" not in DRIVERS[ref["driver"]][2]:
-                _fail(where, "do_probe '%s' needs a temperature sensor by name" % sensor["name"])
+        _check_refs(sensor, specs[sensor["driver"]], names, specs, where)
     if len(channels) > MAX_CHANNELS:
         _fail(
             where, "%d channels exceed the %d values of one record" % (len(channels), MAX_CHANNELS)

@@ -15,6 +15,7 @@ SEQ_BLOCK = const(32)
 SEQ_LIMIT = 0x100000000  # seqs are u32 on the wire: 0 .. 2**32 - 1
 
 _SLOT_BYTES = const(20)
+_BLOB_BYTES = const(64)  # what a KV get() returns at most (a slot is _SLOT_BYTES)
 _MAGIC = b"SQ01"
 _KEYS = ("seq_a", "seq_b")
 
@@ -44,7 +45,7 @@ class FileKV:
         except OSError:
             return None
         try:
-            return f.read(64)
+            return f.read(_BLOB_BYTES)
         finally:
             f.close()
 
@@ -59,13 +60,19 @@ class FileKV:
 
 
 class NvsKV:
-    """Key-value store of small blobs in the ESP32's NVS (esp32.NVS, atomic per set+commit)."""
+    """Key-value store of small blobs in the ESP32's NVS (esp32.NVS, atomic per set_blob + commit).
 
-    def __init__(self, namespace="edgeseal"):
-        import esp32  # only on the board
+    nvs: an esp32.NVS object (main.py passes esp32.NVS("edgeseal") to app.build_board), or a
+    namespace name to open one with (imports esp32: only on the board, or with a stand-in module).
+    """
 
-        self._nvs = esp32.NVS(namespace)
-        self._buf = bytearray(64)
+    def __init__(self, nvs):
+        if isinstance(nvs, str):
+            import esp32  # only on the board
+
+            nvs = esp32.NVS(nvs)
+        self._nvs = nvs
+        self._buf = bytearray(_BLOB_BYTES)
 
     def get(self, key):
         """Return the bytes stored under key, or None when there are none."""
@@ -76,7 +83,7 @@ class NvsKV:
         return bytes(self._buf[:n])
 
     def put(self, key, value):
-        """Store value (at most 64 bytes) under key and commit."""
+        """Store value (at most 64 bytes) under key and commit (durable when this returns)."""
         self._nvs.set_blob(key, value)
         self._nvs.commit()
 

@@ -2,7 +2,7 @@
 
 from micropython import const
 
-from firmware.drivers.base import RangeError, div_round
+from firmware.drivers.base import RangeError, channels, div_round, emitter, new_source
 
 INPUT_MV = const(0)  # table x in mV, read with ADC.read_uv() (ESP32: eFuse-calibrated)
 INPUT_U16 = const(1)  # table x in raw counts, read with ADC.read_u16() (0..65535)
@@ -197,3 +197,102 @@ class DissolvedOxygenProbe:
             total_uv * do_saturation_c01(temperature_c01),
             n * 1000 * self.saturation_mv(temperature_c01),
         )
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def _check_analog(params, chans):
+    """Raise ValueError unless "calibration" makes a CalibrationTable and there is one channel."""
+    try:
+        CalibrationTable([tuple(p) if isinstance(p, list) else p for p in params["calibration"]])
+    except (TypeError, ValueError) as e:
+        raise ValueError("calibration: %s" % e) from None
+    if len(chans) != 1:
+        raise ValueError("an analog probe produces exactly one channel")
+
+
+def _check_do(params, chans):
+    """Raise ValueError unless "saturation_mv" is one or more [temperature_c01, positive mV]."""
+    from firmware.board import is_int  # only called while firmware.board validates
+
+    points = params["saturation_mv"]
+    if not points:
+        raise ValueError("saturation_mv needs at least one [temperature_c01, mV] point")
+    for p in points:
+        if (
+            not isinstance(p, list)
+            or len(p) != 2
+            or not is_int(p[0])
+            or not is_int(p[1])
+            or p[1] <= 0
+        ):
+            raise ValueError("saturation_mv points are [temperature_c01, positive mV]")
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile drivers (fields: firmware/drivers)."""
+    adc = (("adc", False, True),)  # an ADC1 pin (ADC2 is shared with the radio)
+    atten = (int, True, (0, 6, 11), None)
+    samples = (int, False, None, 3)  # the trimmed mean drops the min and the max
+    return {
+        "analog_probe": {
+            "pins": adc,
+            "channels": ("ph", "ammonia", "turbidity", "battery"),
+            "params": {
+                "atten_db": atten,
+                "input": (str, False, ("mv", "u16"), None),
+                "samples": samples,
+                "calibration": (list, True, None, None),  # [[x, y], ...]
+            },
+            "check": _check_analog,
+        },
+        "do_probe": {
+            "pins": adc,
+            "channels": ("dissolved_oxygen",),
+            "params": {
+                "atten_db": atten,
+                "samples": samples,
+                "saturation_mv": (list, True, None, None),  # [[temperature_c01, mV], ...]
+                "temperature_sensor": (str, True, None, None),
+            },
+            "refs": {"temperature_sensor": "temperature"},
+            "check": _check_do,
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of an analog_probe or do_probe profile sensor on the ADC
+    buses["<sensor>.adc"]: the calibrated value into its one channel; dissolved oxygen at the
+    water temperature last read by the sensor named in "temperature_sensor" (ValueError while
+    there is none)."""
+    from firmware import wire
+
+    name = sensor["name"]
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    if sensor["driver"] == "do_probe":
+        dev = DissolvedOxygenProbe(
+            buses[name + ".adc"],
+            [tuple(p) for p in params["saturation_mv"]],
+            params.get("samples", DEFAULT_SAMPLES),
+        )
+        ref = params["temperature_sensor"]
+
+        def read():
+            t = readings.get(ref, {}).get(wire.CH_TEMPERATURE)
+            if t is None:
+                raise ValueError("no water temperature from " + ref)
+            return emit({wire.CH_DISSOLVED_OXYGEN: dev.read_c01(t)})
+
+        return new_source(sensor, read)
+    table = CalibrationTable([tuple(p) for p in params["calibration"]])
+    mode = INPUT_U16 if params.get("input") == "u16" else INPUT_MV
+    probe = AnalogProbe(buses[name + ".adc"], table, mode, params.get("samples", DEFAULT_SAMPLES))
+    type_id = channels(sensor)[0][0]
+
+    def read_probe():
+        return emit({type_id: probe.read()})
+
+    return new_source(sensor, read_probe)

@@ -1,4 +1,4 @@
-"""Shared pieces of the sensor drivers: typed errors, integer rounding, CRC-8 variants, default clocks."""
+"""Shared pieces of the drivers: typed errors, rounding, CRC-8s, default clocks, source() helpers."""
 
 
 class SensorError(Exception):
@@ -80,3 +80,46 @@ def default_ticks():
         return ticks_ms, time.ticks_diff
     # Host-only fallback (CPython tests/tools): MicroPython has ticks_ms, its stubs lack monotonic.
     return (lambda: int(time.monotonic() * 1000)), (lambda a, b: a - b)  # pyright: ignore[reportAttributeAccessIssue]
+
+
+# ---- what every driver module's source() shares (firmware/app.py make_source) -----------------
+
+
+def channels(sensor):
+    """Return [(type_id, channel)] of a profile sensor's channels, in profile order."""
+    from firmware.wire import CHANNEL_TYPES
+
+    return [(CHANNEL_TYPES[c["type"]], c["channel"]) for c in sensor["channels"]]
+
+
+def emitter(sensor, readings):
+    """Return emit(pairs) -> [(type_id, channel, value)] for a profile sensor's channels.
+
+    pairs: {type_id: value} for every channel of that type, or {(type_id, channel): value}; a
+    channel without a value (or with None) is left out. Every emitted value is also kept in
+    readings[sensor name][type_id] (readings is shared between sources: do_probe reads its water
+    temperature there), which this call registers.
+    """
+    chans = channels(sensor)
+    last = {}
+    readings[sensor["name"]] = last
+
+    def emit(pairs):
+        out = []
+        for type_id, channel in chans:
+            v = pairs.get((type_id, channel), pairs.get(type_id))
+            if v is not None:
+                out.append((type_id, channel, v))
+                last[type_id] = v
+        return out
+
+    return emit
+
+
+def new_source(sensor, read, event_types=()):
+    """Return the firmware.sampler.Source of a profile sensor reading read(); its faults are
+    reported with the type of its first channel. event_types: see Source."""
+    from firmware.sampler import Source
+    from firmware.wire import CHANNEL_TYPES
+
+    return Source(sensor["name"], read, CHANNEL_TYPES[sensor["channels"][0]["type"]], event_types)

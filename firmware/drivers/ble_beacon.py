@@ -2,7 +2,7 @@
 
 from micropython import const
 
-from firmware.drivers.base import SensorError
+from firmware.drivers.base import SensorError, emitter, new_source
 
 # AD types (Bluetooth Assigned Numbers, "Common Data Types").
 AD_FLAGS = const(0x01)
@@ -151,3 +151,86 @@ class BeaconReader:
             return None
         key = best[1]
         return key[0], key[1:], best[0][0]
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+_COMMITMENT_BYTES = const(16)
+_MIN_SALT_BYTES = const(16)
+
+
+def commitment(salt, vehicle_id):
+    """Return the wire vehicle_commitment: SHA-256(salt || vehicle id)[0:16] (bytes)."""
+    import hashlib
+
+    h = hashlib.sha256(salt)
+    h.update(vehicle_id)
+    return h.digest()[:_COMMITMENT_BYTES]
+
+
+def _check(params, chans):
+    """Raise ValueError unless the optional id_prefix_hex is hex (the salt is checked at build)."""
+    prefix = params.get("id_prefix_hex")
+    if prefix is not None:
+        from firmware.board import hex_bytes  # only called while firmware.board validates
+
+        hex_bytes(prefix, "id_prefix_hex")
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "ble_beacon": {
+            "channels": ("vehicle_commitment", "rssi"),
+            "params": {
+                "min_rssi_dbm": (int, False, None, None),
+                "min_hits": (int, False, None, 1),
+                "id_prefix_hex": (str, False, None, None),
+                "commitment_salt_hex": (str, True, None, None),  # no salt, no privacy: required
+            },
+            "check": _check,
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of a ble_beacon profile sensor: the tag of the last completed scan
+    as vehicle_commitment (commitment() with the profile's salt; the id never leaves the board) and
+    rssi; nothing when no tag was heard. Adds the reader to hooks.scanners. Raises ValueError when
+    commitment_salt_hex is missing or shorter than 16 bytes."""
+    from firmware import wire
+
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    prefix = params.get("id_prefix_hex")
+    reader = BeaconReader(
+        params.get("min_rssi_dbm", MIN_RSSI_DBM_DEFAULT),
+        None if prefix is None else bytes.fromhex(prefix),
+        params.get("min_hits", MIN_HITS_DEFAULT),
+    )
+    salt_hex = params.get("commitment_salt_hex")
+    salt = None if salt_hex is None else bytes.fromhex(salt_hex)
+    if salt is None or len(salt) < _MIN_SALT_BYTES:
+        # unsalted, a commitment could be reversed by hashing every known tag id
+        raise ValueError("sensor %s: commitment_salt_hex needs >= 16 bytes of hex" % sensor["name"])
+    window = [reader.take()]  # take() of the last completed scan: (kind, id, rssi) or None
+    cache = [b"", b""]  # [vehicle id, its commitment]: hash once per vehicle
+
+    def on_done():
+        # IRQ context, like on_scan_result: the reader is never touched by two contexts
+        window[0] = reader.take()
+
+    hooks.scanners.append((reader.on_scan_result, on_done))
+
+    def read():
+        got = window[0]
+        if got is None:
+            return []  # no tag in the last scan: no commitment, not a fault
+        vid = got[1]
+        if vid != cache[0]:
+            cache[0] = vid
+            cache[1] = commitment(salt, vid)
+        rssi = got[2]
+        return emit({wire.CH_VEHICLE_COMMITMENT: cache[1], wire.CH_RSSI: max(-127, min(20, rssi))})
+
+    return new_source(sensor, read)

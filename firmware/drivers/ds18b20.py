@@ -11,6 +11,8 @@ from firmware.drivers.base import (
     SensorError,
     crc8_maxim,
     default_sleep_ms,
+    emitter,
+    new_source,
 )
 
 # 1-Wire ROM and function commands (DS18B20 datasheet, "ROM commands" / "Function commands").
@@ -170,3 +172,68 @@ class DS18B20:
         except PowerOnValueError:
             self._sleep_ms(self.start_conversion())
             return self.read_c01(accept_power_on=True)
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def _check(params, chans):
+    """Raise ValueError unless the optional "rom" parameter is a DS18B20 ROM code in hex."""
+    rom = params.get("rom")
+    if rom is not None:
+        from firmware.board import hex_bytes  # only called while firmware.board validates
+
+        rom = hex_bytes(rom, "rom")
+        try:
+            check_rom(rom)
+        except ValueError as e:
+            raise ValueError("rom: %s" % e) from None
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "ds18b20": {
+            "bus": "onewire",
+            "channels": ("temperature",),
+            "params": {
+                "resolution_bits": (int, False, (9, 10, 11, 12), None),
+                "rom": (str, False, None, None),  # hex; omit for the only sensor on the bus
+            },
+            "check": _check,
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of a ds18b20 profile sensor: measure_c01() (blocking through
+    clock.block_ms for the conversion) into its temperature channels.
+
+    The resolution is written to the chip before the first conversion and again after any
+    failed read: a DS18B20 powers up with the resolution in its EEPROM (12 bits from the
+    factory), and measure_c01 waits only the conversion time of the profile's resolution."""
+    from firmware import wire
+
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    rom = params.get("rom")
+    dev = DS18B20(
+        buses[sensor["bus"]],
+        None if rom is None else bytes.fromhex(rom),
+        params.get("resolution_bits", 12),
+        getattr(clock, "block_ms", None),
+    )
+
+    configured = [False]
+
+    def read():
+        if not configured[0]:
+            dev.configure()
+            configured[0] = True
+        try:
+            return emit({wire.CH_TEMPERATURE: dev.measure_c01()})
+        except Exception:
+            configured[0] = False  # a power-cycled chip is back at its EEPROM resolution
+            raise
+
+    return new_source(sensor, read)

@@ -2,7 +2,14 @@
 
 from micropython import const
 
-from firmware.drivers.base import NotReadyError, RangeError, div_round
+from firmware.drivers.base import (
+    NotReadyError,
+    RangeError,
+    default_sleep_ms,
+    div_round,
+    emitter,
+    new_source,
+)
 
 # Extra SCK pulses after the 24 data bits select the next conversion (datasheet table "Input
 # channel and gain selection"): 25 = channel A gain 128, 26 = channel B gain 32, 27 = A gain 64.
@@ -13,18 +20,24 @@ _RAW_MAX = const(0x7FFFFF)  # output saturates at 0x7FFFFF / 0x800000 (datasheet
 _RAW_MIN = const(-0x800000)
 # Readings per weight sample: min and max dropped (trimmed mean) against vibration spikes.
 SAMPLES_DEFAULT = const(5)
+# A conversion takes 100 ms at the 10 SPS rate (RATE pin low; 12.5 ms at 80 SPS): a sample's
+# readings wait for DOUT this long each, polling every _READY_POLL_MS.
+READY_TIMEOUT_MS = const(150)
+_READY_POLL_MS = const(5)
 
 
 class HX711:
     """An HX711 with DOUT (input) and PD_SCK (output) on GPIOs; read_raw() returns signed counts."""
 
-    def __init__(self, dout, sck, gain=GAIN_A128):
-        """dout, sck: machine.Pin; gain: GAIN_A128 / GAIN_B32 / GAIN_A64 (applies from the next read)."""
+    def __init__(self, dout, sck, gain=GAIN_A128, sleep_ms=None):
+        """dout, sck: machine.Pin; gain: GAIN_A128 / GAIN_B32 / GAIN_A64 (applies from the next read);
+        sleep_ms: the blocking delay read_raw polls DOUT with (default: time.sleep_ms)."""
         if gain not in (GAIN_A128, GAIN_B32, GAIN_A64):
             raise ValueError("gain must be GAIN_A128, GAIN_B32 or GAIN_A64")
         self._dout = dout
         self._sck = sck
         self.gain = gain
+        self._sleep_ms = sleep_ms or default_sleep_ms()
         dout.init(dout.IN)
         sck.init(sck.OUT, value=0)
 
@@ -32,17 +45,22 @@ class HX711:
         """Return True when DOUT is low (a conversion is waiting)."""
         return self._dout.value() == 0
 
-    def read_raw(self):
+    def read_raw(self, ready_timeout_ms=0):
         """Return the 24-bit two's complement conversion as a signed int.
 
-        Raises NotReadyError if DOUT is high (10 or 80 SPS: poll again), RangeError when the output
+        Waits up to ready_timeout_ms for DOUT to go low (a conversion ready; 0: do not wait).
+        Raises NotReadyError if DOUT is still high (10 or 80 SPS: poll again), RangeError when the output
         is saturated (0x7FFFFF or 0x800000: overload or a broken bridge wire). SCK high must stay
         under 60 us or the chip powers down; each bit here is a few us of Python.
         """
         dout = self._dout
         sck = self._sck
-        if dout.value():
-            raise NotReadyError("HX711 conversion not ready")
+        waited_ms = 0
+        while dout.value():
+            if waited_ms >= ready_timeout_ms:
+                raise NotReadyError("HX711 conversion not ready")
+            self._sleep_ms(_READY_POLL_MS)
+            waited_ms += _READY_POLL_MS
         raw = 0
         for _ in range(24):
             sck.value(1)
@@ -81,12 +99,13 @@ class LoadCell:
         self.samples = samples
 
     def read_counts(self):
-        """Return the trimmed mean of `samples` raw readings (nearest count); errors as read_raw()."""
+        """Return the trimmed mean of `samples` raw readings (nearest count), each waited for up to
+        READY_TIMEOUT_MS (one conversion at 10 SPS); errors as read_raw()."""
         total = 0
         lo = None
         hi = None
         for _ in range(self.samples):
-            v = self._hx.read_raw()
+            v = self._hx.read_raw(READY_TIMEOUT_MS)
             total += v
             lo = v if lo is None or v < lo else lo
             hi = v if hi is None or v > hi else hi
@@ -105,3 +124,54 @@ class LoadCell:
         if self.cal_counts < 0:
             return div_round(-num, -self.cal_counts)
         return div_round(num, self.cal_counts)
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def _check(params, chans):
+    """Raise ValueError unless the two-point scale is usable (cal_counts != 0, cal_grams > 0)."""
+    if params["cal_counts"] == 0:
+        raise ValueError("cal_counts must not be 0")
+    if params["cal_grams"] <= 0:
+        raise ValueError("cal_grams must be positive")
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "hx711": {
+            "pins": (("dout", False, False), ("sck", True, False)),
+            "channels": ("weight",),
+            "params": {
+                "gain": (int, False, (128, 64, 32), None),
+                "tare_counts": (int, True, None, None),
+                "cal_counts": (int, True, None, None),
+                "cal_grams": (int, True, None, None),
+                "samples": (int, False, None, 3),  # the trimmed mean drops the min and the max
+            },
+            "check": _check,
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of an hx711 profile sensor on the pins buses["<sensor>.dout"] and
+    ["<sensor>.sck"]: LoadCell.read_grams() into its weight channel, 0 below the tare."""
+    from firmware import wire
+
+    name = sensor["name"]
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    gain = {128: GAIN_A128, 32: GAIN_B32, 64: GAIN_A64}[params.get("gain", 128)]
+    cell = LoadCell(
+        HX711(buses[name + ".dout"], buses[name + ".sck"], gain, getattr(clock, "block_ms", None)),
+        params["tare_counts"], params["cal_counts"], params["cal_grams"],
+        params.get("samples", SAMPLES_DEFAULT),
+    )  # fmt: skip
+
+    def read():
+        # below the tare is drift or noise around an empty platform (the wire type is >= 0)
+        return emit({wire.CH_WEIGHT: max(0, cell.read_grams())})
+
+    return new_source(sensor, read)

@@ -4,7 +4,14 @@ import struct
 
 from micropython import const
 
-from firmware.drivers.base import RangeError, SensorError, default_ticks, div_round
+from firmware.drivers.base import (
+    RangeError,
+    SensorError,
+    default_ticks,
+    div_round,
+    emitter,
+    new_source,
+)
 
 ADDR_DEFAULT = const(0x40)  # A1 = A0 = GND
 _REG_CONFIG = const(0x00)
@@ -201,3 +208,68 @@ class INA219:
         self.energy_rev_wh = rev_wh
         self._fwd_half_nj = 0
         self._rev_half_nj = 0
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def _check(params, chans):
+    """Raise ValueError unless the calibration value of the shunt and current LSB fits 16 bits."""
+    calibration_value(params["current_lsb_ua"], params["shunt_uohm"])
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "ina219": {
+            "bus": "i2c",
+            # energy: channel 0 import (current >= 0), channel 1 export
+            "channels": ("energy", "power", "voltage", "current"),
+            "params": {
+                "shunt_uohm": (int, True, None, None),
+                "current_lsb_ua": (int, True, None, None),
+                "config": (int, False, None, None),
+                "max_gap_ms": (int, False, None, None),
+            },
+            "check": _check,
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of an ina219 profile sensor: update() (integrating energy on the
+    clock's ticks) into voltage, current, power and energy (channel 0 import, 1 export, whole Wh).
+
+    The chip is configured before the first read (it powers up with calibration 0); a chip
+    that loses its calibration later is reconfigured by INA219.read itself."""
+    from firmware import wire
+
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    kw = {"ticks_ms": clock.ticks_ms, "ticks_diff": clock.ticks_diff}
+    for key in ("config", "max_gap_ms"):
+        if key in params:
+            kw[key] = params[key]
+    dev = INA219(
+        buses[sensor["bus"]], params["shunt_uohm"], params["current_lsb_ua"], sensor["address"],
+        **kw,
+    )  # fmt: skip
+
+    configured = [False]
+
+    def read():
+        if not configured[0]:  # power-on calibration is 0: configure before the first read
+            dev.configure()
+            configured[0] = True
+        bus_mv, current_ma, power_mw = dev.update()
+        return emit(
+            {
+                wire.CH_VOLTAGE: bus_mv,
+                wire.CH_CURRENT: current_ma,
+                wire.CH_POWER: power_mw,
+                (wire.CH_ENERGY, 0): dev.energy_fwd_uwh() // 1000000,  # import
+                (wire.CH_ENERGY, 1): dev.energy_rev_uwh() // 1000000,  # export
+            }
+        )
+
+    return new_source(sensor, read)

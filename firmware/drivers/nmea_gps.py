@@ -2,7 +2,7 @@
 
 from micropython import const
 
-from firmware.drivers.base import SensorError, div_round
+from firmware.drivers.base import SensorError, div_round, emitter, new_source
 
 # NMEA 0183: a sentence is at most 82 characters including '$' and CR LF.
 MAX_SENTENCE_BYTES = const(82)
@@ -308,3 +308,42 @@ def _decimal_c01(text):
     scale = 10 ** len(frac)
     value = div_round((int(whole) * scale + (int(frac) if frac else 0)) * 100, scale)
     return -value if neg else value
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "nmea_gps": {
+            "bus": "uart",
+            "channels": ("latitude", "longitude"),
+            "params": {"fix_max_age_ms": (int, False, None, None)},
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of an nmea_gps profile sensor: poll(), then the position of a
+    current fix into latitude/longitude (NotReadyError without one: a fault, journaled once per
+    lost-fix episode). Adds poll() to hooks.pollers (the board drains the UART between samples)."""
+    from firmware import wire
+    from firmware.drivers.base import NotReadyError
+
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    dev = NmeaGps(
+        buses[sensor["bus"]], clock.ticks_ms, clock.ticks_diff,
+        params.get("fix_max_age_ms", FIX_MAX_AGE_MS_DEFAULT),
+    )  # fmt: skip
+    hooks.pollers.append(dev.poll)
+
+    def read():
+        dev.poll()
+        pos = dev.position()
+        if pos is None:  # a fault; the sampler journals it once per lost-fix episode
+            raise NotReadyError("no current GPS fix")
+        return emit({wire.CH_LATITUDE: pos[0], wire.CH_LONGITUDE: pos[1]})
+
+    return new_source(sensor, read)

@@ -4,7 +4,14 @@ import struct
 
 from micropython import const
 
-from firmware.drivers.base import NoDeviceError, NotReadyError, RangeError, div_round
+from firmware.drivers.base import (
+    NoDeviceError,
+    NotReadyError,
+    RangeError,
+    div_round,
+    emitter,
+    new_source,
+)
 
 ADDR_DEFAULT = const(0x0D)
 _REG_DATA = const(0x00)  # X LSB, X MSB, Y LSB, Y MSB, Z LSB, Z MSB (little-endian, signed)
@@ -203,3 +210,84 @@ class OccupancyDetector:
             a[1] += y - _shr_round(a[1], _DRIFT_SHIFT)
             a[2] += z - _shr_round(a[2], _DRIFT_SHIFT)
         return None
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+# First conversion after configure() at 10 Hz (datasheet ODR) plus margin.
+_SETTLE_MS = const(110)
+
+
+def _check(params, chans):
+    """Raise ValueError unless 0 < off_threshold_c01 < on_threshold_c01 (defaults included)."""
+    on = params.get("on_threshold_c01", ON_THRESHOLD_C01_DEFAULT)
+    off = params.get("off_threshold_c01", OFF_THRESHOLD_C01_DEFAULT)
+    if not 0 < off < on:
+        raise ValueError("need 0 < off_threshold_c01 < on_threshold_c01")
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "qmc5883l": {
+            "bus": "i2c",
+            # magnetic_field: the detector's deviation from the empty-bay baseline
+            "channels": ("occupancy", "magnetic_field"),
+            "params": {
+                "field_range_gauss": (int, False, (2, 8), None),
+                "on_threshold_c01": (int, False, None, None),
+                "off_threshold_c01": (int, False, None, None),
+                "confirm_samples": (int, False, None, 1),
+                "baseline_samples": (int, False, None, 1),
+            },
+            "check": _check,
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of a qmc5883l profile sensor: configure once (again after any
+    failed read), read_c01(), OccupancyDetector.update() into occupancy and magnetic_field; nothing
+    while the baseline is collected. Arrival/departure set the Source's event, which carries the
+    vehicle commitment of the same sample."""
+    from firmware import wire
+
+    params = sensor.get("params") or {}
+    block = getattr(clock, "block_ms", None)
+    emit = emitter(sensor, readings)
+    dev = QMC5883L(
+        buses[sensor["bus"]], sensor["address"],
+        RANGE_8G if params.get("field_range_gauss") == 8 else RANGE_2G,
+    )  # fmt: skip
+    det = OccupancyDetector(
+        params.get("on_threshold_c01", ON_THRESHOLD_C01_DEFAULT),
+        params.get("off_threshold_c01", OFF_THRESHOLD_C01_DEFAULT),
+        params.get("confirm_samples", CONFIRM_SAMPLES_DEFAULT),
+        params.get("baseline_samples", BASELINE_SAMPLES_DEFAULT),
+    )
+    configured = [False]
+
+    def read():
+        if not configured[0]:
+            dev.configure()
+            configured[0] = True
+            if block is not None:
+                block(_SETTLE_MS)
+        try:
+            x, y, z = dev.read_c01()
+        except Exception:
+            configured[0] = False  # a reset chip stops converting: configure it again
+            raise
+        if not det.calibrated:
+            det.update(x, y, z)
+            return []  # collecting the empty-bay baseline: nothing to report yet, no fault
+        change = det.update(x, y, z)
+        if change == ARRIVAL:
+            src.event = wire.EV_ARRIVAL
+        elif change == DEPARTURE:
+            src.event = wire.EV_DEPARTURE
+        return emit({wire.CH_OCCUPANCY: det.occupied, wire.CH_MAGNETIC_FIELD: det.deviation_c01})
+
+    # the arrival/departure event carries the vehicle commitment of the same sample (if any)
+    src = new_source(sensor, read, (wire.CH_VEHICLE_COMMITMENT,))
+    return src

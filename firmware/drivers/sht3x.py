@@ -2,7 +2,14 @@
 
 from micropython import const
 
-from firmware.drivers.base import CRCError, crc8_sensirion, default_sleep_ms, div_round
+from firmware.drivers.base import (
+    CRCError,
+    crc8_sensirion,
+    default_sleep_ms,
+    div_round,
+    emitter,
+    new_source,
+)
 
 ADDR_DEFAULT = const(0x44)  # ADDR pin low; 0x45 with ADDR high
 # Single shot, high repeatability, clock stretching disabled (datasheet table "measurement commands"):
@@ -86,3 +93,26 @@ class SHT3x:
         """Start, wait MEASURE_MS, and return (temperature_c01, humidity_c01)."""
         self._sleep_ms(self.start())
         return self.read()
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {"sht3x": {"bus": "i2c", "channels": ("temperature", "humidity")}}
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of an sht3x profile sensor: measure() (blocking through
+    clock.block_ms) into its temperature and humidity channels."""
+    from firmware import wire
+
+    emit = emitter(sensor, readings)
+    dev = SHT3x(buses[sensor["bus"]], sensor["address"], getattr(clock, "block_ms", None))
+
+    def read():
+        t, rh = dev.measure()
+        return emit({wire.CH_TEMPERATURE: t, wire.CH_HUMIDITY: rh})
+
+    return new_source(sensor, read)

@@ -2,7 +2,7 @@
 
 from micropython import const
 
-from firmware.drivers.base import default_ticks
+from firmware.drivers.base import default_ticks, emitter, new_source
 
 # A level must hold this long to count: contact bounce on reed and micro switches lasts < 20 ms.
 DEBOUNCE_MS_DEFAULT = const(50)
@@ -89,3 +89,40 @@ class TamperSwitch:
     def close(self):
         """Detach the IRQ handler; returns None."""
         self._pin.irq(handler=None)
+
+
+# ---- profile: spec (firmware/board.py) and source (firmware/app.py) ---------------------------
+
+
+def specs():
+    """Return {driver name: spec} of this module's profile driver (fields: firmware/drivers)."""
+    return {
+        "tamper": {
+            "pins": (("pin", False, False),),
+            "channels": ("tamper",),
+            "params": {
+                "debounce_ms": (int, False, None, 1),
+                "open_level": (int, False, (0, 1), None),
+            },
+        },
+    }
+
+
+def source(sensor, buses, clock, readings, hooks):
+    """Return the sampler Source of a tamper profile sensor on the pin buses["<sensor>.pin"]:
+    poll() (the latched opening) into its tamper channel."""
+    from firmware import wire
+
+    params = sensor.get("params") or {}
+    emit = emitter(sensor, readings)
+    kw = {"ticks_ms": clock.ticks_ms, "ticks_diff": clock.ticks_diff}
+    if "debounce_ms" in params:
+        kw["debounce_ms"] = params["debounce_ms"]
+    if "open_level" in params:
+        kw["open_level"] = params["open_level"]
+    dev = TamperSwitch(buses[sensor["name"] + ".pin"], **kw)
+
+    def read():
+        return emit({wire.CH_TAMPER: dev.poll()})
+
+    return new_source(sensor, read)

@@ -1,13 +1,26 @@
-"""Runtime adapters of make_source for nmea_gps, qmc5883l, ble_beacon and hx711, and the parking-bay
-and collateral-tracker profiles end to end (bus fakes, the host BLE shim, simulated flash)."""
+"""make_source and the drivers' source(): every driver of every profile, nmea_gps, qmc5883l,
+ble_beacon, hx711, ina219 and the pond probes one by one, a made-up driver module, and the
+parking-bay and collateral-tracker profiles end to end (bus fakes, the host BLE shim, simulated
+flash)."""
 
 import hashlib
+import sys
 
-from firmware import app, board, ed25519, wire
+from firmware import app, board, drivers, ed25519, wire
 from firmware.drivers.base import NotReadyError
 from firmware.peripheral import Peripheral
-from tests.firmware.fakes import FakeClock, FakeI2C, FakePin, FakeUART, raises
+from tests.firmware.fakes import (
+    FakeADC,
+    FakeClock,
+    FakeDS18B20,
+    FakeI2C,
+    FakeOneWire,
+    FakePin,
+    FakeUART,
+    raises,
+)
 from tests.firmware.simflash import SimFlash
+from tests.firmware.test_board import fake_profile, install_fake_driver
 from tests.firmware.test_sampler import Node, SimClock, SimLoop, check_chain
 
 try:
@@ -208,6 +221,27 @@ def test_ble_beacon_source_needs_a_salt():
     raises(ValueError, app.make_source, sensor, {}, SimClock(), {})
     sensor["params"]["commitment_salt_hex"] = "00" * 15
     raises(ValueError, app.make_source, sensor, {}, SimClock(), {})
+
+
+def test_ds18b20_source_writes_the_profile_resolution_before_converting():
+    # a chip left at 12 bits in EEPROM would still be converting when a 9-bit wait ends
+    chip = FakeDS18B20(b"\x28\x01\x02\x03\x04\x05\x06\x9e", temps=[0x00A0] * 10)  # 10.0 degC
+    ow = FakeOneWire([chip])
+    sensor = {"name": "t", "driver": "ds18b20", "bus": "ow0", "params": {"resolution_bits": 9},
+              "channels": [{"type": "temperature", "channel": 0}]}  # fmt: skip
+    src = app.make_source(sensor, {"ow0": ow}, SimClock(), {})
+    assert src.read() == [(wire.CH_TEMPERATURE, 0, 1000)]
+    assert chip.config == 0x1F  # R1:R0 = 00: 9 bits, written by the source
+    chip.config = 0x7F  # a power cycle: back to the EEPROM's 12 bits; the next read fails ...
+    ow.devices.remove(chip)
+    try:
+        src.read()
+        raise AssertionError("an unplugged probe read")
+    except Exception:
+        pass
+    ow.devices.append(chip)  # ... and the source configures again before converting
+    src.read()
+    assert chip.config == 0x1F
 
 
 def test_hx711_source_weight():
@@ -414,3 +448,125 @@ def test_ina219_source_reports_import_on_channel_0_and_export_on_channel_1():
     assert got[(wire.CH_ENERGY, 1)] == 1
     assert got[(wire.CH_POWER, 0)] == -119800
     assert got[(wire.CH_CURRENT, 0)] == -10000
+
+
+def test_ina219_source_takes_max_gap_ms_from_the_profile():
+    # a gap longer than max_gap_ms is not integrated (the board was off or the bus failed)
+    def exported_wh(max_gap_ms):
+        i2c = FakeI2C()
+        regs = {0x00: 0x019F, 0x01: 0xD8F0, 0x02: 0x5D98, 0x03: 0x1766, 0x04: 0xD8F0, 0x05: 0x1000}
+        i2c.add_device(0x40, {r: bytes([v >> 8, v & 0xFF]) for r, v in regs.items()})
+        clock = FakeClock()
+        sensor = _sensor(_profile("energy-meter"), "pv_meter")
+        params = dict(sensor["params"], config=0x019F, max_gap_ms=max_gap_ms)
+        src = app.make_source(dict(sensor, params=params), {"i2c0": i2c}, clock, {})
+        src.read()
+        clock.advance(40000)  # 119.8 W for 40 s = 1.33 Wh, if integrated
+        got = {(t, c): v for t, c, v in src.read()}
+        return got[(wire.CH_ENERGY, 1)]
+
+    assert exported_wh(60000) == 1
+    assert exported_wh(30000) == 0
+
+
+# ---- the dispatcher ----------------------------------------------------------------------------
+
+
+def _fake_buses(profile):
+    """Return bus and pin fakes for every bus and dedicated pin of profile."""
+    kinds = {"i2c": FakeI2C, "onewire": FakeOneWire, "uart": FakeUART}
+    buses = {name: kinds[bus["type"]]() for name, bus in profile["buses"].items()}
+    for s in profile["sensors"]:
+        for role in s.get("pins") or {}:
+            buses[s["name"] + "." + role] = FakeADC(uv=[1500000]) if role == "adc" else FakePin()
+    return buses
+
+
+def test_every_sensor_of_every_profile_gets_its_drivers_source():
+    for profile in board.load_all("boards").values():
+        buses = _fake_buses(profile)
+        readings = {}
+        hooks = app.Hooks()
+        for s in profile["sensors"]:
+            src = app.make_source(s, buses, SimClock(), readings, hooks)
+            assert src.name == s["name"] and s["name"] in readings, s["name"]
+            assert src.fault_type == wire.CHANNEL_TYPES[s["channels"][0]["type"]], s["name"]
+            assert "firmware.drivers." + drivers.MODULES[s["driver"]] in sys.modules, s["name"]
+        gps = [s for s in profile["sensors"] if s["driver"] == "nmea_gps"]
+        tags = [s for s in profile["sensors"] if s["driver"] == "ble_beacon"]
+        assert (len(hooks.pollers), len(hooks.scanners)) == (len(gps), len(tags)), profile["name"]
+
+
+def test_pond_monitor_probe_sources():
+    profile = _profile("pond-monitor")
+    ow = FakeOneWire([FakeDS18B20(bytes(8), temps=[0x0191] * 10)])  # 25.0625 degC
+    buses = {
+        "ow0": ow,
+        "do.adc": FakeADC(uv=[1600000]),  # the probe's air-saturation output: 100 %
+        "ph.adc": FakeADC(uv=[1500000]),  # 1500 mV: pH 7.000 on the table
+        "ammonia.adc": FakeADC(uv=[250000]),  # 250 mV: 0.100 mg/L
+    }
+    readings = {}
+    src = {s["name"]: app.make_source(s, buses, SimClock(), readings) for s in profile["sensors"]}
+    e = raises(ValueError, src["do"].read)  # no water temperature read yet
+    assert "water_temp" in str(e)
+    assert src["water_temp"].read() == [(wire.CH_TEMPERATURE, 0, 2506)]
+    assert readings["water_temp"] == {wire.CH_TEMPERATURE: 2506}
+    # DO_sat(25.06 degC) = 826 + round(-15 x 0.06) = 825 (0.01 mg/L); V = V_sat: 8.25 mg/L
+    assert src["do"].read() == [(wire.CH_DISSOLVED_OXYGEN, 0, 825)]
+    assert src["ph"].read() == [(wire.CH_PH, 0, 7000)]
+    assert src["ammonia"].read() == [(wire.CH_AMMONIA, 0, 100)]
+    assert src["ph"].fault_type == wire.CH_PH and src["do"].fault_type == wire.CH_DISSOLVED_OXYGEN
+
+
+def test_make_source_dispatches_to_the_driver_module():
+    mod, uninstall = install_fake_driver()
+    try:
+        profile = fake_profile()
+        board.validate(profile)
+        readings = {}
+        src = app.make_source(profile["sensors"][2], {}, SimClock(), readings)
+        assert mod.built == ["tank"] and src.name == "tank" and src.fault_type == wire.CH_TURBIDITY
+        assert src.read() == [(wire.CH_TURBIDITY, 0, 7)]
+        assert readings["tank"] == {wire.CH_TURBIDITY: 7}
+    finally:
+        uninstall()
+    # a driver no module implements: a source whose read() raises (a sensor fault at run time)
+    sensor = {"name": "x", "driver": "dht22", "channels": [{"type": "humidity", "channel": 3}]}
+    readings = {}
+    src = app.make_source(sensor, {}, SimClock(), readings)
+    assert src.name == "x" and src.fault_type == wire.CH_HUMIDITY and readings == {"x": {}}
+    raises(NotImplementedError, src.read)
+
+
+def test_load_profile_unloads_board_and_the_drivers_it_imported():
+    import firmware
+
+    package = sys.modules["firmware.drivers"]
+    gone = ("firmware.drivers.nmea_gps", "firmware.drivers.tamper", "firmware.drivers.hx711")
+    saved = {}
+    for name in gone + ("firmware.board",):
+        if name in sys.modules:
+            saved[name] = sys.modules.pop(name)
+    from firmware.drivers import sht3x  # loaded before: stays
+
+    try:
+        profile = app.load_profile("boards/collateral-tracker.json")
+        assert [s["driver"] for s in profile["sensors"]] == ["nmea_gps", "tamper", "hx711"]
+        assert profile["sensors"][0]["params"] == {"fix_max_age_ms": 10000}
+        for name in gone + ("firmware.board",):
+            assert name not in sys.modules, name
+        assert not hasattr(package, "hx711") and not hasattr(firmware, "board")
+        assert sys.modules["firmware.drivers.sht3x"] is sht3x
+        app.load_profile("boards/cold-chain-logger.json")
+        assert sys.modules["firmware.drivers.sht3x"] is sht3x and hasattr(package, "sht3x")
+        # make_source brings a driver back
+        src = app.make_source(profile["sensors"][2], _fake_buses(profile), SimClock(), {})
+        assert src.name == "stock_scale" and "firmware.drivers.hx711" in sys.modules
+    finally:
+        for name in gone:
+            sys.modules.pop(name, None)
+        for name, mod in saved.items():
+            sys.modules[name] = mod
+            owner = package if name.startswith("firmware.drivers.") else firmware
+            setattr(owner, name.split(".")[-1], mod)

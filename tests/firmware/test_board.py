@@ -1,8 +1,9 @@
 """Board profiles: every file in boards/ validates, and each validator rule rejects a broken copy."""
 
 import json
+import sys
 
-from firmware import board, wire
+from firmware import board, drivers, wire
 from tests.firmware.fakes import raises
 
 GENERIC = ("esp32-devkitc", "esp32-s3-devkitc-1", "esp32-c3-devkitm-1")
@@ -249,3 +250,214 @@ def test_hex_params():
     _rejects(p, "even number")
     p["sensors"][1]["params"]["id_prefix_hex"] = "01020304"
     assert board.validate(p) is p
+
+
+# ---- driver specs ------------------------------------------------------------------------------
+
+_SPEC_KEYS = ("bus", "pins", "channels", "params", "refs", "check")
+
+
+def _check_spec(driver, spec):
+    for key in spec:
+        assert key in _SPEC_KEYS, (driver, key)
+    assert spec.get("bus") in (None, "i2c", "onewire", "uart"), driver
+    roles = spec.get("pins", ())
+    assert isinstance(roles, tuple), driver
+    for role in roles:
+        assert isinstance(role, tuple) and len(role) == 3, (driver, role)
+        assert isinstance(role[0], str) and role[1] in (True, False) and role[2] in (True, False)
+    assert len(set(r[0] for r in roles)) == len(roles), driver
+    types = spec["channels"]
+    assert isinstance(types, tuple) and types, driver
+    for t in types:
+        assert t in board.CHANNEL_TYPES, (driver, t)
+    params = spec.get("params", {})
+    assert isinstance(params, dict), driver
+    for key, entry in params.items():
+        assert isinstance(key, str) and isinstance(entry, tuple) and len(entry) == 4, (driver, key)
+        kind, required, allowed, minimum = entry
+        assert kind in (int, str, list) and required in (True, False), (driver, key)
+        if allowed is not None:
+            assert isinstance(allowed, tuple) and allowed, (driver, key)
+            for v in allowed:
+                assert board.is_int(v) if kind is int else isinstance(v, kind), (driver, key)
+        assert minimum is None or (kind is int and board.is_int(minimum)), (driver, key)
+    for key, t in spec.get("refs", {}).items():
+        assert key in params and params[key][0] is str and t in board.CHANNEL_TYPES, (driver, key)
+    check = spec.get("check")
+    assert check is None or callable(check), driver
+
+
+def test_every_driver_module_declares_a_well_formed_spec():
+    seen = {}
+    for driver, name in drivers.MODULES.items():
+        mod = drivers.module(driver)
+        assert mod is sys.modules["firmware.drivers." + name], driver
+        assert callable(mod.source) and callable(mod.specs), driver
+        specs = mod.specs()
+        assert driver in specs, driver
+        for d in specs:  # every driver a module declares is registered to that module
+            assert drivers.MODULES[d] == name, d
+        _check_spec(driver, specs[driver])
+        seen[driver] = specs[driver]
+    assert sorted(seen) == sorted(drivers.MODULES)
+    assert drivers.module("dht22") is None
+
+
+def test_every_driver_is_used_by_a_profile_in_boards():
+    used = {}
+    for p in _profiles().values():
+        for s in p["sensors"]:
+            used[s["driver"]] = p["name"]
+    assert sorted(used) == sorted(drivers.MODULES), used
+
+
+def test_a_profile_checks_each_driver_by_its_spec():
+    # every rule of a spec is enforced for the real drivers: required params, minimums, pin roles
+    p = _copy("collateral-tracker")
+    del p["sensors"][2]["params"]["tare_counts"]
+    _rejects(p, "missing field 'tare_counts'")
+    p = _copy("collateral-tracker")
+    p["sensors"][1]["params"]["debounce_ms"] = 0
+    _rejects(p, "debounce_ms must be >= 1")
+    p = _copy("parking-bay")
+    p["sensors"][0]["params"]["confirm_samples"] = 0
+    _rejects(p, "confirm_samples must be >= 1")
+    p = _copy("collateral-tracker")
+    p["sensors"][2]["params"]["samples"] = 2
+    _rejects(p, "samples must be >= 3")
+    p = _copy("collateral-tracker")
+    p["sensors"][2]["params"]["cal_grams"] = 0
+    _rejects(p, "cal_grams must be positive")
+    p = _copy("collateral-tracker")
+    p["sensors"][2]["pins"]["clk"] = 5
+    _rejects(p, "unknown pin role 'clk' for driver hx711")
+    p = _copy("collateral-tracker")
+    del p["sensors"][2]["pins"]["dout"]
+    _rejects(p, "missing field 'dout'")
+    p = _copy("esp32-devkitc")
+    p["sensors"][1]["pins"] = {"adc": 32}
+    _rejects(p, "takes no dedicated pins")
+    p = _copy("pond-monitor")
+    p["sensors"][2]["channels"].append({"type": "ammonia", "channel": 5})
+    _rejects(p, "exactly one channel")
+    p = _copy("pond-monitor")
+    p["sensors"][1]["params"]["temperature_sensor"] = "nobody"
+    _rejects(p, "do_probe 'do' needs a temperature sensor by name")
+
+
+# A made-up driver module (as firmware.drivers.module imports it): a level probe with a trigger
+# output and an ADC echo pin, and a UART counter. Nothing in board.py knows them.
+_FAKE = {
+    "fake_level": {
+        "pins": (("trig", True, False), ("echo", False, True)),
+        "channels": ("turbidity", "battery"),
+        "params": {
+            "gain": (int, True, (1, 2), None),
+            "window": (int, False, None, 2),
+            "label": (str, False, None, None),
+            "ref": (str, False, None, None),
+        },
+        "refs": {"ref": "humidity"},
+    },
+    "fake_counter": {"bus": "uart", "channels": ("weight",)},
+}
+
+
+def _fake_check(params, chans):
+    if params["gain"] == 2 and "window" not in params:
+        raise ValueError("gain 2 needs a window")
+
+
+_FAKE["fake_level"]["check"] = _fake_check
+
+
+class FakeDriverModule:
+    """Stands in for a module of firmware/drivers/: specs() and source()."""
+
+    def __init__(self):
+        self.specs = lambda: _FAKE
+        self.built = []
+
+        def source(sensor, buses, clock, readings, hooks):
+            from firmware.drivers.base import emitter, new_source
+
+            self.built.append(sensor["name"])
+            emit = emitter(sensor, readings)
+            return new_source(sensor, lambda: emit({wire.CH_TURBIDITY: 7}))
+
+        self.source = source
+
+
+def install_fake_driver():
+    """Register the made-up drivers; returns (module, uninstall())."""
+    mod = FakeDriverModule()
+    sys.modules["firmware.drivers.fake_drivers"] = mod
+    for name in _FAKE:
+        drivers.MODULES[name] = "fake_drivers"
+
+    def uninstall():
+        del sys.modules["firmware.drivers.fake_drivers"]
+        for name in _FAKE:
+            del drivers.MODULES[name]
+
+    return mod, uninstall
+
+
+def fake_profile():
+    p = _copy("esp32-devkitc")
+    p["sensors"].append(
+        {
+            "name": "tank",
+            "driver": "fake_level",
+            "pins": {"trig": 25, "echo": 33},
+            "params": {"gain": 1, "ref": "room_air"},
+            "channels": [{"type": "turbidity", "channel": 0}, {"type": "battery", "channel": 0}],
+        }
+    )
+    p["sensors"].append(
+        {"name": "counter", "driver": "fake_counter", "bus": "uart2",
+         "channels": [{"type": "weight", "channel": 0}]}
+    )  # fmt: skip
+    return p
+
+
+def test_a_made_up_driver_is_checked_generically_by_its_spec():
+    _, uninstall = install_fake_driver()
+    try:
+        _check_spec("fake_level", _FAKE["fake_level"])
+        _check_spec("fake_counter", _FAKE["fake_counter"])
+        p = fake_profile()
+        assert board.validate(p) is p
+        assert p["sensors"][3]["params"] == {}  # filled in, like for every driver
+        for edit, fragment in (
+            (lambda s: s["pins"].update(trig=33), "GPIO33 already used"),
+            (lambda s: s["pins"].update(echo=26), "GPIO26 is not an ADC1 pin"),
+            (lambda s: s["pins"].update(trig=34), "GPIO34 is input-only"),
+            (lambda s: s["pins"].pop("echo"), "missing field 'echo'"),
+            (lambda s: s.update(bus="i2c0"), "driver fake_level takes no bus"),
+            (lambda s: s["params"].pop("gain"), "missing field 'gain'"),
+            (lambda s: s["params"].update(gain=3), "gain must be one of (1, 2)"),
+            (lambda s: s["params"].update(gain="1"), "field 'gain' must be int"),
+            (lambda s: s["params"].update(window=1), "window must be >= 2"),
+            (lambda s: s["params"].update(label=5), "field 'label' must be str"),
+            (lambda s: s["params"].update(colour="red"), "unknown parameter 'colour'"),
+            (lambda s: s["params"].update(gain=2), "gain 2 needs a window"),  # the check hook
+            (lambda s: s["params"].update(ref="store_probe"), "needs a humidity sensor by name"),
+            (lambda s: s["channels"].append({"type": "ph", "channel": 0}), "cannot produce 'ph'"),
+        ):
+            p = fake_profile()
+            edit(p["sensors"][2])
+            _rejects(p, fragment)
+        p = fake_profile()
+        p["sensors"][2]["params"].update(gain=2, window=2)
+        assert board.validate(p) is p
+        p = fake_profile()
+        p["sensors"][3]["bus"] = "ow0"
+        _rejects(p, "driver fake_counter needs a uart bus, 'ow0' is onewire")
+        p = fake_profile()
+        del p["sensors"][3]["bus"]
+        _rejects(p, "missing field 'bus'")
+    finally:
+        uninstall()
+    _rejects(fake_profile(), "unknown driver 'fake_level'")

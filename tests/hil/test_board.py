@@ -13,7 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 # What the board needs to run tests/firmware: the code, the tests and the shared vectors.
-HIL_DIRS = ["firmware", "tests/firmware", "tests/vectors", "boards"]
+# the firmware suite's bus fakes are tools/sim/buses.py (MicroPython-compatible); the rest of
+# tools/sim is CPython only and stays on the host
+HIL_DIRS = [
+    "firmware",
+    "tests/firmware",
+    "tests/vectors",
+    "boards",
+    "tools/__init__.py",
+    "tools/sim/__init__.py",
+    "tools/sim/buses.py",
+]
 HIL_ROOT = "/hil"
 # The slowest firmware tests (pure-Python signing) take minutes on an ESP32; bound the whole run.
 HIL_TIMEOUT_S = 1800
@@ -33,7 +43,8 @@ def _mpremote(port, *args, timeout_s=120):
 
 def test_firmware_suite_passes_on_the_board(board_port, tmp_path):
     _mpremote(board_port, "mkdir", HIL_ROOT)  # fails harmlessly if it exists
-    _mpremote(board_port, "mkdir", HIL_ROOT + "/tests")
+    for folder in ("tests", "tools", "tools/sim"):
+        _mpremote(board_port, "mkdir", HIL_ROOT + "/" + folder)
     (tmp_path / "__init__.py").write_text("")
     res = _mpremote(board_port, "cp", str(tmp_path / "__init__.py"), ":" + HIL_ROOT + "/tests/")
     assert res.returncode == 0, res.stderr

@@ -1,7 +1,7 @@
 """HX711 driver against Pin fakes replaying the DOUT bit stream of 24-bit two's complement words."""
 
 from firmware.drivers.base import NotReadyError, RangeError
-from firmware.drivers.hx711 import GAIN_A64, GAIN_A128, GAIN_B32, HX711, LoadCell
+from firmware.drivers.hx711 import GAIN_A64, GAIN_A128, GAIN_B32, HX711, READY_TIMEOUT_MS, LoadCell
 from tests.firmware.fakes import FakePin, raises
 
 
@@ -76,3 +76,22 @@ def test_tare():
     cell = LoadCell(hx, tare_counts=0, cal_counts=4260, cal_grams=100)
     assert cell.tare() == -256
     assert cell.read_grams() == 100
+
+
+def test_a_sample_waits_for_each_conversion():
+    # At the chip's 10 SPS DOUT goes high after a read and low again ~100 ms later: every reading
+    # of a sample waits for it (polling DOUT between blocking sleeps), up to READY_TIMEOUT_MS.
+    levels = []
+    for _ in range(5):
+        levels += [1] * 19 + _bits(1000)  # busy for 19 polls (~95 ms), then a conversion
+    slept = []
+    dout = FakePin(level=1, levels=levels)
+    hx = HX711(dout, FakePin(), GAIN_A128, slept.append)
+    cell = LoadCell(hx, tare_counts=0, cal_counts=1000, cal_grams=1)
+    assert cell.read_grams() == 1
+    assert len(slept) == 5 * 19 and set(slept) == {5}
+    # a chip that never gets ready: NotReadyError once the wait is over, not a hang
+    slept.clear()
+    hx = HX711(FakePin(level=1), FakePin(), GAIN_A128, slept.append)
+    raises(NotReadyError, hx.read_raw, READY_TIMEOUT_MS)
+    assert sum(slept) == READY_TIMEOUT_MS
