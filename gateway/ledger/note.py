@@ -13,7 +13,9 @@ golang.org/x/mod/sumdb/note, so its verifiers accept our notes):
   optional non-empty extension lines; the log signs it with a key whose name is the origin.
 
 Verification failures raise ProofError (codes "bad-note", "bad-signature", "unknown-key",
-"bad-checkpoint", "bad-vkey"); key file problems raise KeyFileError.
+"duplicate-verifier", "bad-checkpoint", "bad-vkey"); key file problems raise KeyFileError.
+`open_note` follows Go's note.Open: it reports which known keys signed and which signatures
+are by unknown keys (OpenedNote).
 """
 
 from __future__ import annotations
@@ -232,27 +234,73 @@ def parse_note(note: bytes) -> tuple[str, list[NoteSignature]]:
     return text, sigs
 
 
-def open_note(note: bytes, verifiers: Iterable[NoteVerifier]) -> str:
-    """Return the note text if a known key signed it and no known key's signature fails.
+@dataclass(frozen=True)
+class OpenedNote:
+    """A note opened against known verifiers (Go's note.Note): text and signatures, in note order.
 
-    C2SP signed-note: unknown signatures are ignored; raises ProofError("bad-signature") if a
-    known key's signature fails, ("unknown-key") if no known key signed, ("bad-note") if
-    malformed.
+    `verified` holds one signature per known key that signed (each verified); `unknown` holds the
+    signatures by keys not among the verifiers, unchecked, identical lines kept once.
+    """
+
+    text: str
+    verified: tuple[NoteSignature, ...]
+    unknown: tuple[NoteSignature, ...] = ()
+
+    def signed_by(self, verifier: NoteVerifier) -> bool:
+        """Return True if a verified signature is by verifier's key (its name and key id)."""
+        return any(s.name == verifier.name and s.key_id == verifier.key_id for s in self.verified)
+
+
+class UnverifiedNoteError(ProofError):
+    """ProofError("unknown-key"): a well-formed note that no known key signed (Go's
+    UnverifiedNoteError); `note` is the opened note, with every signature in `unknown`."""
+
+    def __init__(self, note: OpenedNote) -> None:
+        super().__init__("unknown-key", "note is not signed by a known key")
+        self.note = note
+
+
+def open_note(note: bytes, verifiers: Iterable[NoteVerifier]) -> OpenedNote:
+    """Return the OpenedNote if a known key signed it and no known key's signature fails.
+
+    Follows Go's golang.org/x/mod/sumdb/note Open with a VerifierList: a signature by a key not
+    among `verifiers` goes to `unknown`; of several lines by one known key only the first is
+    verified and kept, the rest are ignored. Raises ProofError: "bad-note" if malformed,
+    "duplicate-verifier" if a signature names a key (name, key id) that two verifiers share (Go:
+    "ambiguous key"; an unused duplicate is no error), "bad-signature" if a known key's signature
+    fails, and UnverifiedNoteError ("unknown-key") if no known key signed.
     """
     text, sigs = parse_note(note)
-    known = {(v.name, v.key_id): v for v in verifiers}
+    known: dict[tuple[str, bytes], list[NoteVerifier]] = {}
+    for v in verifiers:
+        known.setdefault((v.name, v.key_id), []).append(v)
     raw = text.encode("utf-8")
-    verified = 0
+    verified: list[NoteSignature] = []
+    unknown: list[NoteSignature] = []
+    seen: set[tuple[str, bytes]] = set()
     for sig in sigs:
-        v = known.get((sig.name, sig.key_id))
-        if v is None:
+        key = (sig.name, sig.key_id)
+        matches = known.get(key)
+        if matches is None:
+            if sig not in unknown:
+                unknown.append(sig)
             continue
-        if not v.verify(raw, sig.signature):
-            raise ProofError("bad-signature", f"signature by {sig.name} does not verify")
-        verified += 1
+        if len(matches) > 1:
+            raise ProofError(
+                "duplicate-verifier", f"ambiguous key {sig.name}+{sig.key_id.hex()}: two verifiers"
+            )
+        if key in seen:
+            continue
+        seen.add(key)
+        if not matches[0].verify(raw, sig.signature):
+            raise ProofError(
+                "bad-signature", f"signature by {sig.name}+{sig.key_id.hex()} does not verify"
+            )
+        verified.append(sig)
+    opened = OpenedNote(text, tuple(verified), tuple(unknown))
     if not verified:
-        raise ProofError("unknown-key", "note is not signed by a known key")
-    return text
+        raise UnverifiedNoteError(opened)
+    return opened
 
 
 @dataclass(frozen=True)
@@ -321,7 +369,7 @@ def verify_checkpoint(note: bytes, verifier: NoteVerifier) -> Checkpoint:
     Raises ProofError if the signature fails, the origin is not the key name, or the text
     is not a checkpoint (c2sp.org/tlog-checkpoint).
     """
-    checkpoint = parse_checkpoint(open_note(note, [verifier]))
+    checkpoint = parse_checkpoint(open_note(note, [verifier]).text)
     if checkpoint.origin != verifier.name:
         raise ProofError("bad-checkpoint", "checkpoint origin does not match the log key name")
     return checkpoint
