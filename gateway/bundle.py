@@ -21,7 +21,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from gateway import wire
-from gateway.errors import EdgesealError
+from gateway.errors import BundleError, EdgesealError, NotIntegrated
 from gateway.ledger import merkle, note
 from gateway.ledger.entries import (
     KIND_CONTRACT_EVENT,
@@ -51,12 +51,6 @@ EVENT_NOTE = (
     "compute from the log is checked by replaying the log (edgeseal audit, Engine.audit)."
 )
 _L = 2**252 + 27742317777372353535851937790883648493  # Ed25519 group order (RFC 8032)
-
-
-class BundleError(EdgesealError):
-    """A proof bundle that is malformed or does not verify."""
-
-    kind = "BundleError"
 
 
 class LedgerView(Protocol):
@@ -175,7 +169,7 @@ def build_bundle(
     cp_note = checkpoint_note if checkpoint_note is not None else ledger.checkpoint()
     cp = note.parse_checkpoint(note.parse_note(cp_note)[0])
     if not 0 <= index < cp.size:
-        raise BundleError(
+        raise NotIntegrated(
             "not-integrated", f"entry {index} is not covered by the checkpoint of size {cp.size}"
         )
     entry = ledger.entry(index)
@@ -427,7 +421,7 @@ def _verify_record(payload: bytes, sm: dict[str, Any]) -> str:
         if rot.device_id != rec.device_id or rot.kind != wire.KEY_ROTATION or rot.seq >= rec.seq:
             raise BundleError("bad-rotation", f"rotation {i} is not an earlier rotation of device")
         wire.verify_signature(rot, key)
-        new_key = rot.value(wire.CH_NEW_PUBLIC_KEY)
+        new_key = rot.value(wire.Ch.NEW_PUBLIC_KEY)
         assert isinstance(new_key, bytes)
         key = new_key
     if rec.signed:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 EXIT_OK = 0
@@ -140,9 +138,11 @@ def cmd_vkey(args: argparse.Namespace) -> int:
 
 # why: a client of `edgeseal enroll` waits this long for the gateway before giving up.
 HTTP_TIMEOUT_S = 30
-# why: the HTTP server gets this long to come up (bind the port) before serve gives up.
-SERVER_START_TIMEOUT_S = 30
 log = logging.getLogger("edgeseal")
+VIRTUAL_FLEET_MOVED = (
+    "serve: the virtual fleet is not part of the gateway package; from a source checkout run "
+    "`make run` (python -m tools.sim.run), which starts this gateway with five virtual boards"
+)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -150,110 +150,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from gateway.config import load_settings
+    from gateway.server import serve
 
+    if args.virtual_fleet:
+        print(VIRTUAL_FLEET_MOVED, file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings = load_settings(
             args.config,
             data_dir=args.data_dir,
             host=args.host,
             port=args.port,
-            virtual_fleet=True if args.virtual_fleet else None,
             ble=False if args.no_ble else None,
         )
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"serve: bad configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(settings.log_level)
+    return asyncio.run(serve(settings))
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at level (debug, info, warning, error) with times and logger names."""
     logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(_serve(settings))
-
-
-class _QuietSignalsServer:
-    """Factory for a uvicorn.Server that leaves signal handling to `serve` (uvicorn would
-    re-raise SIGTERM after shutdown, turning a clean stop into exit status -15)."""
-
-    @staticmethod
-    def make(config: Any) -> Any:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return Server(config)
-
-
-async def _serve(settings: Any) -> int:
-    """Start the service and the HTTP server; on SIGTERM finish in-flight work; return exit code."""
-    import uvicorn
-
-    from gateway.api import create_app
-    from gateway.service import Service, scenario_tasks
-
-    try:
-        service = await asyncio.to_thread(Service, settings)
-    except Exception as exc:
-        log.error("cannot start: %s", exc)
-        return EXIT_FAILED
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    extra = scenario_tasks() if settings.scenarios else []
-    try:
-        await service.start(extra)
-    except Exception as exc:
-        log.error("cannot start: %s", exc)
-        await service.stop()
-        return EXIT_FAILED
-    config = uvicorn.Config(
-        create_app(service),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
-    server = _QuietSignalsServer.make(config)
-    server_task = asyncio.create_task(server.serve())
-    deadline = loop.time() + SERVER_START_TIMEOUT_S
-    while not server.started and not server_task.done() and loop.time() < deadline:
-        await asyncio.sleep(0.02)
-    if not server.started:
-        log.error("the HTTP API could not start on %s:%s", settings.host, settings.port)
-        server.should_exit = True
-        with contextlib.suppress(BaseException):
-            await server_task
-        await service.stop()
-        return EXIT_FAILED
-    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
-    token_src = "from configuration" if settings.operator_token else str(settings.token_path)
-    log.info(
-        "edgeseal serving %s on http://%s:%s (data %s; operator token %s; BLE %s %s)",
-        service.ledger.origin if service.ledger else "?",
-        settings.host,
-        port,
-        settings.data_dir,
-        token_src,
-        service.ble.mode,
-        service.ble.status,
-    )
-    service.notifier.ready(f"serving on {settings.host}:{port}")
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping: finishing the batch in flight")
-    service.notifier.stopping("finishing the batch in flight")
-    server.should_exit = True
-    with contextlib.suppress(BaseException):
-        await server_task
-    waiter.cancel()
-    await service.stop()
-    led_msg = "stopped cleanly"
-    log.info(led_msg)
-    return EXIT_OK
 
 
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
@@ -369,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="ledger, keys and state (default $EDGESEAL_DATA_DIR)")
     p.add_argument("--host", help="API listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="API port (default 8000)")
-    p.add_argument("--virtual-fleet", action="store_true", help="run five virtual boards")
+    p.add_argument("--virtual-fleet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-ble", action="store_true", help="do not start the BLE link")
     p.set_defaults(func=cmd_serve)
 

@@ -41,15 +41,9 @@ class Settings(BaseSettings):
     operator_token: str | None = Field(
         default=None, min_length=16, description="admin bearer token (default: generated file)"
     )
-    virtual_fleet: bool = Field(default=False, description="run the five virtual boards")
-    ble: bool = Field(default=True, description="run the BLE link (BlueZ unless virtual_fleet)")
-    boards_dir: Path | None = Field(default=None, description="board profiles (virtual fleet)")
-    fleet_sample_interval_s: float = Field(default=2.0, gt=0, description="virtual fleet")
-    fleet_heartbeat_interval_s: float = Field(default=10.0, gt=0, description="virtual fleet")
-    fleet_sign_every_n: int = Field(default=4, ge=1, description="virtual fleet")
+    ble: bool = Field(default=True, description="run the BLE link (BlueZ through bleak)")
     batch_interval_ms: float = Field(default=1000.0, ge=0, description="checkpoint latency bound")
     max_batch_entries: int = Field(default=4096, ge=1, description="checkpoint batch size bound")
-    scenarios: bool = Field(default=True, description="run gateway.scenarios if it exists")
     log_level: str = Field(default="info", description="debug, info, warning, error")
 
     @field_validator("log_level")
@@ -97,11 +91,6 @@ class Settings(BaseSettings):
     def token_path(self) -> Path:
         """Return the operator token file (mode 0600), used unless operator_token is set."""
         return self.data_dir / "operator.token"
-
-    @property
-    def fleet_dir(self) -> Path:
-        """Return where the virtual boards keep their flash."""
-        return self.data_dir / "fleet"
 
 
 _CONFIG_FILE_OVERRIDE: str | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import wire
-from gateway.errors import SignatureError, WireError
+from gateway.errors import RegistryConflict, SignatureError, WireError
 from gateway.ledger import Ledger
 from gateway.ledger.entries import (
     KIND_DEVICE_ENROLLMENT,
@@ -133,7 +133,9 @@ class DeviceRegistry:
         wire.check_public_key(public_key)
         device_id = wire.device_id_for(public_key)
         if self.get(device_id) is not None:
-            raise WireError("already-enrolled", f"device {device_id.hex()} is already enrolled")
+            raise RegistryConflict(
+                "already-enrolled", f"device {device_id.hex()} is already enrolled"
+            )
         meta = dict(metadata or {})
         if "status" in meta:
             raise WireError("bad-enrollment", "metadata must not set status")
@@ -146,7 +148,9 @@ class DeviceRegistry:
         if dev is None:
             raise WireError("unknown-device", f"device {device_id.hex()} is not enrolled")
         if not dev.active:
-            raise WireError("already-revoked", f"device {device_id.hex()} is already revoked")
+            raise RegistryConflict(
+                "already-revoked", f"device {device_id.hex()} is already revoked"
+            )
         meta = dict(dev.metadata, status=STATUS_REVOKED, reason=reason)
         return enrollment_entry(device_id, dev.first_key, meta)[1]
 
@@ -168,7 +172,7 @@ class DeviceRegistry:
                 if record.kind == wire.KEY_ROTATION:
                     self._conn.execute(
                         "UPDATE device SET current_key = ? WHERE device_id = ?",
-                        (record.value(wire.CH_NEW_PUBLIC_KEY), record.device_id),
+                        (record.value(wire.Ch.NEW_PUBLIC_KEY), record.device_id),
                     )
                 heads[record.device_id] = (record.seq, record.record_hash, index)
         self._flush_heads(heads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from enum import IntEnum
 from functools import lru_cache
 from hashlib import sha256 as _sha256
 from typing import NamedTuple
@@ -49,6 +50,49 @@ _D = (-121665 * pow(121666, _P - 2, _P)) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 
+class Ch(IntEnum):
+    """Channel type ids of the registry (docs/wire-format.md, Values); the only place they are
+    numbered. A member's name, lower-cased, is the registry name; CHANNELS holds its row."""
+
+    TEMPERATURE = 1
+    HUMIDITY = 2
+    DISSOLVED_OXYGEN = 3
+    PH = 4
+    AMMONIA = 5
+    ENERGY = 6  # cumulative; channel 0 import, channel 1 export
+    POWER = 7
+    LATITUDE = 8
+    LONGITUDE = 9
+    OCCUPANCY = 10
+    VEHICLE_COMMITMENT = 11
+    WEIGHT = 12
+    TAMPER = 13
+    BATTERY = 14
+    VOLTAGE = 15
+    CURRENT = 16
+    MAGNETIC_FIELD = 17
+    DISTANCE = 18
+    TURBIDITY = 19
+    RSSI = 20
+    EVENT_CODE = 21
+    EVENT_ARG = 22
+    JOURNAL_DEPTH = 23
+    UPTIME = 24
+    NEW_PUBLIC_KEY = 25
+
+
+class Ev(IntEnum):
+    """Event codes, the values of an EVENT_CODE value (docs/wire-format.md, Values)."""
+
+    BOOT = 1
+    JOURNAL_OVERFLOW = 2  # event_arg: readings dropped
+    TAMPER = 3
+    TIME_SYNC = 4  # event_arg: correction in seconds
+    SENSOR_FAULT = 5  # event_arg: channel type
+    ARRIVAL = 6
+    DEPARTURE = 7
+
+
 class Channel(NamedTuple):
     """One row of the channel registry (docs/wire-format.md, Values)."""
 
@@ -61,43 +105,58 @@ class Channel(NamedTuple):
     max: int | None
 
 
+def _row(ch: Ch, unit: str, scale: int, width: str, lo: int | None, hi: int | None) -> Channel:
+    return Channel(ch, ch.name.lower(), unit, scale, width, lo, hi)
+
+
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 CHANNELS: dict[int, Channel] = {
     c.id: c
     for c in (
-        Channel(1, "temperature", "degC", -2, "i32", -27315, 200000),
-        Channel(2, "humidity", "%RH", -2, "i32", 0, 10000),
-        Channel(3, "dissolved_oxygen", "mg/L", -2, "i32", 0, 10000),
-        Channel(4, "ph", "pH", -3, "i32", 0, 14000),
-        Channel(5, "ammonia", "mg/L", -3, "i32", 0, 1000000),
-        Channel(6, "energy", "Wh", 0, "i32", 0, _I32_MAX),
-        Channel(7, "power", "W", -3, "i32", _I32_MIN, _I32_MAX),
-        Channel(8, "latitude", "deg", -7, "i32", -900000000, 900000000),
-        Channel(9, "longitude", "deg", -7, "i32", -1800000000, 1800000000),
-        Channel(10, "occupancy", "bool", 0, "i32", 0, 1),
-        Channel(11, "vehicle_commitment", "sha256/128", 0, "b16", None, None),
-        Channel(12, "weight", "kg", -3, "i32", 0, _I32_MAX),
-        Channel(13, "tamper", "bool", 0, "i32", 0, 1),
-        Channel(14, "battery", "V", -3, "i32", 0, 100000),
-        Channel(15, "voltage", "V", -3, "i32", _I32_MIN, _I32_MAX),
-        Channel(16, "current", "A", -3, "i32", _I32_MIN, _I32_MAX),
-        Channel(17, "magnetic_field", "uT", -2, "i32", _I32_MIN, _I32_MAX),
-        Channel(18, "distance", "m", -3, "i32", 0, 100000),
-        Channel(19, "turbidity", "NTU", -1, "i32", 0, 100000),
-        Channel(20, "rssi", "dBm", 0, "i32", -127, 20),
-        Channel(21, "event_code", "code", 0, "i32", 1, 65535),
-        Channel(22, "event_arg", "count", 0, "i32", _I32_MIN, _I32_MAX),
-        Channel(23, "journal_depth", "records", 0, "i32", 0, _I32_MAX),
-        Channel(24, "uptime", "s", 0, "i32", 0, _I32_MAX),
-        Channel(25, "new_public_key", "ed25519", 0, "b32", None, None),
+        _row(Ch.TEMPERATURE, "degC", -2, "i32", -27315, 200000),
+        _row(Ch.HUMIDITY, "%RH", -2, "i32", 0, 10000),
+        _row(Ch.DISSOLVED_OXYGEN, "mg/L", -2, "i32", 0, 10000),
+        _row(Ch.PH, "pH", -3, "i32", 0, 14000),
+        _row(Ch.AMMONIA, "mg/L", -3, "i32", 0, 1000000),
+        _row(Ch.ENERGY, "Wh", 0, "i32", 0, _I32_MAX),
+        _row(Ch.POWER, "W", -3, "i32", _I32_MIN, _I32_MAX),
+        _row(Ch.LATITUDE, "deg", -7, "i32", -900000000, 900000000),
+        _row(Ch.LONGITUDE, "deg", -7, "i32", -1800000000, 1800000000),
+        _row(Ch.OCCUPANCY, "bool", 0, "i32", 0, 1),
+        _row(Ch.VEHICLE_COMMITMENT, "sha256/128", 0, "b16", None, None),
+        _row(Ch.WEIGHT, "kg", -3, "i32", 0, _I32_MAX),
+        _row(Ch.TAMPER, "bool", 0, "i32", 0, 1),
+        _row(Ch.BATTERY, "V", -3, "i32", 0, 100000),
+        _row(Ch.VOLTAGE, "V", -3, "i32", _I32_MIN, _I32_MAX),
+        _row(Ch.CURRENT, "A", -3, "i32", _I32_MIN, _I32_MAX),
+        _row(Ch.MAGNETIC_FIELD, "uT", -2, "i32", _I32_MIN, _I32_MAX),
+        _row(Ch.DISTANCE, "m", -3, "i32", 0, 100000),
+        _row(Ch.TURBIDITY, "NTU", -1, "i32", 0, 100000),
+        _row(Ch.RSSI, "dBm", 0, "i32", -127, 20),
+        _row(Ch.EVENT_CODE, "code", 0, "i32", 1, 65535),
+        _row(Ch.EVENT_ARG, "count", 0, "i32", _I32_MIN, _I32_MAX),
+        _row(Ch.JOURNAL_DEPTH, "records", 0, "i32", 0, _I32_MAX),
+        _row(Ch.UPTIME, "s", 0, "i32", 0, _I32_MAX),
+        _row(Ch.NEW_PUBLIC_KEY, "ed25519", 0, "b32", None, None),
     )
 }
-CH_EVENT_CODE = 21
-CH_NEW_PUBLIC_KEY = 25
+if list(CHANNELS) != list(Ch):  # each type has exactly one row, in id order
+    raise AssertionError("CHANNELS must hold one row per Ch member")
+
+
+def i32_range(type_id: int) -> tuple[int, int]:
+    """Return the (min, max) a value of i32 channel type `type_id` must lie in (CHANNELS)."""
+    ch = CHANNELS[type_id]
+    if ch.min is None or ch.max is None:
+        raise ValueError(f"channel type {ch.name} carries bytes, not an i32")
+    return ch.min, ch.max
+
+
+_EVENT_CODE, _NEW_PUBLIC_KEY = int(Ch.EVENT_CODE), int(Ch.NEW_PUBLIC_KEY)  # plain ints: decode loop
 _WIDTH_BYTES = {"i32": 4, "b16": 16, "b32": 32}
 # Per type: (payload bytes, min, max) with min=None for byte payloads; a flat table keeps decode fast.
 _DECODE_TABLE = {
-    c.id: (_WIDTH_BYTES[c.width], c.min if c.width == "i32" else None, c.max)
+    int(c.id): (_WIDTH_BYTES[c.width], c.min if c.width == "i32" else None, c.max)
     for c in CHANNELS.values()
 }
 
@@ -229,9 +288,9 @@ def decode_record(data: bytes) -> Record:
         if key in seen:
             raise WireError("duplicate-channel", f"type {type_id} channel {channel} appears twice")
         seen.add(key)
-        if type_id == CH_EVENT_CODE:
+        if type_id == _EVENT_CODE:
             n_events += 1
-        elif type_id == CH_NEW_PUBLIC_KEY:
+        elif type_id == _NEW_PUBLIC_KEY:
             n_keys += 1
         if lo is None:
             value: int | bytes = data[pos + 2 : end]
@@ -408,7 +467,7 @@ class DeviceChain:
             return []
         verify_signature(record, self.public_key)
         if record.kind == KEY_ROTATION:
-            new_key = record.value(CH_NEW_PUBLIC_KEY)
+            new_key = record.value(Ch.NEW_PUBLIC_KEY)
             assert isinstance(new_key, bytes)
             check_public_key(new_key)
             self.public_key = new_key

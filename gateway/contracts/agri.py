@@ -23,6 +23,7 @@ from gateway.contracts.common import (
     Data,
     Event,
     Params,
+    View,
     check_keys,
     ev,
     get_hex,
@@ -33,12 +34,10 @@ from gateway.contracts.common import (
     get_str,
     require_registered,
 )
-from gateway.errors import ContractError
-from gateway.wire import Record
+from gateway.errors import ContractError, NotFound, UnknownLot
+from gateway.wire import Ch, Record, i32_range
 
-CH_TEMPERATURE = 1
-TEMP_MIN_CENTI_C = -27315  # the wire registry's range for temperature
-TEMP_MAX_CENTI_C = 200000
+TEMP_MIN_CENTI_C, TEMP_MAX_CENTI_C = i32_range(Ch.TEMPERATURE)  # the wire registry's range
 MAX_SPLIT = 32  # why: bounds the work of one transaction; EPCIS transformations are small
 MAX_MERGE = 32
 MAX_QUANTITY = 10**12
@@ -47,7 +46,7 @@ MAX_QUANTITY = 10**12
 def _lot(data: Data, lot_id: str) -> dict[str, Any]:
     lot = data["lots"].get(lot_id)
     if lot is None:
-        raise ContractError("unknown-lot", f"no lot {lot_id!r}")
+        raise UnknownLot("unknown-lot", f"no lot {lot_id!r}")
     return lot
 
 
@@ -119,6 +118,26 @@ class AgriTracing(Contract):
 
     TYPE = "agri"
     CREATOR_ROLE = ""  # a co-operative, a retailer or a certifier may host the tracing contract
+    VIEWS = (
+        View("lots", "every lot", "view_lots"),
+        View("lots/{lot_id}/trace", "trace tree", "view_trace"),
+        View("products/{code}", "consumer view", "view_product"),
+    )
+
+    def view_lots(self, _cid: str, inst: dict[str, Any]) -> dict[str, Any]:
+        """Return {"lots": every lot of the instance}."""
+        return {"lots": inst["data"]["lots"]}
+
+    def view_trace(self, cid: str, inst: dict[str, Any], lot_id: str) -> dict[str, Any]:
+        """Return the provenance tree of lot_id (trace_tree); raise NotFound for no such lot."""
+        if lot_id not in inst["data"]["lots"]:
+            raise NotFound("not-found", f"no lot {lot_id!r} in {cid!r}")
+        return trace_tree(inst["data"], lot_id)
+
+    def view_product(self, _cid: str, inst: dict[str, Any], code: str) -> dict[str, Any]:
+        """Return {"lots": the consumer view of every lot with product code}."""
+        return {"lots": consumer_view(inst["data"], code)}
+
     ACTIONS = {
         "register-lot": "_register",
         "handover": "_handover",
@@ -389,7 +408,7 @@ class AgriTracing(Contract):
         """Return the breach events of a temperature reading from a board attached to a lot."""
         device = record.device_id.hex()
         lot_id = data["attached"].get(device)
-        temp = record.value(CH_TEMPERATURE, 0)
+        temp = record.value(Ch.TEMPERATURE, 0)
         if lot_id is None or not isinstance(temp, int):
             return []
         lot = data["lots"][lot_id]

@@ -21,6 +21,7 @@ from gateway.contracts.common import (
     Data,
     Event,
     Params,
+    View,
     check_keys,
     ev,
     get_int,
@@ -30,13 +31,11 @@ from gateway.contracts.common import (
     transfer,
 )
 from gateway.errors import ContractError
-from gateway.wire import EVENT, Record
+from gateway.wire import EVENT, Ch, Ev, Record, i32_range
 
-CH_LATITUDE, CH_LONGITUDE, CH_WEIGHT, CH_TAMPER, CH_EVENT_CODE = 8, 9, 12, 13, 21
-EVENT_CODE_TAMPER = 3  # docs/wire-format.md event codes
 MAX_MONEY_MINOR = 10**15
 MAX_FENCE_POINTS = 64  # why: bounds point-in-polygon work per record
-LAT_MAX, LON_MAX = 900000000, 1800000000
+(LAT_MIN, LAT_MAX), (LON_MIN, LON_MAX) = i32_range(Ch.LATITUDE), i32_range(Ch.LONGITUDE)
 
 
 def inside_polygon(lat: int, lon: int, polygon: list[list[int]]) -> bool:
@@ -68,6 +67,12 @@ class ChattelMortgage(Contract):
 
     TYPE = "collateral"
     CREATOR_ROLE = "lender"
+    VIEWS = (View("collateral", "lien and alarms", "view_collateral"),)
+
+    def view_collateral(self, _cid: str, inst: dict[str, Any]) -> dict[str, Any]:
+        """Return the instance's data: lien, drawdowns, alarms."""
+        return dict(inst["data"])
+
     ACTIONS = {
         "drawdown": "_drawdown",
         "repay": "_repay",
@@ -97,8 +102,8 @@ class ChattelMortgage(Contract):
         for i, pt in enumerate(fence):
             if not (isinstance(pt, list) and len(pt) == 2):
                 raise ContractError("bad-params", f"geofence[{i}]: must be [lat, lon] in 1e-7 deg")
-            lat = get_int({"lat": pt[0]}, "lat", -LAT_MAX, LAT_MAX, "bad-params")
-            lon = get_int({"lon": pt[1]}, "lon", -LON_MAX, LON_MAX, "bad-params")
+            lat = get_int({"lat": pt[0]}, "lat", LAT_MIN, LAT_MAX, "bad-params")
+            lon = get_int({"lon": pt[1]}, "lon", LON_MIN, LON_MAX, "bad-params")
             points.append([lat, lon])
         return {
             "borrower": borrower,
@@ -176,15 +181,15 @@ class ChattelMortgage(Contract):
                 silent_since_s=hb["last_s"],
             )  # fmt: skip
         hb.update(last_s=t, last_index=ctx.index, gap_flagged=False)
-        lat, lon = record.value(CH_LATITUDE, 0), record.value(CH_LONGITUDE, 0)
+        lat, lon = record.value(Ch.LATITUDE, 0), record.value(Ch.LONGITUDE, 0)
         fix = (lat, lon) if isinstance(lat, int) and isinstance(lon, int) else None
         if fix is not None and not inside_polygon(fix[0], fix[1], params["geofence"]):
             events += self._alarm(data, "geofence", device, [ctx.index], t, lat=lat, lon=lon)
-        weight = record.value(CH_WEIGHT, 0)
+        weight = record.value(Ch.WEIGHT, 0)
         if isinstance(weight, int) and weight < params["min_weight_milli_kg"]:
             events += self._alarm(data, "quantity", device, [ctx.index], t, weight_milli_kg=weight)
-        tamper = record.value(CH_TAMPER, 0) == 1 or (
-            record.kind == EVENT and record.value(CH_EVENT_CODE, 0) == EVENT_CODE_TAMPER
+        tamper = record.value(Ch.TAMPER, 0) == 1 or (
+            record.kind == EVENT and record.value(Ch.EVENT_CODE, 0) == Ev.TAMPER
         )
         if tamper:
             events += self._alarm(data, "tamper", device, [ctx.index], t)

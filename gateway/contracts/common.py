@@ -72,6 +72,23 @@ class Ctx:
         return participant
 
 
+@dataclass(frozen=True)
+class View:
+    """A read-only view of a contract instance: GET /v1/contracts/{contract_id}/{path}.
+
+    path: below the instance, with {name} segments (passed to the method as strings);
+    summary: one line for the API's schema. Either method names the contract's method
+    `method(contract_id, inst, **segments) -> dict` (inst: the instance from the state: type,
+    owner, params, data, clock_s, ...), or event_types makes the view a page of the instance's
+    contract events of those types (cursors since/limit, as GET /v1/contract-events).
+    """
+
+    path: str
+    summary: str
+    method: str = ""
+    event_types: frozenset[str] = frozenset()
+
+
 class Contract:
     """Base of the five contracts: every hook is pure apart from mutating its own data copy."""
 
@@ -79,6 +96,8 @@ class Contract:
     CREATOR_ROLE = ""  # role a participant needs to create an instance ("" = any participant)
     # action name -> name of the method handling it: method(data, params, ctx, args) -> events
     ACTIONS: dict[str, str] = {}
+    # the read views the API serves for instances of this type (mounted from the registry)
+    VIEWS: tuple[View, ...] = ()
 
     def validate_params(self, params: dict[str, Any], ctx: Ctx) -> Params:
         """Return the normalised parameters; raise ContractError("bad-params") if invalid."""

@@ -29,6 +29,7 @@ from gateway.contracts.common import (
     Data,
     Event,
     Params,
+    View,
     check_keys,
     ev,
     get_hex,
@@ -39,9 +40,8 @@ from gateway.contracts.common import (
     transfer,
 )
 from gateway.errors import ContractError
-from gateway.wire import Record
+from gateway.wire import Ch, Record
 
-CH_ENERGY = 6
 IMPORT, EXPORT = 0, 1  # energy channels of a meter (docs/wire-format.md)
 GRID = "grid"  # the grid operator's settlement account
 MAX_ENERGY_WH = 10**9
@@ -102,6 +102,21 @@ class EnergyMarket(Contract):
 
     TYPE = "energy"
     CREATOR_ROLE = "market_operator"
+    VIEWS = (
+        View("intervals", "trading intervals", "view_intervals"),
+        # the clearing of an interval and its settlement
+        View("settlements", "settlement events", event_types=frozenset({"cleared", "settled"})),
+    )
+
+    def view_intervals(self, _cid: str, inst: dict[str, Any]) -> dict[str, Any]:
+        """Return the trading intervals, the registered meters and the money positions."""
+        data = inst["data"]
+        return {
+            "intervals": data["intervals"],
+            "meters": data["meters"],
+            "positions": data["positions"],
+        }
+
     ACTIONS = {  # bid and offer: on_tx below
         "register-meter": "_register_meter",
         "set-grid-prices": "_grid_prices",
@@ -228,7 +243,7 @@ class EnergyMarket(Contract):
     def on_record(self, data: Data, params: Params, ctx: Ctx, record: Record) -> list[Event]:
         """Record the reading as a boundary register of the meter's participant where due."""
         participant = data["meters"].get(record.device_id.hex())
-        imp, exp = record.value(CH_ENERGY, IMPORT), record.value(CH_ENERGY, EXPORT)
+        imp, exp = record.value(Ch.ENERGY, IMPORT), record.value(Ch.ENERGY, EXPORT)
         if participant is None or not isinstance(imp, int) or not isinstance(exp, int):
             return []
         t = record.time_s

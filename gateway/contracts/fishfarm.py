@@ -29,6 +29,7 @@ from gateway.contracts.common import (
     Data,
     Event,
     Params,
+    View,
     check_keys,
     ev,
     get_int,
@@ -40,9 +41,8 @@ from gateway.contracts.common import (
     transfer,
 )
 from gateway.errors import ContractError
-from gateway.wire import Record
+from gateway.wire import Ch, Record
 
-CH_TEMPERATURE, CH_DISSOLVED_OXYGEN, CH_PH = 1, 3, 4
 BP = 10000  # basis points in one
 MAX_MONEY_MINOR = 10**15
 MAX_TRANCHES = 12
@@ -68,6 +68,21 @@ class FishFarmFinance(Contract):
 
     TYPE = "fishfarm"
     CREATOR_ROLE = "lender"
+    VIEWS = (View("pond", "risk, loan, policies", "view_pond"),)
+
+    def view_pond(self, _cid: str, inst: dict[str, Any]) -> dict[str, Any]:
+        """Return the pond's statistics, risk score now, loan, policies and positions."""
+        data, params = inst["data"], inst["params"]
+        score = score_bp(data["stats"], inst["clock_s"], params.get("excursion_penalty_bp", 0))
+        return {
+            "stats": data["stats"],
+            "score_bp": score,
+            "loan": data["loan"],
+            "policies": data["policies"],
+            "positions": data["positions"],
+            "clock_s": inst["clock_s"],
+        }
+
     ACTIONS = {
         "apply": "_apply",
         "disburse": "_disburse",
@@ -187,9 +202,9 @@ class FishFarmFinance(Contract):
 
     def on_record(self, data: Data, params: Params, ctx: Ctx, record: Record) -> list[Event]:
         """Return the events of one water-quality sample (gaps, covenant breaches, claims)."""
-        do = record.value(CH_DISSOLVED_OXYGEN, 0)
-        temp = record.value(CH_TEMPERATURE, 0)
-        ph = record.value(CH_PH, 0)
+        do = record.value(Ch.DISSOLVED_OXYGEN, 0)
+        temp = record.value(Ch.TEMPERATURE, 0)
+        ph = record.value(Ch.PH, 0)
         if not any(isinstance(v, int) for v in (do, temp, ph)):
             return []
         st = data["stats"]

@@ -4,8 +4,8 @@ docs/usecases/parking.md describes the use case; the rules, as implemented here:
 
 - the parking operator creates the contract with its tariff (time-of-day bands in minor units
   per hour, a grace period, a daily cap, the local UTC offset); every bound board is one bay;
-- a bay board's signed arrival event (event_code 6) with a vehicle commitment opens a session;
-  its departure event (event_code 7) closes it; the vehicle appears only as the commitment
+- a bay board's signed arrival event (Ev.ARRIVAL) with a vehicle commitment opens a session;
+  its departure event (Ev.DEPARTURE) closes it; the vehicle appears only as the commitment
   SHA-256(salt || vehicle id)[0:16], the salt never reaches the log;
 - the fee: free within the grace period, else the band rates per second summed per local day,
   rounded up to a minor unit, each day capped at the daily cap;
@@ -26,6 +26,7 @@ from gateway.contracts.common import (
     Data,
     Event,
     Params,
+    View,
     check_keys,
     ev,
     get_hex,
@@ -36,10 +37,8 @@ from gateway.contracts.common import (
     transfer,
 )
 from gateway.errors import ContractError
-from gateway.wire import EVENT, Record
+from gateway.wire import EVENT, Ch, Ev, Record
 
-CH_VEHICLE_COMMITMENT, CH_EVENT_CODE = 11, 21
-EVENT_ARRIVAL, EVENT_DEPARTURE = 6, 7  # docs/wire-format.md event codes
 DAY_S = 86400
 MAX_MONEY_MINOR = 10**15
 MAX_BANDS = 24
@@ -82,6 +81,22 @@ class Parking(Contract):
 
     TYPE = "parking"
     CREATOR_ROLE = "parking_operator"
+    VIEWS = (
+        View("sessions", "bay sessions", "view_sessions"),
+        # a paid session, or a flagged one
+        View("receipts", "receipt events", event_types=frozenset({"charged", "unpaid"})),
+    )
+
+    def view_sessions(self, _cid: str, inst: dict[str, Any]) -> dict[str, Any]:
+        """Return the bay sessions, the bays, the wallets and the anomalies."""
+        data = inst["data"]
+        return {
+            "sessions": data["sessions"],
+            "bays": data["bays"],
+            "wallets": data["wallets"],
+            "anomalies": data["anomalies"],
+        }
+
     ACTIONS = {
         "open-wallet": "_open_wallet",
         "top-up": "_top_up",
@@ -127,13 +142,13 @@ class Parking(Contract):
         """Return the session, charge and anomaly events of an arrival or departure record."""
         if record.kind != EVENT:
             return []
-        code = record.value(CH_EVENT_CODE, 0)
+        code = record.value(Ch.EVENT_CODE, 0)
         bay = record.device_id.hex()
-        vehicle_raw = record.value(CH_VEHICLE_COMMITMENT, 0)
+        vehicle_raw = record.value(Ch.VEHICLE_COMMITMENT, 0)
         vehicle = vehicle_raw.hex() if isinstance(vehicle_raw, bytes) else None
         open_sid = data["bays"].get(bay)
         t = record.time_s
-        if code == EVENT_ARRIVAL:
+        if code == Ev.ARRIVAL:
             if vehicle is None:
                 return [self._anomaly(data, "arrival-without-vehicle", [ctx.index], bay=bay)]
             if open_sid is not None:
@@ -157,7 +172,7 @@ class Parking(Contract):
             }
             data["bays"][bay] = sid
             return [ev("session-opened", [ctx.index], session=sid, bay=bay, vehicle=vehicle, start_s=t)]  # fmt: skip
-        if code != EVENT_DEPARTURE:
+        if code != Ev.DEPARTURE:
             return []
         if open_sid is None:
             return [self._anomaly(data, "departure-without-arrival", [ctx.index], bay=bay)]

@@ -19,7 +19,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
-from gateway.errors import ContractError, SignatureError
+from gateway.errors import ContractError, SignatureError, TxError
 from gateway.ledger.entries import KIND_PARTICIPANT_TX
 from gateway.wire import check_public_key
 
@@ -44,13 +44,13 @@ def _check_value(value: Any, path: str) -> None:
         return
     if isinstance(value, int):
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            raise ContractError("tx-int-range", f"{path}: integer outside +-(2^53-1)")
+            raise TxError("tx-int-range", f"{path}: integer outside +-(2^53-1)")
         return
     if isinstance(value, float):
-        raise ContractError("tx-float", f"{path}: floats are not allowed, use scaled integers")
+        raise TxError("tx-float", f"{path}: floats are not allowed, use scaled integers")
     if isinstance(value, str):
         if unicodedata.normalize("NFC", value) != value:
-            raise ContractError("tx-not-canonical", f"{path}: string is not in NFC")
+            raise TxError("tx-not-canonical", f"{path}: string is not in NFC")
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
@@ -59,11 +59,11 @@ def _check_value(value: Any, path: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ContractError("tx-malformed", f"{path}: object keys must be strings")
+                raise TxError("tx-malformed", f"{path}: object keys must be strings")
             _check_value(key, f"{path}.{key}")
             _check_value(item, f"{path}.{key}")
         return
-    raise ContractError("tx-malformed", f"{path}: {type(value).__name__} is not a JSON type")
+    raise TxError("tx-malformed", f"{path}: {type(value).__name__} is not a JSON type")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -80,17 +80,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ContractError("tx-not-canonical", f"duplicate key {key!r}")
+            raise TxError("tx-not-canonical", f"duplicate key {key!r}")
         out[key] = value
     return out
 
 
 def _reject_float(text: str) -> Any:
-    raise ContractError("tx-float", f"number {text} is not an integer")
+    raise TxError("tx-float", f"number {text} is not an integer")
 
 
 def _reject_constant(text: str) -> Any:
-    raise ContractError("tx-float", f"{text} is not allowed")
+    raise TxError("tx-float", f"{text} is not allowed")
 
 
 def parse_canonical(data: bytes) -> Any:
@@ -98,7 +98,7 @@ def parse_canonical(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ContractError("tx-malformed", "body is not UTF-8") from None
+        raise TxError("tx-malformed", "body is not UTF-8") from None
     try:
         value = json.loads(
             text,
@@ -109,9 +109,9 @@ def parse_canonical(data: bytes) -> Any:
     except ValueError as exc:
         if isinstance(exc, ContractError):
             raise
-        raise ContractError("tx-malformed", "body is not JSON") from None
+        raise TxError("tx-malformed", "body is not JSON") from None
     if canonical_json(value) != data:
-        raise ContractError("tx-not-canonical", "body is not in canonical form")
+        raise TxError("tx-not-canonical", "body is not in canonical form")
     return value
 
 
@@ -145,33 +145,33 @@ def _is_hex_key(value: Any) -> bool:
 def _check_body(body: Any) -> None:
     """Raise ContractError("tx-malformed") unless body has exactly the fields of docs/contracts.md."""
     if not isinstance(body, dict):
-        raise ContractError("tx-malformed", "body must be a JSON object")
+        raise TxError("tx-malformed", "body must be a JSON object")
     keys = set(body)
     if keys != BODY_KEYS:
         missing = sorted(BODY_KEYS - keys)
         extra = sorted(keys - BODY_KEYS)
-        raise ContractError("tx-malformed", f"body fields: missing {missing}, unexpected {extra}")
+        raise TxError("tx-malformed", f"body fields: missing {missing}, unexpected {extra}")
     if body["v"] != TX_VERSION or isinstance(body["v"], bool):
-        raise ContractError("tx-malformed", f"v must be {TX_VERSION}")
+        raise TxError("tx-malformed", f"v must be {TX_VERSION}")
     if not _is_hex_key(body["participant"]):
-        raise ContractError("tx-malformed", "participant must be 64 lowercase hex digits")
+        raise TxError("tx-malformed", "participant must be 64 lowercase hex digits")
     cos = body["cosigners"]
     if not isinstance(cos, list) or not all(_is_hex_key(c) for c in cos):
-        raise ContractError("tx-malformed", "cosigners must be a list of 64-hex-digit keys")
+        raise TxError("tx-malformed", "cosigners must be a list of 64-hex-digit keys")
     if len(set(cos) | {body["participant"]}) != len(cos) + 1:
-        raise ContractError("tx-malformed", "signers must be distinct")
+        raise TxError("tx-malformed", "signers must be distinct")
     if len(cos) + 1 > MAX_SIGNERS:
-        raise ContractError("tx-malformed", f"at most {MAX_SIGNERS} signers")
+        raise TxError("tx-malformed", f"at most {MAX_SIGNERS} signers")
     for name in ("nonce", "time_s"):
         value = body[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ContractError("tx-malformed", f"{name} must be a non-negative integer")
+            raise TxError("tx-malformed", f"{name} must be a non-negative integer")
     for name in ("contract", "action"):
         value = body[name]
         if not isinstance(value, str) or not 1 <= len(value) <= 64:
-            raise ContractError("tx-malformed", f"{name} must be a string of 1..64 characters")
+            raise TxError("tx-malformed", f"{name} must be a string of 1..64 characters")
     if not isinstance(body["args"], dict):
-        raise ContractError("tx-malformed", "args must be a JSON object")
+        raise TxError("tx-malformed", "args must be a JSON object")
 
 
 def _verify(signature: bytes, message: bytes, public_key_hex: str) -> None:
@@ -179,15 +179,13 @@ def _verify(signature: bytes, message: bytes, public_key_hex: str) -> None:
     try:
         check_public_key(public_key)
     except SignatureError:
-        raise ContractError(
-            "tx-bad-public-key", f"{public_key_hex[:16]}... is not usable"
-        ) from None
+        raise TxError("tx-bad-public-key", f"{public_key_hex[:16]}... is not usable") from None
     if int.from_bytes(signature[32:], "little") >= _L:
-        raise ContractError("tx-bad-signature", f"signature of {public_key_hex[:16]}... is invalid")
+        raise TxError("tx-bad-signature", f"signature of {public_key_hex[:16]}... is invalid")
     try:
         crypto_sign_open(signature + message, public_key)
     except BadSignatureError:
-        raise ContractError(
+        raise TxError(
             "tx-bad-signature", f"signature of {public_key_hex[:16]}... is invalid"
         ) from None
 
@@ -201,23 +199,23 @@ def decode_tx(payload: bytes) -> Tx:
     """
     payload = bytes(payload)
     if not payload:
-        raise ContractError("tx-malformed", "empty transaction payload")
+        raise TxError("tx-malformed", "empty transaction payload")
     n_sigs = payload[0]
     if n_sigs == 0:
-        raise ContractError("tx-unsigned", "the transaction carries no signature")
+        raise TxError("tx-unsigned", "the transaction carries no signature")
     if n_sigs > MAX_SIGNERS:
-        raise ContractError("tx-malformed", f"at most {MAX_SIGNERS} signers")
+        raise TxError("tx-malformed", f"at most {MAX_SIGNERS} signers")
     start = 1 + n_sigs * SIGNATURE_BYTES
     if len(payload) <= start:
-        raise ContractError("tx-malformed", "transaction payload is truncated")
+        raise TxError("tx-malformed", "transaction payload is truncated")
     body = payload[start:]
     if len(body) > MAX_BODY_BYTES:
-        raise ContractError("tx-malformed", f"body exceeds {MAX_BODY_BYTES} bytes")
+        raise TxError("tx-malformed", f"body exceeds {MAX_BODY_BYTES} bytes")
     value = parse_canonical(body)
     _check_body(value)
     signers = [value["participant"], *value["cosigners"]]
     if len(signers) != n_sigs:
-        raise ContractError("tx-signature-count", f"{n_sigs} signatures for {len(signers)} signers")
+        raise TxError("tx-signature-count", f"{n_sigs} signatures for {len(signers)} signers")
     signatures = tuple(
         payload[1 + i * SIGNATURE_BYTES : 1 + (i + 1) * SIGNATURE_BYTES] for i in range(n_sigs)
     )

@@ -16,9 +16,9 @@ import pytest
 from gateway.bundle import BundleError, build_bundle, verify_bundle
 from gateway.errors import EdgesealError
 from gateway.ledger import Ledger, NoteSigner
-from gateway.service import Service
+from gateway.node import Node
+from tests.gateway.node.helpers import PARKING, World, make_settings, started
 from tests.gateway.simboard import SimBoard
-from tests.gateway.test_service import PARKING, World, make_settings, started
 
 
 class Built:
@@ -45,26 +45,26 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Any:
     settings = make_settings(tmp)
     sim = SimBoard("bundle-sim", sign_every=3)
 
-    async def populate() -> Service:
+    async def populate() -> Node:
         service = await started(settings)
         world = World()
         try:
             await world.setup(service)
             bay = world.bays[0]
-            await service.deliver(bay.device_id, [world.arrival(bay, world.now + 60)])
-            await service.deliver(bay.device_id, [world.departure(bay, world.now + 7200)])
-            await service.enroll(sim.public_key, {"profile": "sim"})
+            await service.sequencer.deliver(bay.device_id, [world.arrival(bay, world.now + 60)])
+            await service.sequencer.deliver(bay.device_id, [world.departure(bay, world.now + 7200)])
+            await service.sequencer.enroll(sim.public_key, {"profile": "sim"})
             for _ in range(5):
                 sim.reading()
             sim.rotate_key(hashlib.sha256(b"bundle-sim new key").digest())
             sim.reading(signed=True)
-            await service.deliver(sim.device_id, sim.upload(None))
+            await service.sequencer.deliver(sim.device_id, sim.upload(None))
         finally:
             await service.stop()
         return service
 
     service = asyncio.run(populate())
-    devices = {d.device_id: (d.first_key, d.enrolled_index) for d in service.devices()}
+    devices = {d.device_id: (d.first_key, d.enrolled_index) for d in service.reads.devices()}
     ledger = Ledger.open_readonly(str(settings.ledger_path))
     b = Built(ledger, devices, ledger.vkey)
     from gateway import wire

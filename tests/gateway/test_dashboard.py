@@ -116,9 +116,9 @@ async def _serve(settings: Any, sock: socket.socket, holder: dict[str, Any]) -> 
     import uvicorn
 
     from gateway.api import create_app
-    from gateway.service import Service
+    from gateway.node import Node
 
-    service = await asyncio.to_thread(Service, settings)
+    service = await asyncio.to_thread(Node, settings)
     await service.start()
     config = uvicorn.Config(create_app(service), log_config=None, access_log=False, lifespan="off")
     server = holder["server"] = uvicorn.Server(config)
@@ -142,7 +142,6 @@ def gateway() -> Iterator[dict[str, Any]]:
     settings = Settings(
         data_dir=data_dir,
         ble=False,
-        scenarios=False,
         operator_token=TOKEN,
         batch_interval_ms=200,
         log_level="warning",

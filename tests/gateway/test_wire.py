@@ -100,7 +100,7 @@ def test_key_rotation_switches_the_chain_key():
     pk = _pk("c")
     chain = wire.DeviceChain(rec.device_id, pk, last_seq=6, last_hash=rec.prev_hash)
     assert chain.push(rec) == [rec]
-    assert chain.public_key == rec.value(wire.CH_NEW_PUBLIC_KEY)
+    assert chain.public_key == rec.value(wire.Ch.NEW_PUBLIC_KEY)
 
 
 def test_small_order_and_non_canonical_public_keys_are_rejected():

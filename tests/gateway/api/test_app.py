@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
+from prometheus_client.parser import text_string_to_metric_families
 
 with warnings.catch_warnings():  # Starlette 1.10 warns that its TestClient still uses httpx
     warnings.simplefilter("ignore")
@@ -21,11 +22,11 @@ from gateway import wire
 from gateway.api import IP_BURST, PARTICIPANT_BURST, create_app
 from gateway.bundle import verify_bundle
 from gateway.ledger import NoteVerifier, merkle, verify_checkpoint
-from gateway.service import Service
+from gateway.node import Node
 from tests.gateway.contracts.helpers import Board, Party
-from tests.gateway.test_service import CAR, PARKING, World, make_settings
+from tests.gateway.node.helpers import CAR, PARKING, World, make_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "operator-token-for-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -33,7 +34,7 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 class Api:
     """A TestClient on the app of a started service (the portal's loop runs the service)."""
 
-    def __init__(self, client: TestClient, service: Service) -> None:
+    def __init__(self, client: TestClient, service: Node) -> None:
         self.c = client
         self.service = service
 
@@ -62,7 +63,7 @@ class Api:
 
 
 def _open(tmp_path: Path, **overrides: Any) -> Iterator[Api]:
-    service = Service(make_settings(tmp_path, **overrides))
+    service = Node(make_settings(tmp_path, **overrides))
     app = create_app(service, clock=lambda: 1000.0)  # frozen: buckets never refill in a test
     with TestClient(app) as client:
         assert client.portal is not None
@@ -121,7 +122,13 @@ def test_health_gateway_checkpoint_and_metrics(api: Api) -> None:
         "edgeseal_http_requests_total",
     ):
         assert f"# TYPE {name} " in m.text
-    assert 'route="/v1/checkpoint",method="GET",status="404"' in m.text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(m.text)
+        for s in family.samples
+    }
+    want = {"route": "/v1/checkpoint", "method": "GET", "status": "404"}
+    assert ("edgeseal_http_requests_total", tuple(sorted(want.items()))) in samples
 
 
 # ---- devices and auth ------------------------------------------------------------------------
@@ -252,8 +259,8 @@ def test_contract_views(api: Api) -> None:
     world = World()
     api.run(world.setup(api.service))
     bay = world.bays[0]
-    api.run(api.service.deliver(bay.device_id, [world.arrival(bay, world.now + 60)]))
-    api.run(api.service.deliver(bay.device_id, [world.departure(bay, world.now + 7200)]))
+    api.run(api.service.sequencer.deliver(bay.device_id, [world.arrival(bay, world.now + 60)]))
+    api.run(api.service.sequencer.deliver(bay.device_id, [world.departure(bay, world.now + 7200)]))
     api.wait_integrated()
     contracts = api.get("/v1/contracts").json()["contracts"]
     assert [c["id"] for c in contracts] == [PARKING] and contracts[0]["type"] == "parking"
@@ -363,13 +370,22 @@ def test_writes_while_stopping_are_503(api: Api) -> None:
 # ---- the schema and the docs ------------------------------------------------------------------
 
 
+def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    """Yield every APIRoute of an app's routes, also those of included routers."""
+    for r in routes:
+        if isinstance(r, APIRoute):
+            yield r
+        elif hasattr(r, "original_router"):  # FastAPI >= 0.16x keeps included routers whole
+            yield from api_routes(r.original_router.routes)
+
+
 def test_openapi_lists_every_route_and_docs_describe_them(api: Api) -> None:
     schema = api.get("/openapi.json").json()
     paths = set(schema["paths"])
     routes = {
         (m, r.path)
-        for r in api.c.app.routes  # type: ignore[attr-defined]
-        if isinstance(r, APIRoute) and r.include_in_schema
+        for r in api_routes(api.c.app.routes)  # type: ignore[attr-defined]
+        if r.include_in_schema
         for m in r.methods
     }
     assert {p for _, p in routes} == paths
@@ -395,7 +411,7 @@ def test_device_records_through_the_service_show_up(api: Api) -> None:
     board = Board("api-rec")
     api.post("/v1/devices", json={"public_key": board.public_key.hex()}, headers=ADMIN)
     rec = board.record(int(time.time()), [(1, 0, 2500)])[1:]
-    assert api.run(api.service.deliver(board.device_id, [rec])) == 1
+    assert api.run(api.service.sequencer.deliver(board.device_id, [rec])) == 1
     api.wait_integrated()
     entries = api.get("/v1/entries?kind=device-record").json()["entries"]
     assert entries[0]["decoded"]["device_id"] == board.id

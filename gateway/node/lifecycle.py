@@ -1,0 +1,236 @@
+"""The gateway node's lifecycle: compose sequencer, read model and BLE link; start, watch, stop.
+
+`Node(settings)` opens everything (blocking: the start-up replay); `await node.start()` starts
+the group-commit and integration loops, the BLE link (BlueZ through bleak, or the radio an
+`Extension` brings) and the systemd watchdog; `await node.stop()` finishes the batch in flight,
+integrates everything and closes. Something composed from outside the gateway (the simulated
+world of tools/sim) plugs in as an `Extension`: it may bring the radio the link uses and runs as
+a task of the node; the gateway never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.ble.link import BleakBackends, BleLink
+from gateway.config import Settings
+from gateway.contracts import Engine
+from gateway.node.index import LogIndex
+from gateway.node.reads import ReadModel
+from gateway.node.sequencer import Sequencer
+from gateway.systemd import Notifier
+
+log = logging.getLogger("edgeseal.node")
+
+# why: the ledger integrates at the latest batch_interval_ms after an append; checking four times
+# per interval keeps the checkpoint latency within 1.25x the interval.
+TICKS_PER_BATCH_INTERVAL = 4
+# why: systemd's watchdog is pinged only if the writer thread answers within this bound.
+WRITER_PING_TIMEOUT_S = 5.0
+# why: the link and the extension get this long to finish their uploads on stop; an upload is
+# bounded by the link's own timeouts (stall 10 s), so 15 s lets one in flight complete.
+STOP_TIMEOUT_S = 15.0
+TOKEN_FILE_MODE = 0o600
+TOKEN_BYTES = 32  # 256-bit operator token
+
+
+@dataclass
+class BleStatus:
+    """What the BLE link is doing: mode bluez/virtual/off, status running/unavailable/stopped."""
+
+    mode: str = "off"
+    status: str = "stopped"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Radio:
+    """The radio an extension brings: bleak backend classes, a mode name and a detail line."""
+
+    backends: BleakBackends
+    mode: str
+    detail: str
+
+
+class Extension(Protocol):
+    """Something composed with a node from outside the gateway (e.g. tools/sim's virtual fleet).
+
+    Called in this order: `radio()` before the link starts (None: use BlueZ, if settings.ble);
+    `run(node)` as a task once the node is running (cancelled on stop); `close()` after the link
+    stopped and before the last batch is committed.
+    """
+
+    async def radio(self) -> Radio | None:
+        """Start what the extension needs; return the radio the link should use, or None."""
+        ...
+
+    async def run(self, node: Node) -> None:
+        """Run alongside the node until cancelled."""
+        ...
+
+    async def close(self) -> None:
+        """Stop; called once, after the link stopped."""
+        ...
+
+
+def load_or_create_token(path: Path) -> str:
+    """Return the operator token stored at path, creating it (mode 0600) on first use.
+
+    Raises PermissionError if the file is readable by group or others.
+    """
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionError(f"{path} has mode {mode:o}; it must be 0600")
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TOKEN_FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class Node:
+    """One gateway: its sequencer (writes), read model (queries), BLE link and loops."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        """Open (or create) everything under settings.data_dir and replay the log (blocking).
+
+        Raises what Sequencer raises (a ledger of another key, an event mismatch).
+        """
+        self.settings = settings
+        self.started_at = time.monotonic()
+        self.ble = BleStatus()
+        self.link: BleLink | None = None
+        self.phase = "starting"
+        self.notifier = Notifier()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.operator_token = settings.operator_token or load_or_create_token(settings.token_path)
+        self.index = LogIndex()
+        self.sequencer = Sequencer(settings, engine or Engine(), self.index, lambda: self.phase)
+        self.reads = ReadModel(self.sequencer, self.index)
+        self._extension: Extension | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._link_tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        self._closed = False
+
+    @property
+    def counters(self) -> Any:
+        """Return the node's monotonic counters (gateway.node.index.Counters)."""
+        return self.index.counters
+
+    async def start(self, extension: Extension | None = None) -> None:
+        """Start the loops and the BLE link, then the extension's task.
+
+        Precondition: called once, on the event loop that will run the node. Raises what
+        extension.radio() raises (nothing has been started by then but the loops).
+        """
+        seq = self.sequencer
+        self._tasks.append(asyncio.create_task(seq.uploads.run(), name="group-commit"))
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="integrate"))
+        self._extension = extension
+        radio = await extension.radio() if extension is not None else None
+        if radio is not None or self.settings.ble:
+            self._link_tasks.append(asyncio.create_task(self._run_link(radio), name="ble-link"))
+        self.phase = "running"
+        if extension is not None:
+            self._link_tasks.append(asyncio.create_task(self._guard(extension), name="extension"))
+        interval = self.notifier.watchdog_interval_s
+        if interval:
+            self._link_tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="wd"))
+
+    async def _guard(self, extension: Extension) -> None:
+        try:
+            await extension.run(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the extension's task failed")
+
+    async def _tick_loop(self) -> None:
+        """Integrate on the ledger's batch policy."""
+        interval_s = max(self.settings.batch_interval_ms / 1000 / TICKS_PER_BATCH_INTERVAL, 0.01)
+        seq = self.sequencer
+        led = seq.open_ledger()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval_s)
+            if led.pending and led.due():
+                try:
+                    await seq.write(seq.integrate_if_due)
+                except Exception:
+                    log.exception("integration failed; retrying at the next tick")
+
+    async def _watchdog_loop(self, interval_s: float) -> None:
+        """Ping systemd's watchdog while the event loop and the writer thread both answer."""
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self.sequencer.write(lambda: None), WRITER_PING_TIMEOUT_S)
+                self.notifier.watchdog()
+            except TimeoutError:
+                log.warning("writer thread busy for over %.0f s", WRITER_PING_TIMEOUT_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval_s)
+
+    async def _run_link(self, radio: Radio | None) -> None:
+        """Run the BLE link until stop; on a missing adapter, log one line and keep serving."""
+        if radio is not None:
+            self.ble = BleStatus(radio.mode, "running", radio.detail)
+        else:
+            self.ble = BleStatus("bluez", "running", "BlueZ via bleak")
+        self.link = BleLink(self.sequencer, radio.backends if radio else None)
+        try:
+            await self.link.run(self._stop)
+            self.ble.status = "stopped"
+        except asyncio.CancelledError:
+            self.ble.status = "stopped"
+            raise
+        except Exception as exc:  # bleak: FileNotFoundError (no D-Bus), BleakDBusError (no BlueZ)
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            self.ble = BleStatus(self.ble.mode, "unavailable", f"no BLE adapter found ({reason})")
+            log.warning(
+                "no BLE adapter found (%s): serving the API without BLE; "
+                "`make run` runs the gateway with virtual boards",
+                reason,
+            )
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, integrate everything, close. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.phase = "stopping"  # writes are refused from now on (ServiceUnavailable)
+        self.notifier.stopping("finishing the batch in flight")
+        self._stop.set()
+        for t in self._link_tasks:
+            if t.get_name() != "ble-link":  # the link finishes its uploads on _stop
+                t.cancel()
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*self._link_tasks, return_exceptions=True), STOP_TIMEOUT_S
+            )
+        if self._extension is not None:
+            try:
+                await self._extension.close()
+            except Exception:
+                log.exception("the extension did not close cleanly")
+        self.sequencer.uploads.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.phase = "stopped"
+        await self.sequencer.drain()
+
+    def close(self) -> None:
+        """Close the databases without finishing anything (pending entries stay durable and
+        integrate on the next open); for a node that was never started."""
+        self.phase = "stopped"
+        self._closed = True
+        self.sequencer.close()

@@ -1,0 +1,117 @@
+"""One gateway process: a Node and its HTTP API (uvicorn) until SIGTERM or SIGINT.
+
+`edgeseal serve` calls `serve(settings)`; tools/sim/run.py calls it with the virtual fleet as
+the node's Extension. On a signal the API stops taking requests, the node finishes the batch in
+flight, integrates and closes; sd_notify tells systemd READY and STOPPING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from gateway.config import Settings
+from gateway.node import Extension, Node
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+# why: the HTTP server gets this long to come up (bind the port) before serve gives up.
+SERVER_START_TIMEOUT_S = 30
+# why: how often serve looks whether uvicorn has bound its port while starting.
+SERVER_POLL_S = 0.02
+log = logging.getLogger("edgeseal")
+
+
+class _QuietSignalsServer:
+    """Factory for a uvicorn.Server that leaves signal handling to `serve` (uvicorn would
+    re-raise SIGTERM after shutdown, turning a clean stop into exit status -15)."""
+
+    @staticmethod
+    def make(config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)
+
+
+async def serve(settings: Settings, extension: Extension | None = None) -> int:
+    """Run a node (with extension, if any) and its API until SIGTERM/SIGINT; return the exit
+    code: EXIT_OK after a clean stop, EXIT_FAILED if the node or the API could not start."""
+    import uvicorn
+
+    from gateway.api import create_app
+
+    try:
+        node = await asyncio.to_thread(Node, settings)
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILED
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start(extension)
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        await node.stop()
+        return EXIT_FAILED
+    config = uvicorn.Config(
+        create_app(node),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = _QuietSignalsServer.make(config)
+    server_task = asyncio.create_task(server.serve())
+    deadline = loop.time() + SERVER_START_TIMEOUT_S
+    while not server.started and not server_task.done() and loop.time() < deadline:
+        await asyncio.sleep(SERVER_POLL_S)
+    if not server.started:
+        log.error("the HTTP API could not start on %s:%s", settings.host, settings.port)
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await server_task
+        await node.stop()
+        return EXIT_FAILED
+    _log_serving(node, server)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping: finishing the batch in flight")
+    node.notifier.stopping("finishing the batch in flight")
+    server.should_exit = True
+    with contextlib.suppress(BaseException):
+        await server_task
+    waiter.cancel()
+    await node.stop()
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+def _log_serving(node: Node, server: Any) -> None:
+    """Log where the node serves and tell systemd it is ready."""
+    s = node.settings
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else s.port
+    token_src = "from configuration" if s.operator_token else str(s.token_path)
+    led = node.sequencer.ledger
+    log.info(
+        "edgeseal serving %s on http://%s:%s (data %s; operator token %s; BLE %s %s)",
+        led.origin if led else "?",
+        s.host,
+        port,
+        s.data_dir,
+        token_src,
+        node.ble.mode,
+        node.ble.status,
+    )
+    node.notifier.ready(f"serving on {s.host}:{port}")

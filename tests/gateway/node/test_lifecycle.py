@@ -1,0 +1,124 @@
+"""The node's lifecycle: restart replays the log, a crash's missing events, stop refuses writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.contracts import Engine
+from gateway.errors import NotFound, ServiceUnavailable
+from gateway.ledger import Ledger
+from gateway.node import Node
+from tests.gateway.contracts.helpers import Party
+from tests.gateway.node.helpers import PARKING, World, make_settings, run, started
+
+
+def test_restart_replays_to_the_same_state(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+
+    async def first() -> tuple[str, int]:
+        service = await started(settings)
+        world = World()
+        try:
+            await world.setup(service)
+            bay = world.bays[0]
+            await service.sequencer.deliver(bay.device_id, [world.arrival(bay, world.now + 60)])
+        finally:
+            await service.stop()  # feeds the engine with everything sequenced
+        with Ledger.open_readonly(str(settings.ledger_path)) as led:
+            return service.reads.state_hash_hex(), led.sequenced_size
+
+    state_hex, size = run(first())
+    again = Node(settings)
+    try:
+        assert again.reads.state_hash_hex() == state_hex
+        assert again.sequencer.ledger is not None and again.sequencer.ledger.sequenced_size == size
+        assert len(again.reads.devices()) == 2
+        with pytest.raises(NotFound):
+            again.reads.tx_location("0" * 64)
+        assert again.reads.contract_events(PARKING, frozenset({"session-opened"}))
+    finally:
+        again.close()
+
+
+def test_restart_appends_events_a_crash_left_out(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Node(settings)
+    led = service.sequencer.ledger
+    assert led is not None
+    op = Party("crash-op")
+    tx = op.tx(
+        "engine",
+        "register",
+        {"public_key": op.pk, "name": "op", "roles": ["operator"]},
+        int(time.time()),
+    )
+    led.append([(tx[0], tx[1:])])  # appended as if the process died before its events
+    service.close()
+    again = Node(settings)
+    try:
+        assert again.sequencer.ledger is not None
+        entries = list(again.sequencer.ledger.entries())
+        assert entries[-1][1][0] == 0x03  # the missing event was appended at start-up
+        _, pending = Engine().audit(entries)
+        assert pending == []
+        assert op.pk in again.reads.state["participants"]
+    finally:
+        again.close()
+
+
+def test_writes_are_refused_once_stopping_and_deliveries_after_stop(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        node = await started(make_settings(tmp_path))
+        op = Party("stop-op")
+        reg = {"public_key": op.pk, "name": "op", "roles": ["operator"]}
+        entry = op.tx("engine", "register", reg, int(time.time()))
+        await node.stop()
+        await node.stop()  # twice is fine
+        assert node.phase == "stopped"
+        with pytest.raises(ServiceUnavailable, match="the service is stopped"):
+            await node.sequencer.submit_tx(entry[1:])
+        with pytest.raises(ServiceUnavailable):
+            await node.sequencer.enroll(b"\x01" * 32)
+        with pytest.raises(ServiceUnavailable):
+            await node.sequencer.deliver(b"\x02" * 16, [b"x"])
+        with pytest.raises(ServiceUnavailable):
+            node.reads.ledger()  # closed by stop
+        assert node.reads.sizes() is None
+
+    run(scenario())
+
+
+class _Recording:
+    """An extension recording its calls (no radio: the node keeps BLE off)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.ran = asyncio.Event()
+
+    async def radio(self) -> None:
+        self.calls.append("radio")
+
+    async def run(self, node: Node) -> None:
+        self.calls.append(f"run {node.phase}")
+        self.ran.set()
+        await asyncio.Event().wait()  # until cancelled by stop
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_an_extension_is_started_run_and_closed_in_order(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        node = Node(make_settings(tmp_path))
+        ext = _Recording()
+        await node.start(ext)
+        await asyncio.wait_for(ext.ran.wait(), 10)
+        assert node.link is None and node.ble.mode == "off"  # no radio, BLE off in settings
+        await node.stop()
+        return ext.calls
+
+    assert run(scenario()) == ["radio", "run running", "close"]
