@@ -8,28 +8,25 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from nacl.bindings import crypto_sign_open
-from nacl.signing import SigningKey
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gateway import wire  # noqa: E402
 from gateway.ingest import Ingest  # noqa: E402
 from gateway.ledger import KIND_DEVICE_RECORD, Ledger  # noqa: E402
 from gateway.ledger.note import NoteSigner  # noqa: E402
+from tests.support import ChainDevice, Value  # noqa: E402
 
 # Records per upload: what one BLE connection delivers from a board's journal in a typical window.
 UPLOAD_RECORDS = 100
 DEVICES = 10
-_HEADER = struct.Struct(">BBB16sIII32sB")
 
 
 def make_uploads(
@@ -39,20 +36,17 @@ def make_uploads(
     (and always the last of each upload, as the board does)."""
     out = []
     for d in range(DEVICES):
-        key = SigningKey(hashlib.sha256(b"bench device %d" % d).digest())
-        pk = bytes(key.verify_key)
-        dev = wire.device_id_for(pk)
-        prev = wire.genesis_hash(dev)
-        recs = []
-        for seq in range(records_per_device):
-            body = _HEADER.pack(1, 1, 1, dev, seq, 1, 1795000000 + seq, prev, 2)
-            body += struct.pack(">BBiBBi", 1, 0, 2000 + seq % 50, 2, 0, 5000)
-            prev = hashlib.sha256(body).digest()
-            last_of_upload = seq % UPLOAD_RECORDS == UPLOAD_RECORDS - 1
-            signed = seq % sign_every == sign_every - 1 or last_of_upload
-            recs.append(body + (key.sign(body).signature if signed else b""))
-        out.append((dev, pk, recs))
+        dev = ChainDevice(str(d), tag=b"bench device ")
+        recs = dev.readings(
+            records_per_device, _values, sign_every=sign_every, upload=UPLOAD_RECORDS
+        )
+        out.append((dev.device_id, dev.public_key, [r for _, r in recs]))
     return out
+
+
+def _values(i: int) -> list[Value]:
+    """Return the values of reading i: temperature ch0 (20.00 + (i % 50) / 100 degC), humidity ch0."""
+    return [(1, 0, 2000 + i % 50), (2, 0, 5000)]
 
 
 def run_ingest(uploads, workdir: Path, group: bool) -> float:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import struct
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from nacl.signing import SigningKey
@@ -26,6 +27,7 @@ VERSION = 1
 READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
 TIME_SYNCED = 0x01
 GENESIS_TAG = b"edgeseal/v1/genesis"
+VECTOR_KEY_TAG = b"edgeseal vector key "
 
 # The channel registry of docs/wire-format.md: id -> (name, unit, scale, width, min, max).
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -56,11 +58,12 @@ CHANNELS = {
     24: ("uptime", "s", 0, "i32", 0, I32_MAX),
     25: ("new_public_key", "ed25519", 0, "b32", None, None),
 }
+Value = tuple[int, int, int | bytes]  # (type id, channel, payload): one entry of a record's values
 
 
-def seed_for(name: str) -> bytes:
-    """Return a deterministic 32-byte Ed25519 seed for a named vector key."""
-    return hashlib.sha256(b"edgeseal vector key " + name.encode()).digest()
+def seed_for(name: str, tag: bytes = VECTOR_KEY_TAG) -> bytes:
+    """Return a deterministic 32-byte Ed25519 seed for a named key: SHA-256(tag || name)."""
+    return hashlib.sha256(tag + name.encode()).digest()
 
 
 def device_id(public_key: bytes) -> bytes:
@@ -83,11 +86,27 @@ def encode_value(type_id: int, channel: int, value: int | bytes) -> bytes:
     return struct.pack(">BB", type_id, channel) + value
 
 
-def encode_body(f: dict) -> bytes:
-    """Return the body bytes for the fields dict f (no validation)."""
+def pack_body(
+    kind: int,
+    flags: int,
+    dev_id: bytes,
+    seq: int,
+    boot: int,
+    time_s: int,
+    prev_hash: bytes,
+    values: Sequence[Value],
+    version: int = VERSION,
+) -> bytes:
+    """Return the body bytes of a record (no validation): the 64-byte header, then the values."""
     head = struct.pack(
-        ">BBB16sIII32sB",
-        f.get("version", VERSION),
+        ">BBB16sIII32sB", version, kind, flags, dev_id, seq, boot, time_s, prev_hash, len(values)
+    )
+    return head + b"".join(encode_value(t, c, v) for t, c, v in values)
+
+
+def encode_body(f: dict) -> bytes:
+    """Return the body bytes for the fields dict f (hex strings for bytes; no validation)."""
+    return pack_body(
         f["kind"],
         f["flags"],
         bytes.fromhex(f["device_id"]),
@@ -95,12 +114,19 @@ def encode_body(f: dict) -> bytes:
         f["boot"],
         f["time_s"],
         bytes.fromhex(f["prev_hash"]),
-        len(f["values"]),
+        [(t, c, bytes.fromhex(v) if isinstance(v, str) else v) for t, c, v in f["values"]],
+        f.get("version", VERSION),
     )
-    vals = b"".join(
-        encode_value(t, c, bytes.fromhex(v) if isinstance(v, str) else v) for t, c, v in f["values"]
-    )
-    return head + vals
+
+
+def record_hash(body: bytes) -> bytes:
+    """Return SHA-256(body): the record's identity and its successor's prev_hash."""
+    return hashlib.sha256(body).digest()
+
+
+def seal(body: bytes, key: SigningKey, signed: bool) -> bytes:
+    """Return the record bytes: body, then key's Ed25519 signature of it if signed."""
+    return body + (key.sign(body).signature if signed else b"")
 
 
 class Device:
@@ -137,9 +163,9 @@ class Device:
             "values": values,
         }
         body = encode_body(fields)
-        raw = body + ((signer or self.key).sign(body).signature if signed else b"")
+        raw = seal(body, signer or self.key, signed)
         if advance:
-            self.head = hashlib.sha256(body).digest()
+            self.head = record_hash(body)
         return fields, raw
 
 
@@ -152,7 +178,7 @@ def positive(name: str, dev: Device, fields: dict, raw: bytes, signed: bool, not
         "key": dev.name,
         "fields": fields,
         "signed": signed,
-        "record_hash": hashlib.sha256(raw[:body_len]).hexdigest(),
+        "record_hash": record_hash(raw[:body_len]).hex(),
         "hex": raw.hex(),
     }
 

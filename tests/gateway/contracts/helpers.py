@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import struct
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -14,8 +13,8 @@ from nacl.signing import SigningKey
 from gateway import wire
 from gateway.contracts import Engine, decode_event, make_tx, state_hash, tx_entry
 from gateway.ledger.entries import KIND_DEVICE_RECORD, encode_enrollment
+from tests.support import ChainDevice
 
-_HEADER = struct.Struct(">BBB16sIII32sB")
 # One nonce counter for every Party: nonces only need to increase per participant, so a shared
 # counter keeps them increasing across logs, tests and re-created Party objects.
 _NONCES = itertools.count(1)
@@ -48,22 +47,12 @@ class Party:
         return tx_entry(make_tx(keys, nonce, contract, action, args, time_s))
 
 
-def _value(type_id: int, channel: int, value: int | bytes) -> bytes:
-    if isinstance(value, bytes):
-        return struct.pack(">BB", type_id, channel) + value
-    return struct.pack(">BBi", type_id, channel, value)
-
-
-class Board:
-    """A device: a deterministic key and its hash chain; records follow docs/wire-format.md."""
+class Board(ChainDevice):
+    """A device: key SHA-256("board <name>"), its hash chain from seq 1, every record signed."""
 
     def __init__(self, name: str) -> None:
-        self.key = SigningKey(hashlib.sha256(b"board " + name.encode()).digest())
-        self.public_key = bytes(self.key.verify_key)
-        self.device_id = wire.device_id_for(self.public_key)
+        super().__init__(name, tag=b"board ", seq=1)
         self.id = self.device_id.hex()
-        self.tip = wire.genesis_hash(self.device_id)
-        self.seq = 0
 
     def enrollment(self) -> bytes:
         """Return the enrollment entry of this board."""
@@ -77,13 +66,7 @@ class Board:
         synced: bool = True,
     ) -> bytes:
         """Return the next signed record as a ledger entry (kind 0x01 || record bytes)."""
-        self.seq += 1
-        flags = wire.TIME_SYNCED if synced else 0
-        body = _HEADER.pack(
-            1, kind, flags, self.device_id, self.seq, 1, time_s, self.tip, len(values)
-        ) + b"".join(_value(*v) for v in values)
-        self.tip = hashlib.sha256(body).digest()
-        raw = body + self.key.sign(body).signature
+        raw = self.emit(kind, values, time_s=time_s, flags=wire.TIME_SYNCED if synced else 0)
         wire.decode_record(raw)  # the helper must only build valid records
         return bytes((KIND_DEVICE_RECORD,)) + raw
 

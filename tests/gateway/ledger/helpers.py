@@ -1,25 +1,14 @@
-"""Test helpers: device keys and wire-format v1 record chains (docs/wire-format.md), built by hand."""
+"""Test helpers: numbered devices and their reading chains (tests/support's chain builder)."""
 
-import hashlib
-import struct
-
-import nacl.signing
-
-from gateway import wire
 from gateway.ledger.entries import KIND_DEVICE_RECORD, enrollment_entry
+from tests.support import READING, ChainDevice
 
-_HEADER = struct.Struct(">BBB16sIII32sB")
 
-
-class Device:
-    """A simulated board: a deterministic Ed25519 key and its hash-chain tip."""
+class Device(ChainDevice):
+    """A simulated board n: key SHA-256("device-<n>"); readings from seq 1 at t = 1.7e9 + seq."""
 
     def __init__(self, n: int) -> None:
-        self.key = nacl.signing.SigningKey(hashlib.sha256(b"device-%d" % n).digest())
-        self.public_key = bytes(self.key.verify_key)
-        self.device_id = wire.device_id_for(self.public_key)
-        self.seq = 0
-        self.tip = wire.genesis_hash(self.device_id)
+        super().__init__(str(n), tag=b"device-", seq=1, boot=3, time_s=1_700_000_001)
 
     def enrollment(self) -> tuple[int, bytes]:
         """Return the (kind, payload) enrollment entry of this device."""
@@ -27,17 +16,8 @@ class Device:
 
     def record(self, value: int, signed: bool) -> bytes:
         """Return the next reading record (temperature = value) and advance the chain."""
-        self.seq += 1
-        body = _HEADER.pack(
-            1, wire.READING, 1, self.device_id, self.seq, 3, 1_700_000_000 + self.seq, self.tip, 1
-        ) + struct.pack(">BBi", 1, 0, value)
-        self.tip = hashlib.sha256(body).digest()
-        return body + (self.key.sign(body).signature if signed else b"")
+        return self.emit(READING, [(1, 0, value)], signed=signed)
 
     def records(self, count: int, sign_every: int = 1) -> list[tuple[int, bytes]]:
         """Return `count` record entries; every sign_every-th (and the last) is signed."""
-        out = []
-        for i in range(count):
-            signed = (i + 1) % sign_every == 0 or i == count - 1
-            out.append((KIND_DEVICE_RECORD, self.record(2000 + i, signed)))
-        return out
+        return [(KIND_DEVICE_RECORD, r) for _, r in self.readings(count, sign_every=sign_every)]
