@@ -77,7 +77,7 @@ HTTP_PORT ?= 8000
 
 run: setup
 	@echo "edgeseal: dashboard at http://$(HOST):$(HTTP_PORT)/ (Ctrl-C stops)"
-	exec $(BIN)/edgeseal serve --virtual-fleet --data-dir $(DATA_DIR) --host $(HOST) --port $(HTTP_PORT)
+	exec $(BIN)/python -m tools.sim.run --data-dir $(DATA_DIR) --host $(HOST) --port $(HTTP_PORT)
 
 install-gateway:
 	@[ "$$(id -u)" = 0 ] || { echo "make install-gateway must run as root (sudo make install-gateway)"; exit 1; }

@@ -2,9 +2,10 @@
 
 bleak 3 accepts `backend=<class>` in BleakClient and BleakScanner; this module provides those
 classes, bound to one `BumbleCentral` (a bumble Device acting as the gateway's central). The
-central's controller is either a virtual one on a `VirtualLink` (bumble's LocalLink: every board
-and the gateway in one process, no kernel Bluetooth) or a real controller reached through any
-bumble transport, e.g. a USB dongle with `usb:0` (bumble drives it over HCI, BlueZ not involved).
+central's controller is either a real one reached through any bumble transport, e.g. a USB dongle
+with `usb:0` (`open_hci`: bumble drives it over HCI, BlueZ not involved), or any bumble Device
+given to the constructor, such as one on the simulated world's virtual radio
+(tools/sim/radio.py: every board and the gateway in one process, no kernel Bluetooth).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, TypeVar
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
@@ -23,25 +24,24 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
 from bumble import att, core, hci
-from bumble.controller import Controller
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt import Characteristic
 from bumble.gatt_client import CharacteristicProxy
-from bumble.host import Host
-from bumble.link import LocalLink
-from bumble.transport.common import AsyncPipeSink
 
 from gateway.ble import protocol
 from gateway.ble.link import BleakBackends
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 # ATT MTU the central asks for: 247 lets the largest record (240 bytes) plus the 4-byte frame
 # header travel in one notification (docs/ble-protocol.md); it is also what BlueZ asks for.
 DEFAULT_MTU = 247
-CENTRAL_ADDRESS = "F0:00:00:00:00:01"  # static random address of the gateway on a virtual link
-# How long an HCI command may take before bumble gives up; a real dongle answers in milliseconds.
-HCI_COMMAND_TIMEOUT_S = 10.0
+CENTRAL_ADDRESS = "F0:00:00:00:00:01"  # static random address of the gateway's central
+# Bound on one disconnect (HCI Disconnect to Disconnection Complete) and on each step of
+# BumbleCentral.close: a controller that lost track of a connection never completes it.
+DISCONNECT_TIMEOUT_S = 5.0
 
 _PROPERTY_NAMES = {
     Characteristic.Properties.BROADCAST: "broadcast",
@@ -59,31 +59,6 @@ def _uuid_str(uuid: core.UUID) -> str:
     """Return a bumble UUID as bleak's lower-case, dashed 128-bit string."""
     h = uuid.to_bytes(force_128=True)[::-1].hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class VirtualLink:
-    """bumble's LocalLink plus a factory for Devices that each own a virtual Controller.
-
-    All Devices of one link live in one process and one event loop; a Controller needs a running
-    loop, so create devices from a coroutine.
-    """
-
-    def __init__(self) -> None:
-        """Create an empty link."""
-        self.link = LocalLink()
-        self._next = 2
-
-    def new_device(self, name: str, address: str | None = None) -> Device:
-        """Return a new (powered off) Device on this link, with address or the next free one."""
-        if address is None:
-            n = self._next
-            self._next += 1
-            address = f"C0:00:00:00:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}"
-        addr = hci.Address(address, hci.Address.RANDOM_DEVICE_ADDRESS)
-        controller = Controller(name, link=self.link, public_address=addr)
-        device = Device(name=name, address=addr, host=Host(controller, AsyncPipeSink(controller)))
-        device.command_timeout = HCI_COMMAND_TIMEOUT_S
-        return device
 
 
 class BumbleCentral:
@@ -106,11 +81,6 @@ class BumbleCentral:
             client=type("BoundBumbleClient", (BumbleClient,), {"central": self}),
             scanner=type("BoundBumbleScanner", (BumbleScanner,), {"central": self}),
         )
-
-    @classmethod
-    def on_link(cls, link: VirtualLink, address: str = CENTRAL_ADDRESS) -> BumbleCentral:
-        """Return a central on a virtual link (call from a running event loop)."""
-        return cls(link.new_device("edgeseal-gateway", address))
 
     @classmethod
     async def open_hci(cls, transport_name: str, address: str = CENTRAL_ADDRESS) -> BumbleCentral:
@@ -140,13 +110,20 @@ class BumbleCentral:
             await self.device.power_on()
 
     async def close(self) -> None:
-        """Disconnect everything, power off and close the transport, if any."""
+        """Disconnect everything, power off and close the transport, if any.
+
+        Waits for the disconnects of late connections (drop_late_connection) too, so nothing of
+        the central is still running when close returns; each step is bounded by
+        DISCONNECT_TIMEOUT_S (and never raises), so close always returns.
+        """
+        if self._late_disconnects:
+            await asyncio.wait(set(self._late_disconnects), timeout=DISCONNECT_TIMEOUT_S)
         for conn in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
-                await conn.disconnect()
+                await asyncio.wait_for(conn.disconnect(), DISCONNECT_TIMEOUT_S)
         if self._started:
             with contextlib.suppress(Exception):
-                await self.device.power_off()
+                await asyncio.wait_for(self.device.power_off(), DISCONNECT_TIMEOUT_S)
             self._started = False
         if self._transport is not None:
             await self._transport.close()
@@ -238,6 +215,10 @@ class BumbleClient(BaseBleakClient):
     connect() creates the LE connection, exchanges the ATT MTU (central.mtu) and discovers every
     service, characteristic and descriptor. Notification callbacks are per client and removed by
     stop_notify and on disconnect, so a new client never inherits an old one's callbacks.
+
+    Cancel-safe: a GATT request (discovery included) whose caller is cancelled -- the link's
+    GATT timeout, a gateway stop -- is not cancelled inside bumble but left to finish (see
+    _shielded); disconnect() is bounded by DISCONNECT_TIMEOUT_S.
     """
 
     central: ClassVar[BumbleCentral]
@@ -264,6 +245,7 @@ class BumbleClient(BaseBleakClient):
         self._proxies: dict[int, CharacteristicProxy] = {}
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
         self._disconnecting = False
+        self._requests: set[asyncio.Future[Any]] = set()  # GATT requests in flight
 
     @property
     def name(self) -> str:
@@ -322,11 +304,14 @@ class BumbleClient(BaseBleakClient):
         peer = Peer(conn)
         self._peer = peer
         try:
-            await peer.request_mtu(self.central.mtu)
-            self.services = await self._discover(peer)
+            self.services = await self._shielded(self._setup(peer))
         except BaseException:
-            await self.disconnect()
+            await self.disconnect()  # a setup still running ends with the link (bumble cancels it)
             raise
+
+    async def _setup(self, peer: Peer) -> BleakGATTServiceCollection:
+        await peer.request_mtu(self.central.mtu)
+        return await self._discover(peer)
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()
@@ -361,14 +346,18 @@ class BumbleClient(BaseBleakClient):
             self._disconnected_callback()
 
     async def disconnect(self) -> None:
-        """Disconnect (no-op if not connected); returns once the link is down."""
+        """Disconnect (no-op if not connected); returns once the link is down, or after
+        DISCONNECT_TIMEOUT_S (logged) if the controller never completes the disconnect."""
         conn = self._connection
         if conn is None:
             return
         self._disconnecting = True
         try:
             with contextlib.suppress(core.BaseBumbleError, hci.HCI_Error):
-                await conn.disconnect()
+                await asyncio.wait_for(conn.disconnect(), DISCONNECT_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("disconnect from %s did not complete in %.0f s",
+                           self.address, DISCONNECT_TIMEOUT_S)  # fmt: skip
         finally:
             self._connection = None
             self._peer = None
@@ -388,9 +377,33 @@ class BumbleClient(BaseBleakClient):
             raise BleakError("Not connected")
         return self._peer
 
-    async def _gatt(self, op: Any) -> Any:
+    async def _shielded(self, op: Coroutine[Any, Any, _T]) -> _T:
+        """Await the bumble GATT coroutine op, which runs to its end even if the caller is
+        cancelled.
+
+        bumble 0.0.236's Client.send_request clears pending_request/pending_response only after
+        its own asyncio.wait_for has unwound. Cancelling it leaves a few loop iterations in which
+        the board's answer still matches pending_request and meets the cancelled future
+        (InvalidStateError: invalid state, in the host's packet callback); an answer arriving
+        later is taken as the answer to the next request of the same kind. ATT allows one
+        outstanding request per bearer anyway, so op runs in a task of its own and the caller
+        waits through asyncio.shield: a cancelled caller leaves the request to end by itself --
+        the answer, bumble's 30 s ATT timeout, or a disconnection, which bumble turns into a cancel
+        that cannot race an answer -- and the next request queues behind it in bumble.
+        """
+        request = asyncio.ensure_future(op)
+        self._requests.add(request)
+        request.add_done_callback(self._request_done)
+        return await asyncio.shield(request)
+
+    def _request_done(self, request: asyncio.Future[Any]) -> None:
+        self._requests.discard(request)
+        if not request.cancelled():
+            request.exception()  # retrieved: a request nobody waits for any more may fail quietly
+
+    async def _gatt(self, op: Coroutine[Any, Any, _T]) -> _T:
         try:
-            return await op
+            return await self._shielded(op)
         except att.ATT_Error as e:
             raise BleakGATTProtocolError(int(e.error_code)) from e
         except (core.BaseBumbleError, hci.HCI_Error) as e:

@@ -5,11 +5,12 @@ implements bleak's backend base classes, nothing more). Toward ingest it needs a
 toward the radio it takes an optional pair of bleak backend classes (`BleakBackends`): None means
 bleak's platform default (BlueZ over D-Bus on Linux), `BumbleCentral.backends` the bumble one.
 
-One upload, per docs/ble-protocol.md: connect (fresh BleakClient), read Info, check the device id,
-subscribe to data, then SEND_FROM(last committed seq + 1, no limit) -- subscribing first means no
-notification can be lost (bleak #374) -- reassemble until END, hand the records to
-`Collector.deliver`, and only after it returns write ACK(the seq it returned), wait for the STATUS,
-unsubscribe and disconnect.
+One upload, per docs/ble-protocol.md, is `BleLink.collect` looping over the rounds of one
+`Connection` (an async context manager that owns the BleakClient): connect, read Info, check the
+device id, subscribe to data, then per round SEND_FROM(last committed seq + 1, no limit) --
+subscribing first means no notification can be lost (bleak #374) -- and reassemble until END,
+hand the records to `Collector.deliver`, and only after it returns write ACK(the seq it returned)
+and wait for the STATUS; leaving the block unsubscribes and disconnects.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -40,6 +41,8 @@ from gateway.ble import protocol as p
 from gateway.errors import WireError
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # A Pi's built-in controller holds about 7 stable LE connections (DESIGN, measured); 5 leaves
 # room for one connection being torn down while the next is set up, and for scanning.
@@ -417,117 +420,53 @@ class BleLink:
         classify). The ACK is written only after Collector.deliver returned; records received
         before a failure are still delivered (not acked) so authentic ones are kept.
         """
-        cfg = self.config
         self.stats.sessions += 1
-        token = object()
-        self._live[device_id] = token
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        def on_disconnect(_client: BleakClient) -> None:
-            if self._live.get(device_id) is token:
-                queue.put_nowait(None)
-
-        client = BleakClient(
-            device,
-            disconnected_callback=on_disconnect,
-            timeout=cfg.connect_timeout_s,
-            backend=self.backend.client,
-        )
-        records: list[bytes] = []
-        delivered = True
-        subscribed = False
-        acked: int | None = None
-        rounds = 0
-        try:
-            await asyncio.wait_for(client.connect(), cfg.connect_timeout_s)
-            raw_info = await asyncio.wait_for(
-                client.read_gatt_char(p.INFO_UUID), cfg.gatt_timeout_s
-            )
-            info = p.decode_info(bytes(raw_info))
-            if info.device_id != device_id:
-                raise LinkError(
-                    "wrong-device",
-                    f"board says {info.device_id.hex()}, enrolled {device_id.hex()}",
-                    transient=False,
-                )
-            await asyncio.wait_for(
-                client.start_notify(
-                    p.DATA_UUID, self._notification_handler(device_id, token, queue)
-                ),
-                cfg.gatt_timeout_s,
-            )
-            subscribed = True
-            now_s = self._wall_clock()
-            if not info.time_synced or abs(info.time_s - now_s) > cfg.time_sync_tolerance_s:
-                await asyncio.wait_for(
-                    client.write_gatt_char(
-                        p.CONTROL_UUID, p.encode_time_sync(int(now_s)), response=True
-                    ),
-                    cfg.gatt_timeout_s,
-                )
-                self.stats.time_syncs += 1
-            while rounds < cfg.max_rounds_per_connection:
+        async with Connection(self, device, device_id) as conn:
+            records: list[bytes] = []
+            acked: int | None = None
+            rounds = 0
+            whole = False
+            # Another round only when the last one dropped chunks or lost its tail, so the gap
+            # is asked for again while the link is up.
+            while not whole and rounds < self.config.max_rounds_per_connection:
                 rounds += 1
-                last = self.collector.last_committed_seq(device_id)
-                start = 0 if last is None else last + 1
-                reasm = p.Reassembler()
-                round_records: list[bytes] = []
-                delivered = False
-                records = round_records
-                await asyncio.wait_for(
-                    client.write_gatt_char(
-                        p.CONTROL_UUID, p.encode_send_from(start, 0), response=True
-                    ),
-                    cfg.gatt_timeout_s,
-                )
-                try:
-                    end = await self._receive(queue, reasm, round_records)
-                finally:  # a round cut short by a failure counts its drops too
-                    self.stats.records_received += len(round_records)
-                    self.stats.dropped_records += reasm.dropped_records
-                    self.stats.dropped_chunks += reasm.dropped_chunks
-                # END names the last record the board sent: a tail lost on the radio leaves no
-                # gap in the chain for ingest to see, so the link flags it and asks again.
-                tail_lost = end.last_sent_seq is not None and (
-                    not round_records or _seq_of(round_records[-1]) != end.last_sent_seq
-                )
-                if tail_lost:
-                    self.stats.lost_tails += 1
-                    logger.warning(
-                        "%s: END names seq %s, last received %s: the tail was lost",
-                        device_id.hex(),
-                        end.last_sent_seq,
-                        _seq_of(round_records[-1]) if round_records else None,
-                    )
-                if round_records:
-                    ack_seq = await self.collector.deliver(device_id, round_records)
-                elif _holds_committed(info, last):
-                    # The ack of an earlier upload was lost after its commit (a disconnect, an
-                    # ack timeout, a gateway stop) and nothing new came: repeat it, or the board
-                    # keeps those records (and advertises them) until it journals a new one.
-                    ack_seq = last
-                else:
-                    ack_seq = None
-                delivered = True
+                records, whole, ack_seq = await self._round(conn)
                 if ack_seq is not None:
-                    await self._ack(client, queue, ack_seq)
+                    await conn.ack(ack_seq)
                     acked = ack_seq
-                if not (reasm.dropped_records or reasm.dropped_chunks or tail_lost):
-                    break
             self.stats.uploads_ok += 1
-            return UploadResult(device_id, len(records), acked, rounds, _mtu_of(client))
-        except asyncio.CancelledError:
-            delivered = True  # a cancelled task must not start new work
+            return UploadResult(device_id, len(records), acked, rounds, conn.mtu)
+
+    async def _round(self, conn: Connection) -> tuple[list[bytes], bool, int | None]:
+        """Run one round on conn from the last committed seq + 1 and hand its records to ingest.
+
+        Returns (the records, whether the round was whole, the seq to ack or None). If the round
+        fails, the records it received are delivered all the same (not acked: authentic ones are
+        kept, the board resends the rest) and the failure is raised; a cancelled round delivers
+        nothing, a cancelled task must not start new work.
+        """
+        last = self.collector.last_committed_seq(conn.device_id)
+        records: list[bytes] = []
+        try:
+            whole = await conn.round(0 if last is None else last + 1, records)
+        except Exception:
+            await self._deliver_partial(conn.device_id, records)
             raise
-        finally:
-            if self._live.get(device_id) is token:
-                del self._live[device_id]
-            if not delivered and records:
-                try:
-                    await self.collector.deliver(device_id, records)
-                except Exception:
-                    logger.exception("delivering a partial upload of %s failed", device_id.hex())
-            await self._teardown(client, subscribed)
+        if records:
+            return records, whole, await self.collector.deliver(conn.device_id, records)
+        # Nothing new came, but the ack of an earlier upload may have been lost after its commit
+        # (a disconnect, an ack timeout, a gateway stop): repeat it, or the board keeps those
+        # records (and advertises them) until it journals a new one.
+        return records, whole, last if _holds_committed(conn.info, last) else None
+
+    async def _deliver_partial(self, device_id: bytes, records: list[bytes]) -> None:
+        """Deliver the records of a failed round (no ack follows); log, never raise."""
+        if not records:
+            return
+        try:
+            await self.collector.deliver(device_id, records)
+        except Exception:
+            logger.exception("delivering a partial upload of %s failed", device_id.hex())
 
     async def _receive(
         self, queue: asyncio.Queue[bytes | None], reasm: p.Reassembler, out: list[bytes]
@@ -572,17 +511,145 @@ class BleLink:
                     transient=False,
                 )
 
-    async def _ack(self, client: BleakClient, queue: asyncio.Queue[bytes | None], seq: int) -> None:
-        """Write ACK(seq) and wait for the board's STATUS; raise LinkError if refused or lost."""
-        await asyncio.wait_for(
-            client.write_gatt_char(p.CONTROL_UUID, p.encode_ack(seq), response=True),
-            self.config.gatt_timeout_s,
+
+async def _finish_despite_cancel(coro: Coroutine[Any, Any, None]) -> None:
+    """Run coro to its end even if the caller is cancelled meanwhile, then let the cancel through.
+
+    For teardown, whose steps are bounded by their own timeouts: a gateway stop that cancels an
+    upload while it unsubscribes must not skip the disconnect after it, or the link stays up
+    after BleLink.run returned (the board keeps its connection and stops advertising).
+    """
+    task = asyncio.ensure_future(coro)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait([task])  # unlike `await task`, a cancel here leaves task running
+        except asyncio.CancelledError as e:
+            cancelled = e
+    if cancelled is not None:
+        raise cancelled
+    task.result()
+
+
+class Connection:
+    """One connection to one board: `async with Connection(link, device, device_id) as conn:`.
+
+    The shape of aioble's connection. __aenter__ connects a fresh BleakClient (bounded by
+    connect_timeout_s), reads Info, checks the device id (else permanent `wrong-device`),
+    subscribes to data -- before any SEND_FROM, so no notification can be lost (bleak #374) -- and
+    writes TIME_SYNC if the board's clock is unsynced or off. `round()` runs one SEND_FROM round,
+    `ack()` writes ACK and waits for the STATUS. __aexit__ unsubscribes and disconnects, each step
+    bounded by disconnect_timeout_s and carried out even if the task is cancelled meanwhile (the
+    cancel goes through afterwards); it never raises over the exception that ended the block.
+    Notifications reach the connection only while its token is the device's live one in the link
+    (bleak #2002: BlueZ can keep feeding an old client's callback after a reconnect).
+    """
+
+    def __init__(self, link: BleLink, device: BLEDevice, device_id: bytes) -> None:
+        """Prepare the connection; nothing touches the radio before __aenter__."""
+        self.device_id = device_id
+        self._link = link
+        self._cfg = link.config
+        self._stats = link.stats
+        self._token = object()
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._info: p.Info | None = None
+        self._subscribed = False
+        self._client = BleakClient(
+            device,
+            disconnected_callback=self._on_disconnect,
+            timeout=self._cfg.connect_timeout_s,
+            backend=link.backend.client,
         )
-        deadline = asyncio.get_running_loop().time() + self.config.ack_timeout_s
+
+    @property
+    def info(self) -> p.Info:
+        """The Info the board gave when the connection opened."""
+        if self._info is None:
+            raise RuntimeError("the connection is not open")
+        return self._info
+
+    @property
+    def mtu(self) -> int:
+        """The ATT MTU of the link (see _mtu_of)."""
+        return _mtu_of(self._client)
+
+    async def __aenter__(self) -> Connection:
+        self._link._live[self.device_id] = self._token
+        try:
+            await self._open()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *_exc_info: object) -> None:
+        if self._link._live.get(self.device_id) is self._token:
+            del self._link._live[self.device_id]
+        await _finish_despite_cancel(self._teardown())
+
+    def _on_disconnect(self, _client: BleakClient) -> None:
+        if self._link._live.get(self.device_id) is self._token:
+            self._queue.put_nowait(None)
+
+    async def _gatt(self, op: Awaitable[_T]) -> _T:
+        return await asyncio.wait_for(op, self._cfg.gatt_timeout_s)
+
+    async def _write(self, command: bytes) -> None:
+        await self._gatt(self._client.write_gatt_char(p.CONTROL_UUID, command, response=True))
+
+    async def _open(self) -> None:
+        cfg = self._cfg
+        await asyncio.wait_for(self._client.connect(), cfg.connect_timeout_s)
+        info = p.decode_info(bytes(await self._gatt(self._client.read_gatt_char(p.INFO_UUID))))
+        if info.device_id != self.device_id:
+            raise LinkError(
+                "wrong-device",
+                f"board says {info.device_id.hex()}, enrolled {self.device_id.hex()}",
+                transient=False,
+            )
+        self._info = info
+        handler = self._link._notification_handler(self.device_id, self._token, self._queue)
+        await self._gatt(self._client.start_notify(p.DATA_UUID, handler))
+        self._subscribed = True
+        now_s = self._link._wall_clock()
+        if not info.time_synced or abs(info.time_s - now_s) > cfg.time_sync_tolerance_s:
+            await self._write(p.encode_time_sync(int(now_s)))
+            self._stats.time_syncs += 1
+
+    async def round(self, start: int, records: list[bytes]) -> bool:
+        """Write SEND_FROM(start, no limit) and reassemble until END, appending every record to
+        records as it completes, so the caller keeps them if this raises.
+
+        Returns True if the round was whole: no chunk or record dropped, and the record END
+        names as the last one sent did arrive (a tail lost on the radio leaves no gap in the
+        chain for ingest to see, so the link checks it and counts stats.lost_tails). Raises
+        LinkError (stalled, disconnected, busy, refused), TimeoutError or a bleak error.
+        """
+        reasm = p.Reassembler()
+        await self._write(p.encode_send_from(start, 0))
+        try:
+            end = await self._link._receive(self._queue, reasm, records)
+        finally:  # a round cut short by a failure counts its drops too
+            self._stats.records_received += len(records)
+            self._stats.dropped_records += reasm.dropped_records
+            self._stats.dropped_chunks += reasm.dropped_chunks
+        last_seq = _seq_of(records[-1]) if records else None
+        tail_lost = end.last_sent_seq is not None and last_seq != end.last_sent_seq
+        if tail_lost:
+            self._stats.lost_tails += 1
+            logger.warning("%s: END names seq %s, last received %s: the tail was lost",
+                           self.device_id.hex(), end.last_sent_seq, last_seq)  # fmt: skip
+        return not (reasm.dropped_records or reasm.dropped_chunks or tail_lost)
+
+    async def ack(self, seq: int) -> None:
+        """Write ACK(seq) and wait for the board's STATUS; raise LinkError if refused or lost."""
+        await self._write(p.encode_ack(seq))
+        deadline = asyncio.get_running_loop().time() + self._cfg.ack_timeout_s
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
             try:
-                data = await asyncio.wait_for(queue.get(), max(0.0, remaining))
+                data = await asyncio.wait_for(self._queue.get(), max(0.0, remaining))
             except TimeoutError:
                 raise LinkError(
                     "ack-timeout", f"no STATUS for ACK({seq})", transient=True
@@ -594,7 +661,7 @@ class BleLink:
             try:
                 frame = p.decode_frame(data)
             except WireError:
-                self.stats.bad_frames += 1
+                self._stats.bad_frames += 1
                 continue
             if isinstance(frame, p.Status) and frame.command == p.CMD_ACK:
                 if frame.status != p.STATUS_OK:
@@ -602,14 +669,14 @@ class BleLink:
                         "ack-refused", f"board refused ACK({seq}): status {frame.status}",
                         transient=False,
                     )  # fmt: skip
-                self.stats.acks += 1
+                self._stats.acks += 1
                 return
 
-    async def _teardown(self, client: BleakClient, subscribed: bool) -> None:
+    async def _teardown(self) -> None:
         """Unsubscribe (bleak #2002: leave no callback behind) and disconnect; never raises."""
-        timeout_s = self.config.disconnect_timeout_s
-        if subscribed and client.is_connected:
+        timeout_s = self._cfg.disconnect_timeout_s
+        if self._subscribed and self._client.is_connected:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.stop_notify(p.DATA_UUID), timeout_s)
+                await asyncio.wait_for(self._client.stop_notify(p.DATA_UUID), timeout_s)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), timeout_s)
+            await asyncio.wait_for(self._client.disconnect(), timeout_s)

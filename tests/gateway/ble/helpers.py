@@ -1,16 +1,13 @@
 """Test helpers: a tiny board on MicroPython's `bluetooth` API, and an in-memory Collector."""
 
 import asyncio
-import hashlib
-import struct
-import time
-
-from nacl.signing import SigningKey
 
 from gateway import wire
 from gateway.ble import protocol as p
-from gateway.ble import virtual_bluetooth as bluetooth
 from gateway.errors import ChainError
+from tests.support import ChainDevice
+from tests.support.aio import run, wait_until  # noqa: F401  (the BLE tests import them from here)
+from tools.sim import bluetooth
 
 _IRQ_CENTRAL_CONNECT = 1
 _IRQ_CENTRAL_DISCONNECT = 2
@@ -23,19 +20,10 @@ def make_chain(name, n, sign_every=3, first_seq=1):
 
     Every sign_every-th record and the last one are signed; seqs step by 2 (gaps are legal).
     """
-    key = SigningKey(hashlib.sha256(b"edgeseal ble test " + name.encode()).digest())
-    pk = bytes(key.verify_key)
-    dev_id = wire.device_id_for(pk)
-    prev = wire.genesis_hash(dev_id)
-    out = []
-    for i in range(n):
-        seq = first_seq + 2 * i
-        body = struct.pack(">BBB16sIII32sB", 1, 1, 0, dev_id, seq, 1, 100 + i, prev, 1)
-        body += bytes([1, 0]) + struct.pack(">i", 2000 + i)
-        signed = (i + 1) % sign_every == 0 or i == n - 1
-        out.append((seq, body + (key.sign(body).signature if signed else b"")))
-        prev = hashlib.sha256(body).digest()
-    return dev_id, pk, out
+    dev = ChainDevice(
+        name, tag=b"edgeseal ble test ", seq=first_seq, seq_step=2, time_s=100, flags=0
+    )
+    return dev.device_id, dev.public_key, dev.readings(n, sign_every=sign_every)
 
 
 class MiniBoard:
@@ -176,17 +164,3 @@ class MemoryCollector:
         seq = self.last_committed_seq(device_id)
         self.events.append(("committed", device_id, seq))
         return seq
-
-
-def run(coro, timeout_s=60):
-    """Run coro on a fresh loop with an overall timeout (no pytest-asyncio needed)."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def wait_until(pred, timeout_s: float, what: str = "condition") -> None:
-    """Return once pred() is true; raise AssertionError naming `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout_s} s")
-        await asyncio.sleep(0.05)

@@ -30,7 +30,6 @@ from firmware.journal import Journal
 from gateway import wire
 from gateway.ble import protocol as p
 from gateway.ble.link import BleakBackends, BleLink, LinkConfig, LinkStats
-from gateway.ble.virtual_fleet import VirtualBoard, VirtualFleet
 from gateway.ingest import (
     EV_CHAIN_BREAK,
     EV_CLONE,
@@ -41,6 +40,7 @@ from gateway.ingest import (
 from gateway.ledger import KIND_DEVICE_RECORD, Ledger, NoteSigner
 from gateway.ledger.audit import audit
 from tests.gateway.ble.helpers import run, wait_until
+from tools.sim.fleet import VirtualBoard, VirtualFleet
 
 ROOT = Path(__file__).resolve().parents[3]
 PROFILES = (
@@ -528,13 +528,13 @@ def test_a_cancelled_connect_does_not_wedge_the_central():
     owner (bumble asserted in on_le_connection), stopped advertising and could not be reached."""
     from bleak import BleakClient, BleakScanner
 
-    from gateway.ble.bumble_backend import BumbleCentral, VirtualLink
-    from gateway.ble.virtual_bluetooth import BLE
     from tests.gateway.ble.helpers import MiniBoard, make_chain
+    from tools.sim.bluetooth import BLE
+    from tools.sim.radio import VirtualLink
 
     async def scenario():
         vlink = VirtualLink()
-        central = BumbleCentral.on_link(vlink)
+        central = vlink.new_central()
         await central.start()
         dev_id, pk, records = make_chain("wedge", 3)
         ble = BLE(vlink.new_device("wedge"))

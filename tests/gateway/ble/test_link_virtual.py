@@ -4,10 +4,13 @@ import asyncio
 import random
 import time
 
+import pytest
+from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDBusError, BleakError
+from bumble import att
 
+from gateway.ble import bumble_backend
 from gateway.ble import protocol as p
-from gateway.ble.bumble_backend import BumbleCentral, VirtualLink
 from gateway.ble.link import (
     BleakBackends,
     BleLink,
@@ -16,9 +19,10 @@ from gateway.ble.link import (
     backoff_delay_s,
     classify,
 )
-from gateway.ble.virtual_bluetooth import BLE
 from gateway.errors import WireError
 from tests.gateway.ble.helpers import MemoryCollector, MiniBoard, make_chain, run, wait_until
+from tools.sim.bluetooth import BLE
+from tools.sim.radio import VirtualLink
 
 FAST = LinkConfig(
     connect_timeout_s=5,
@@ -36,7 +40,7 @@ class Rig:
 
     def __init__(self):
         self.link = VirtualLink()
-        self.central = BumbleCentral.on_link(self.link)
+        self.central = self.link.new_central()
         self.bles = []
         self.events = []
 
@@ -47,9 +51,14 @@ class Rig:
         return MiniBoard(ble, records, dev_id, pk, events=self.events, **kw)
 
     async def close(self):
+        # The central first: its links go down while the boards still run, so each board sees
+        # an ordinary disconnect and restarts advertising before its radio is closed. Powering
+        # off a connected board makes bumble drop the connection without the controller (the
+        # later disconnect is an "Unknown disconnection"), and the board's re-advertising then
+        # runs on a task that outlives the rig.
+        await self.central.close()
         for ble in self.bles:
             await ble.close()
-        await self.central.close()
 
 
 async def _collect(link, until, timeout_s=30):
@@ -60,6 +69,11 @@ async def _collect(link, until, timeout_s=30):
     finally:
         stop.set()
         await task
+
+
+def _new_tasks(before):
+    """Return the tasks of the running loop that were not in before (nor the current one)."""
+    return [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
 
 
 def _assert_acks_follow_commits(events):
@@ -216,8 +230,6 @@ def test_protocol_uuids_are_what_the_bumble_client_discovers():
         await rig.central.start()
         board = rig.board("gatt", 1)
         await board.ble.settle()
-        from bleak import BleakClient, BleakScanner
-
         try:
             found = await BleakScanner.find_device_by_filter(
                 lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
@@ -241,7 +253,7 @@ def test_protocol_uuids_are_what_the_bumble_client_discovers():
 
 def test_real_firmware_boards_on_the_virtual_radio(tmp_path):
     from firmware import board as fw_board
-    from gateway.ble.virtual_fleet import VirtualFleet
+    from tools.sim.fleet import VirtualFleet
 
     profiles = [fw_board.load(f"boards/{n}.json") for n in ("cold-chain-logger", "energy-meter")]
 
@@ -283,3 +295,139 @@ def test_real_firmware_boards_on_the_virtual_radio(tmp_path):
         assert link.stats.time_syncs >= len(boards)
 
     run(scenario(), 90)
+
+
+def test_a_stop_while_unsubscribing_still_disconnects_and_leaves_no_task_behind():
+    """Regression (a hang under load): a gateway stop that cancelled an upload while its
+    connection unsubscribed skipped the disconnect, so the board was still connected after
+    BleLink.run returned; closing the rig then left a board task running that asyncio.run's
+    final cancel could not end (the test hung until pytest-timeout)."""
+
+    async def scenario():
+        before = asyncio.all_tasks()
+        rig = Rig()
+        await rig.central.start()
+        base = rig.central.backends.client
+        assert base is not None
+        unsubscribing = asyncio.Event()
+
+        class SlowUnsubscribe(base):  # type: ignore[misc, valid-type]
+            async def stop_notify(self, characteristic):
+                unsubscribing.set()
+                await asyncio.sleep(0.2)  # the stop lands here
+                await super().stop_notify(characteristic)
+
+        board = rig.board("slow-unsubscribe", 4)
+        col = MemoryCollector({board.dev_id: board.pk}, rig.events)
+        backends = BleakBackends(SlowUnsubscribe, rig.central.backends.scanner)
+        link = BleLink(col, backends, FAST)
+        stop = asyncio.Event()
+        task = asyncio.create_task(link.run(stop))
+        try:
+            await asyncio.wait_for(unsubscribing.wait(), 20)
+            stop.set()  # run() cancels the upload, which is in its teardown
+            await asyncio.wait_for(task, 10)
+            assert rig.central.device.connections == {}  # the disconnect ran all the same
+        finally:
+            stop.set()
+            await rig.close()
+        assert link.stats.uploads_ok == 1 and board.journal == []
+        assert link._live == {}
+        assert _new_tasks(before) == []
+
+    run(scenario())
+
+
+def test_a_gatt_request_whose_caller_timed_out_is_not_cancelled_inside_bumble():
+    """Regression: the link's GATT timeout cancelled bumble's request; an answer arriving right
+    after met the cancelled future (InvalidStateError at gatt_client's
+    pending_response.set_result, logged from the host's packet callback), a later one was taken
+    as the answer to the next request. The board here answers a write after the caller gave up."""
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        loop_errors: list = []
+        loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+        rig = Rig()
+        await rig.central.start()
+        board = rig.board("late-answer", 1)
+        await board.ble.settle()
+        try:
+            found = await BleakScanner.find_device_by_filter(
+                lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
+                timeout=5,
+                backend=rig.central.backends.scanner,
+            )
+            assert found is not None
+            async with BleakClient(found, backend=rig.central.backends.client) as client:
+                (conn,) = rig.central.device.connections.values()
+                gatt = conn.gatt_client
+                deliver = gatt.on_gatt_pdu
+                held = []
+
+                def late(pdu):
+                    if pdu.op_code != att.Opcode.ATT_WRITE_RESPONSE or held:
+                        deliver(pdu)
+                        return
+                    held.append(pdu)
+                    once = [pdu]
+
+                    def release(*_):
+                        if once:
+                            deliver(once.pop())
+
+                    # The answer comes as soon as the request is given up on (the narrowest
+                    # window), or after 0.3 s if it is not.
+                    loop.call_later(0.3, release)
+                    gatt.pending_response.add_done_callback(release)
+
+                gatt.on_gatt_pdu = late
+                command = p.encode_time_sync(1_700_000_000)  # MiniBoard ignores TIME_SYNC
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(
+                        client.write_gatt_char(p.CONTROL_UUID, command, True), 0.05
+                    )
+                await asyncio.sleep(0.5)
+                assert held and gatt.pending_request is None  # the request ended with its answer
+                await asyncio.wait_for(client.write_gatt_char(p.CONTROL_UUID, command, True), 2)
+        finally:
+            await rig.close()
+        assert loop_errors == [], [c.get("exception") or c.get("message") for c in loop_errors]
+
+    run(scenario())
+
+
+def test_central_close_is_bounded_when_a_disconnect_never_completes(monkeypatch):
+    """A controller that lost track of a connection never completes its disconnect; close()
+    still returns (each step is bounded) instead of hanging the gateway's shutdown."""
+    monkeypatch.setattr(bumble_backend, "DISCONNECT_TIMEOUT_S", 0.2)
+
+    async def scenario():
+        rig = Rig()
+        await rig.central.start()
+        board = rig.board("stuck", 1)
+        await board.ble.settle()
+        found = await BleakScanner.find_device_by_filter(
+            lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
+            timeout=5,
+            backend=rig.central.backends.scanner,
+        )
+        assert found is not None
+        client = BleakClient(found, backend=rig.central.backends.client)
+        await client.connect()
+        (conn,) = rig.central.device.connections.values()
+
+        async def never(*_args, **_kwargs):
+            await asyncio.Event().wait()
+
+        conn.disconnect = never
+        t0 = time.monotonic()
+        await rig.central.close()
+        assert time.monotonic() - t0 < 2
+        # The board still holds the link (the central's bumble forgot it at power-off): let the
+        # board end it, then close the board.
+        assert board.ble.gap_disconnect(board.conn)
+        await board.ble.settle()
+        await board.ble.close()
+
+    run(scenario())

@@ -1,16 +1,15 @@
-"""Demo scenarios behind `make run`: demo participants, one contract per use case, scripted sensors.
+"""Demo stories behind `make run`: demo participants and one contract per use case, kept going.
 
-`run(service, fleet)` is started by the service (`scenario_tasks()`) when `edgeseal serve
---virtual-fleet` runs. On the first start of a data dir it registers the demo participants (keys
-derived from a random secret kept in the data dir), creates the five contracts with parameters
-scaled to seconds, binds the virtual boards and posts what each story needs; on every start it
-gives the virtual boards scripted sensor timelines (`scripted_sources`) and then keeps the stories
-going: lots and handovers, loan tranches, drawdowns, bids and offers, wallet top-ups and ticks.
-Everything is a signed participant transaction admitted by `service.submit_tx`, the path of
+`run(node, fleet)` is started by tools/sim/run.py (`make run`) once the gateway node runs, with a
+virtual fleet in the DEMO world (tools/sim/world.py: the timelines the boards' chips read). On
+the first start of a data dir it registers the demo participants (keys derived from a random
+secret kept in the data dir), creates the five contracts with parameters scaled to seconds,
+binds the virtual boards and posts what each story needs; then it keeps the stories going: lots
+and handovers, loan tranches, drawdowns, bids and offers, wallet top-ups and ticks. Everything
+is a signed participant transaction admitted by `node.sequencer.submit_tx`, the path of
 POST /v1/transactions; what already exists in the contract state is never posted again.
 
-docs/demo.md tells the five stories and their timelines. Every timeline is a function of the
-board's uptime (its firmware clock) and repeats every DEMO_CYCLE_S.
+docs/demo.md tells the five stories and their timelines.
 """
 
 from __future__ import annotations
@@ -29,29 +28,17 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from gateway.ble.virtual_fleet import VirtualBoard, VirtualFleet, simulated_sources
+from firmware.drivers import ble_beacon
 from gateway.contracts import ENGINE_ID, make_tx
 from gateway.contracts.fishfarm import score_bp
 from gateway.contracts.parking import wallet_account
 from gateway.errors import ContractError, EdgesealError
+from gateway.node import Node
+from tools.sim import world
+from tools.sim.fleet import VirtualBoard, VirtualFleet
+from tools.sim.world import CONSUMER_METER, DEMO_ROLE_KEY
 
 log = logging.getLogger("edgeseal.scenarios")
-
-# After gateway.ble.virtual_fleet: it installs the `micropython` stand-in the firmware needs.
-from firmware import app as fw_app  # noqa: E402
-from firmware import board as fw_board  # noqa: E402
-from firmware import wire as fw_wire  # noqa: E402
-from firmware.drivers import ble_beacon, qmc5883l  # noqa: E402
-from firmware.sampler import Source  # noqa: E402
-
-# ---- the demo's clock ------------------------------------------------------------------------
-
-# why 120 s: every story (excursion, DO crash, trip out of the yard, a parked car) fits in two
-# minutes with room to see the quiet part, and a visitor sees each story again a few times.
-DEMO_CYCLE_S = 120.0
-# why 60: the energy registers and power run 60x faster than real time (a demo second stands for
-# a minute), so 15-second trading intervals move the energy of 15-minute ones.
-DEMO_TIME_SCALE = 60
 
 # ---- keys --------------------------------------------------------------------------------------
 
@@ -119,7 +106,7 @@ POLICY_WINDOW_S = (
 POLICY_TERM_S = 365 * 86400
 
 # Collateral: a yard near Munich; 1e-7 degree units as the wire format.
-YARD_LAT, YARD_LON = 481_372_000, 115_755_000
+YARD_LAT, YARD_LON = round(world.YARD_LAT_DEG * 1e7), round(world.YARD_LON_DEG * 1e7)
 YARD_HALF_SIDE = 10_000  # 0.0010 deg: a square fence of ~220 m x ~150 m around the yard
 GEOFENCE = [
     [YARD_LAT - YARD_HALF_SIDE, YARD_LON - YARD_HALF_SIDE],
@@ -142,10 +129,13 @@ ENERGY_GATE_CLOSURE_S = 3
 # settlement; uploads lag the readings by up to ~5 s on the virtual link
 ENERGY_SETTLE_DELAY_S = 10
 ENERGY_BOUNDARY_TOLERANCE_S = 5  # why: meters read every 2 s, one reading falls in 5 s for sure
-ENERGY_IMBALANCE_MINOR_PER_KWH = 40
-ENERGY_FEED_IN_MINOR_PER_KWH = 8
-OFFER_WH, OFFER_MINOR_PER_KWH = 1200, 22  # the prosumer sells 1.2 kWh per interval at 0.22
-BID_WH, BID_MINOR_PER_KWH = 1200, 30  # the bakery buys 1.2 kWh per interval at up to 0.30
+# Money in demo-energy is counted in 1/10,000 of a currency unit: an interval of the demo's DC
+# microgrid (tools/sim/world.py) moves ~2 Wh, and a trade pays energy x price / 1000 rounded
+# down, so at 0.26 per kWh (2,600 minor units) 2 Wh pay 5 minor units instead of nothing.
+ENERGY_IMBALANCE_MINOR_PER_KWH = 4000  # 0.40 per kWh
+ENERGY_FEED_IN_MINOR_PER_KWH = 800  # 0.08 per kWh
+OFFER_WH, OFFER_MINOR_PER_KWH = 2, 2200  # the prosumer sells 2 Wh per interval at 0.22 per kWh
+BID_WH, BID_MINOR_PER_KWH = 2, 3000  # the bakery buys 2 Wh per interval at up to 0.30 per kWh
 ORDER_MARGIN_S = 1  # why: an order dated this long before gate closure cannot be late
 
 # Parking: a per-minute tariff, a grace period of a few seconds, a daily cap.
@@ -155,20 +145,14 @@ PARKING_DAILY_CAP_MINOR = 3000
 WALLET_LIMIT_MINOR = 2000  # the driver's per-session spending limit
 WALLET_TOPUP_MINOR = 5000
 WALLET_TOPUP_BELOW_MINOR = 1000  # the driver's app tops up when the balance falls below this
-# The demo car's iBeacon (proximity UUID, major, minor): the bay board sees only its commitment.
-VEHICLE_BEACON_UUID = bytes.fromhex("e2c56db5dffb48d2b060d0f5a71096e0")
-VEHICLE_BEACON_MAJOR, VEHICLE_BEACON_MINOR = 1, 10775
-NEIGHBOUR_BEACON_MINOR = 10776  # a car in the next bay: heard, but below the bay's min RSSI
 
 # ---- loop periods ------------------------------------------------------------------------------
 
 STORY_STEP_S = 1.0  # each story looks at the contract state once a second
 TICK_INTERVAL_S = 10.0  # why: heartbeat (20 s) and data-gap (30 s) limits are seen within 10 s
 CLOCK_CHECK_S = 2.0
-# The fleet's board profiles the stories need (gateway.service.FLEET_PROFILES starts them).
+# The fleet's board profiles the stories need (tools.sim.fleet.DEMO_PROFILES starts them).
 STORY_PROFILES = ("cold-chain-logger", "pond-monitor", "collateral-tracker", "energy-meter", "parking-bay")  # fmt: skip
-DEMO_ROLE_KEY = "demo_role"  # profile key marking the extra board the scenarios start
-CONSUMER_METER = "consumer-meter"  # the bakery's meter: a second energy-meter board
 # Contract events the demo reports on the console (the five outcomes).
 OUTCOMES = {
     "breach": "cold chain: lot {lot} BREACHED ({temp_centi_c} centi-degC, out of window {s} s)",
@@ -179,326 +163,14 @@ OUTCOMES = {
 }
 
 
-# ==== scripted sensor timelines ==================================================================
-
-
-def _ramp(phase_s: float, start_s: float, end_s: float, ramp_s: float) -> float:
-    """Return 0..1: 1 inside [start_s, end_s] with linear ramps of ramp_s at both ends, else 0."""
-    if phase_s <= start_s or phase_s >= end_s:
-        return 0.0
-    return min(1.0, (phase_s - start_s) / ramp_s, (end_s - phase_s) / ramp_s)
-
-
-def _wiggle(uptime_s: float, amplitude: float, period_s: float) -> float:
-    """Return a small deterministic oscillation (sensor noise that repeats)."""
-    return amplitude * math.sin(2 * math.pi * uptime_s / period_s)
-
-
-def _phase(uptime_s: float) -> float:
-    """Return the position in the demo cycle, in seconds (0 <= phase < DEMO_CYCLE_S)."""
-    return uptime_s % DEMO_CYCLE_S
-
-
-# Cold chain: the reefer door is left open at 14 s of every cycle and closed at 44 s.
-COLD_OK_CENTI_C = 400
-COLD_DOOR_OPEN_CENTI_C = 1150
-COLD_DOOR_OPEN_S, COLD_DOOR_CLOSED_S, COLD_RAMP_S = 14.0, 44.0, 4.0
-
-
-def cold_product_centi_c(uptime_s: float) -> int:
-    """Return the product probe's temperature (0.01 degC) at uptime_s."""
-    door = _ramp(_phase(uptime_s), COLD_DOOR_OPEN_S, COLD_DOOR_CLOSED_S, COLD_RAMP_S)
-    base = COLD_OK_CENTI_C + _wiggle(uptime_s, 15, 37)
-    return int(base + door * (COLD_DOOR_OPEN_CENTI_C - COLD_OK_CENTI_C))
-
-
-def cold_air(uptime_s: float) -> tuple[int, int]:
-    """Return the crate air's (temperature 0.01 degC, humidity 0.01 %RH) at uptime_s."""
-    door = _ramp(_phase(uptime_s), COLD_DOOR_OPEN_S, COLD_DOOR_CLOSED_S, 2.0)
-    temp = 250 + _wiggle(uptime_s, 25, 23) + door * 1400
-    rh = 8800 + _wiggle(uptime_s, 120, 31) - door * 1600
-    return int(temp), int(rh)
-
-
-# Pond: dissolved oxygen crashes (an algae die-off) from 18 s to 52 s of every cycle.
-POND_DO_OK_CENTI_MG_L = 760
-POND_DO_CRASH_CENTI_MG_L = 320
-POND_CRASH_START_S, POND_CRASH_END_S, POND_RAMP_S = 18.0, 52.0, 5.0
-
-
-def pond_do_centi_mg_l(uptime_s: float) -> int:
-    """Return dissolved oxygen (0.01 mg/L) at uptime_s."""
-    crash = _ramp(_phase(uptime_s), POND_CRASH_START_S, POND_CRASH_END_S, POND_RAMP_S)
-    base = POND_DO_OK_CENTI_MG_L + _wiggle(uptime_s, 15, 29)
-    return int(base - crash * (POND_DO_OK_CENTI_MG_L - POND_DO_CRASH_CENTI_MG_L))
-
-
-# Collateral: the machine leaves the yard at 20 s of every cycle and is back by 34 s.
-TRACKER_LEAVES_S, TRACKER_BACK_S, TRACKER_RAMP_S = 20.0, 34.0, 4.0
-TRACKER_TRIP_LAT = 30_000  # 0.0030 deg (~330 m) north of the yard's centre
-
-
-def tracker_position(uptime_s: float) -> tuple[int, int]:
-    """Return the GPS fix (lat, lon in 1e-7 deg) at uptime_s."""
-    trip = _ramp(_phase(uptime_s), TRACKER_LEAVES_S, TRACKER_BACK_S, TRACKER_RAMP_S)
-    lat = YARD_LAT + _wiggle(uptime_s, 1500, 40) + trip * TRACKER_TRIP_LAT
-    lon = YARD_LON + _wiggle(uptime_s + 10, 2000, 40)
-    return int(lat), int(lon)
-
-
-# Energy: the prosumer's PV exports 100 Wh/s (6 kW at DEMO_TIME_SCALE) except under a cloud from
-# 62 s to 90 s of every cycle; the bakery imports 90 Wh/s. Registers are cumulative Wh.
-PV_EXPORT_WH_PER_S, PV_CLOUD_WH_PER_S = 100, 20
-PV_CLOUD_START_S, PV_CLOUD_END_S = 62, 90
-HOUSE_IMPORT_WH_PER_S = 3
-BAKERY_IMPORT_WH_PER_S = 90
-PROSUMER_REGISTERS_BASE_WH = (152_300, 87_500)  # (import, export) when the board boots
-CONSUMER_REGISTERS_BASE_WH = (403_900, 1_200)
-MAINS_MILLI_V = 230_000
-
-
-def pv_export_wh(uptime_s: float) -> int:
-    """Return the Wh the PV exported from boot to uptime_s (piecewise-constant rate, exact)."""
-    clear_s = DEMO_CYCLE_S - (PV_CLOUD_END_S - PV_CLOUD_START_S)
-    per_cycle = PV_EXPORT_WH_PER_S * clear_s + PV_CLOUD_WH_PER_S * (
-        PV_CLOUD_END_S - PV_CLOUD_START_S
-    )
-    cycles, phase = divmod(uptime_s, DEMO_CYCLE_S)
-    before = min(phase, PV_CLOUD_START_S)
-    cloud = min(max(phase - PV_CLOUD_START_S, 0), PV_CLOUD_END_S - PV_CLOUD_START_S)
-    after = max(phase - PV_CLOUD_END_S, 0)
-    partial = PV_EXPORT_WH_PER_S * (before + after) + PV_CLOUD_WH_PER_S * cloud
-    return int(cycles * per_cycle + partial)
-
-
-def meter_registers(uptime_s: float, consumer: bool) -> tuple[int, int, int]:
-    """Return (import Wh, export Wh, net import power mW) of a demo meter at uptime_s.
-
-    The registers stay inside the i32 range for ~240 days of uptime.
-    """
-    phase = _phase(uptime_s)
-    if consumer:
-        imp = CONSUMER_REGISTERS_BASE_WH[0] + int(BAKERY_IMPORT_WH_PER_S * uptime_s)
-        exp = CONSUMER_REGISTERS_BASE_WH[1]
-        net_wh_per_s = BAKERY_IMPORT_WH_PER_S
-    else:
-        imp = PROSUMER_REGISTERS_BASE_WH[0] + int(HOUSE_IMPORT_WH_PER_S * uptime_s)
-        exp = PROSUMER_REGISTERS_BASE_WH[1] + pv_export_wh(uptime_s)
-        cloudy = PV_CLOUD_START_S <= phase < PV_CLOUD_END_S
-        net_wh_per_s = HOUSE_IMPORT_WH_PER_S - (PV_CLOUD_WH_PER_S if cloudy else PV_EXPORT_WH_PER_S)
-    power_mw = net_wh_per_s * 3600 * 1000 // DEMO_TIME_SCALE  # the real-time power it stands for
-    return imp, exp, power_mw
-
-
-# Parking: the demo car arrives at 22 s of every cycle and leaves at 38 s; its beacon is heard
-# from 3 s before the arrival to 3 s after the departure. why 22 s: the bay's detector first
-# learns the empty bay (16 samples at the profile's 1 s interval), with a few seconds to spare.
-CAR_ARRIVES_S, CAR_LEAVES_S, CAR_RAMP_S = 22.0, 38.0, 2.0
-BEACON_LEAD_S = 3.0
-BAY_EMPTY_FIELD_C01 = (2150, -1430, 4260)  # Earth's field at the bay (0.01 uT)
-CAR_FIELD_DELTA_C01 = (1800, 950, -1200)  # the car's steel over the sensor: ~40 uT of deviation
-
-
-def bay_field_c01(uptime_s: float) -> tuple[int, int, int]:
-    """Return the magnetometer's (x, y, z) in 0.01 uT at uptime_s."""
-    car = _ramp(_phase(uptime_s), CAR_ARRIVES_S, CAR_LEAVES_S, CAR_RAMP_S)
-    noise = _wiggle(uptime_s, 6, 7)
-    (bx, by, bz), (dx, dy, dz) = BAY_EMPTY_FIELD_C01, CAR_FIELD_DELTA_C01
-    return int(bx + noise + car * dx), int(by + noise + car * dy), int(bz + noise + car * dz)
-
-
-def beacon_heard(uptime_s: float) -> bool:
-    """Return True while the demo car's beacon is in range of the bay."""
-    phase = _phase(uptime_s)
-    return CAR_ARRIVES_S - BEACON_LEAD_S <= phase < CAR_LEAVES_S + BEACON_LEAD_S
-
-
-def ibeacon_adv(uuid: bytes, major: int, minor: int, tx_power_dbm: int = -59) -> bytes:
-    """Return the advertising payload (flags + Apple iBeacon manufacturer data) of a tag."""
-    mfr = (
-        b"\x4c\x00\x02\x15" + uuid + major.to_bytes(2, "big") + minor.to_bytes(2, "big")
-        + bytes((tx_power_dbm & 0xFF,))
-    )  # fmt: skip
-    return bytes((2, ble_beacon.AD_FLAGS, 0x06, len(mfr) + 1, ble_beacon.AD_MANUFACTURER)) + mfr
-
-
-def vehicle_id() -> bytes:
-    """Return the demo car's beacon id as the bay's BeaconReader reports it (UUID, major, minor)."""
-    major = VEHICLE_BEACON_MAJOR.to_bytes(2, "big")
-    return VEHICLE_BEACON_UUID + major + VEHICLE_BEACON_MINOR.to_bytes(2, "big")
+# ==== the parking bay's vehicle ===================================================================
 
 
 def vehicle_commitment(profile: dict) -> bytes:
     """Return the demo car's commitment under the bay profile's salt, as the bay board makes it."""
-    tag = _sensor(profile, "ble_beacon")
+    tag = next(s for s in profile["sensors"] if s["driver"] == "ble_beacon")
     salt = bytes.fromhex(tag["params"]["commitment_salt_hex"])
-    return fw_app.commitment(salt, vehicle_id())
-
-
-def _sensor(profile: dict, driver: str) -> dict:
-    """Return the profile's first sensor with driver; raise KeyError if there is none."""
-    for sensor in profile["sensors"]:
-        if sensor["driver"] == driver:
-            return sensor
-    raise KeyError(f"profile {profile['name']} has no {driver} sensor")
-
-
-def _chans(sensor: dict) -> list[tuple[int, int]]:
-    """Return [(type_id, channel)] of a profile sensor, in profile order (as firmware.app)."""
-    return [(fw_board.CHANNEL_TYPES[c["type"]], c["channel"]) for c in sensor["channels"]]
-
-
-def _scripted(sensor: dict, values: Callable[[], dict[Any, Any]]) -> Source:
-    """Return a Source emitting values() for the sensor's channels, in profile order.
-
-    values() maps a type id (every channel of that type) or (type id, channel) to a value, like
-    the emit() of firmware.app.make_source.
-    """
-    chans = _chans(sensor)
-
-    def read() -> list[tuple[int, int, Any]]:
-        got = values()
-        out = []
-        for type_id, channel in chans:
-            v = got.get((type_id, channel), got.get(type_id))
-            if v is not None:
-                out.append((type_id, channel, v))
-        return out
-
-    return Source(sensor["name"], read, chans[0][0])
-
-
-def _bay_sources(profile: dict, uptime_s: Callable[[], float]) -> list[Source]:
-    """Return the parking bay's magnetometer and beacon sources on scripted physics.
-
-    The real firmware logic turns them into readings and events: qmc5883l.OccupancyDetector (with
-    the profile's thresholds) decides arrival and departure and sets Source.event, as the qmc5883l
-    adapter of firmware.app does; ble_beacon.BeaconReader picks the tag from scripted adverts and
-    firmware.app.commitment hashes its id with the profile's salt, as the ble_beacon adapter does.
-    """
-    mag_sensor = _sensor(profile, "qmc5883l")
-    tag_sensor = _sensor(profile, "ble_beacon")
-    mp = mag_sensor.get("params") or {}
-    det = qmc5883l.OccupancyDetector(
-        mp.get("on_threshold_c01", qmc5883l.ON_THRESHOLD_C01_DEFAULT),
-        mp.get("off_threshold_c01", qmc5883l.OFF_THRESHOLD_C01_DEFAULT),
-        mp.get("confirm_samples", qmc5883l.CONFIRM_SAMPLES_DEFAULT),
-        mp.get("baseline_samples", qmc5883l.BASELINE_SAMPLES_DEFAULT),
-    )
-    mag_chans = _chans(mag_sensor)
-    # the arrival/departure event carries the vehicle commitment of the same sample (if any)
-    mag = Source(mag_sensor["name"], lambda: [], mag_chans[0][0], (fw_wire.CH_VEHICLE_COMMITMENT,))
-
-    def read_mag() -> list[tuple[int, int, Any]]:
-        x, y, z = bay_field_c01(uptime_s())
-        if not det.calibrated:
-            det.update(x, y, z)
-            return []  # collecting the empty-bay baseline: nothing to report yet, no fault
-        change = det.update(x, y, z)
-        if change == qmc5883l.ARRIVAL:
-            mag.event = fw_wire.EV_ARRIVAL
-        elif change == qmc5883l.DEPARTURE:
-            mag.event = fw_wire.EV_DEPARTURE
-        values = {fw_wire.CH_OCCUPANCY: det.occupied, fw_wire.CH_MAGNETIC_FIELD: det.deviation_c01}
-        return [(t, ch, values[t]) for t, ch in mag_chans if t in values]
-
-    mag.read = read_mag
-
-    tp = tag_sensor.get("params") or {}
-    prefix = tp.get("id_prefix_hex")
-    reader = ble_beacon.BeaconReader(
-        tp.get("min_rssi_dbm", ble_beacon.MIN_RSSI_DBM_DEFAULT),
-        None if prefix is None else bytes.fromhex(prefix),
-        tp.get("min_hits", ble_beacon.MIN_HITS_DEFAULT),
-    )
-    salt = bytes.fromhex(tp["commitment_salt_hex"])
-    car_adv = ibeacon_adv(VEHICLE_BEACON_UUID, VEHICLE_BEACON_MAJOR, VEHICLE_BEACON_MINOR)
-    neighbour_adv = ibeacon_adv(VEHICLE_BEACON_UUID, VEHICLE_BEACON_MAJOR, NEIGHBOUR_BEACON_MINOR)
-    car_addr, neighbour_addr = b"\xc0\x11\x22\x33\x44\x55", b"\xc0\x11\x22\x33\x44\x66"
-
-    def tag_values() -> dict[Any, Any]:
-        t = uptime_s()
-        # one scan window per sample: the car's tag advertises ~3 times, the neighbour's once
-        if beacon_heard(t):
-            for k in range(3):
-                rssi = -60 + int(_wiggle(t + k, 3, 5))
-                reader.on_scan_result(0, car_addr, 0, rssi, car_adv)
-        reader.on_scan_result(0, neighbour_addr, 0, -88, neighbour_adv)
-        got = reader.take()
-        if got is None:
-            return {}  # no tag in the last scan: no commitment, not a fault
-        return {
-            fw_wire.CH_VEHICLE_COMMITMENT: fw_app.commitment(salt, got[1]),
-            fw_wire.CH_RSSI: max(-127, min(20, got[2])),
-        }
-
-    by_name = {mag_sensor["name"]: mag, tag_sensor["name"]: _scripted(tag_sensor, tag_values)}
-    return [by_name[s["name"]] for s in profile["sensors"] if s["name"] in by_name]
-
-
-def _profile_sources(profile: dict, uptime_s: Callable[[], float]) -> list[Source] | None:
-    """Return the scripted sources of one demo profile, or None for a profile with no story."""
-    role = profile.get(DEMO_ROLE_KEY) or profile["name"]
-    T, H, DO = fw_wire.CH_TEMPERATURE, fw_wire.CH_HUMIDITY, fw_wire.CH_DISSOLVED_OXYGEN
-    LAT_LON = (fw_wire.CH_LATITUDE, fw_wire.CH_LONGITUDE)
-    if role == "parking-bay":
-        return _bay_sources(profile, uptime_s)
-    scripts: dict[str, Callable[[], dict[Any, Any]]]
-    if role == "cold-chain-logger":
-        scripts = {
-            "ds18b20": lambda: {T: cold_product_centi_c(uptime_s())},
-            "sht3x": lambda: dict(zip((T, H), cold_air(uptime_s()), strict=True)),
-        }
-    elif role == "pond-monitor":
-        scripts = {
-            "ds18b20": lambda: {T: int(2650 + _wiggle(uptime_s(), 30, 90))},
-            "do_probe": lambda: {DO: pond_do_centi_mg_l(uptime_s())},
-            "ph": lambda: {fw_wire.CH_PH: int(7350 + _wiggle(uptime_s(), 80, 70))},
-            "ammonia": lambda: {fw_wire.CH_AMMONIA: int(180 + _wiggle(uptime_s(), 30, 50))},
-        }
-    elif role == "collateral-tracker":
-        scripts = {
-            "nmea_gps": lambda: dict(zip(LAT_LON, tracker_position(uptime_s()), strict=True)),
-            "tamper": lambda: {fw_wire.CH_TAMPER: 0},
-            "hx711": lambda: {fw_wire.CH_WEIGHT: int(120_000 + _wiggle(uptime_s(), 800, 45))},
-        }
-    elif role in ("energy-meter", CONSUMER_METER):
-        consumer = role == CONSUMER_METER
-
-        def meter() -> dict[Any, Any]:
-            imp, exp, power_mw = meter_registers(uptime_s(), consumer)
-            volts = int(MAINS_MILLI_V + _wiggle(uptime_s(), 1500, 11))
-            return {
-                (fw_wire.CH_ENERGY, 0): imp,
-                (fw_wire.CH_ENERGY, 1): exp,
-                fw_wire.CH_POWER: power_mw,
-                fw_wire.CH_VOLTAGE: volts,
-                fw_wire.CH_CURRENT: power_mw * 1000 // volts,
-            }
-
-        scripts = {"ina219": meter}
-    else:
-        return None
-    out: list[Source] = []
-    for sensor in profile["sensors"]:
-        script = scripts.get(sensor["driver"]) or scripts.get(sensor["name"])
-        if script is None:  # a sensor the story does not need keeps its simulated model
-            out.extend(simulated_sources({**profile, "sensors": [sensor]}, 0, uptime_s))
-        else:
-            out.append(_scripted(sensor, script))
-    return out
-
-
-def scripted_sources(
-    profile: dict, index: int, uptime_s: Callable[[], float]
-) -> list[Source] | None:
-    """Return the demo's scripted Sources for a board profile, or None (keep the simulation).
-
-    A gateway.ble.virtual_fleet.SourcesFactory: pass it to VirtualFleet(sources_factory=...) or
-    VirtualFleet.install_sources(). uptime_s() is the board's uptime; every value stays inside
-    its channel's registry range (docs/wire-format.md).
-    """
-    return _profile_sources(profile, uptime_s)
+    return ble_beacon.commitment(salt, world.vehicle_id())
 
 
 # ==== participants and keys =====================================================================
@@ -560,19 +232,20 @@ class ScenarioConflict(Exception):
 class Demo:
     """The running demo: participants, the boards of each story, and the story steps.
 
-    Build it with `await Demo.prepare(service, fleet)`, then `await setup()` once and
+    Build it with `await Demo.prepare(node, fleet)`, then `await setup()` once and
     `await run_stories()` until cancelled.
     """
 
-    def __init__(self, service: Any, fleet: VirtualFleet, secret: bytes) -> None:
+    def __init__(self, node: Node, fleet: VirtualFleet, secret: bytes) -> None:
         """Precondition: fleet runs the five demo profiles and the consumer meter."""
-        self.service = service
+        self.reads = node.reads
+        self.writer = node.sequencer
         self.fleet = fleet
         self.p = participants(secret)
         self.by_pk = {p.pk: p for p in self.p.values()}
         boards: dict[str, VirtualBoard] = {}
         for vb in fleet.boards:
-            boards.setdefault(vb.profile.get(DEMO_ROLE_KEY) or vb.profile["name"], vb)
+            boards.setdefault(world.role(vb.profile), vb)
         self.boards = boards
         self.dev = {role: vb.device_id.hex() for role, vb in boards.items()}
         self.vehicle = vehicle_commitment(boards["parking-bay"].profile).hex()
@@ -581,13 +254,13 @@ class Demo:
         self._reported: set[str] = set()
 
     @classmethod
-    async def prepare(cls, service: Any, fleet: VirtualFleet) -> Demo:
-        """Return the Demo after scripting the boards' sensors, starting and enrolling the
-        consumer meter and setting the board clocks. Raises KeyError if a demo profile is
-        missing from the fleet, PermissionError/ValueError for a bad secret file."""
-        secret = load_or_create_secret(Path(service.settings.data_dir))
-        fleet.install_sources(scripted_sources)
-        roles = {vb.profile.get(DEMO_ROLE_KEY) or vb.profile["name"]: vb for vb in fleet.boards}
+    async def prepare(cls, node: Node, fleet: VirtualFleet) -> Demo:
+        """Return the Demo after starting and enrolling the consumer meter and setting the board
+        clocks. Precondition: the fleet runs in the DEMO world (tools/sim/world.py). Raises
+        KeyError if a demo profile is missing from the fleet, PermissionError/ValueError for a
+        bad secret file."""
+        secret = load_or_create_secret(Path(node.settings.data_dir))
+        roles = {world.role(vb.profile): vb for vb in fleet.boards}
         for needed in STORY_PROFILES:
             if needed not in roles:
                 raise KeyError(f"the virtual fleet has no {needed} board")
@@ -596,14 +269,15 @@ class Demo:
             seller = roles["energy-meter"]
             await fleet.add_board({**seller.profile, DEMO_ROLE_KEY: CONSUMER_METER})
         for vb in fleet.boards:
-            if service.device(vb.device_id) is None:
+            if node.reads.find_device(vb.device_id) is None:
                 meta = {"profile": vb.profile["name"], "use_case": vb.profile.get("use_case")}
                 if vb.profile.get(DEMO_ROLE_KEY):
                     meta["demo_role"] = vb.profile[DEMO_ROLE_KEY]
-                await service.enroll(vb.public_key, {k: v for k, v in meta.items() if v})
-        demo = cls(service, fleet, secret)
+                await node.sequencer.enroll(vb.public_key, {k: v for k, v in meta.items() if v})
+        demo = cls(node, fleet, secret)
         await demo.sync_clocks()
-        demo._seen_event = service.ledger.sequenced_size - 1 if service.ledger else -1
+        sizes = node.reads.sizes()
+        demo._seen_event = sizes.sequenced_size - 1 if sizes else -1
         return demo
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -628,7 +302,7 @@ class Demo:
 
     def contract(self, cid: str) -> dict[str, Any] | None:
         """Return the contract instance cid in the current state, or None."""
-        return self.service.state["contracts"].get(cid)
+        return self.reads.state["contracts"].get(cid)
 
     async def submit(
         self,
@@ -642,12 +316,12 @@ class Demo:
         """Sign and admit one transaction (nonce = the sender's last + 1); return True if it
         was accepted, False if a contract rejected it (logged at rejected_level)."""
         async with self._lock:
-            last = self.service.state["nonces"].get(who.pk)
+            last = self.reads.state["nonces"].get(who.pk)
             nonce = 1 if last is None else last + 1
             keys = [who.key, *(c.key for c in cosigners)]
             payload = make_tx(keys, nonce, contract, action, args, int(time.time()))
             try:
-                await self.service.submit_tx(payload)
+                await self.writer.submit_tx(payload)
             except ContractError as err:
                 log.log(rejected_level, "demo: %s's %s/%s was rejected: %s", who.label, contract, action, err)  # fmt: skip
                 return False
@@ -669,11 +343,11 @@ class Demo:
                 done.append(f"{cid}/{action}")
 
         op = self.p["operator"]
-        known = self.service.state["participants"]
+        known = self.reads.state["participants"]
         if op.pk not in known and known:
             raise ScenarioConflict("this log has participants but not the demo operator")
         for p in self.p.values():
-            if p.pk not in self.service.state["participants"]:
+            if p.pk not in self.reads.state["participants"]:
                 await post("operator", ENGINE_ID, "register", {"public_key": p.pk, "name": p.name, "roles": list(p.roles)})  # fmt: skip
         for cid, (owner, ctype, params) in self._contract_specs().items():
             inst = self.contract(cid)
@@ -879,7 +553,7 @@ class Demo:
 
     async def report_step(self) -> None:
         """Log each new outcome event (info for the first of each kind, debug after)."""
-        events = self.service.contract_events(
+        events = self.reads.contract_events(
             types=frozenset(OUTCOMES), since=self._seen_event, limit=1000
         )
         for ev in events:
@@ -934,17 +608,17 @@ async def _every(period_s: float, step: Callable[[], Awaitable[Any]]) -> None:
         await asyncio.sleep(period_s)
 
 
-async def run(service: Any, fleet: VirtualFleet | None) -> None:
-    """Run the demo scenarios on service (a gateway.service.Service) until cancelled.
+async def run(node: Node, fleet: VirtualFleet | None) -> None:
+    """Run the demo scenarios on node (a running gateway.node.Node) until cancelled.
 
     Does nothing without a virtual fleet (a real deployment never gets demo participants) or on
-    a log that belongs to another operator. Returns only in those cases or when the service
+    a log that belongs to another operator. Returns only in those cases or when the node
     stops.
     """
     if fleet is None:
         log.info("demo scenarios: no virtual fleet, nothing to do")
         return
-    demo = await Demo.prepare(service, fleet)
+    demo = await Demo.prepare(node, fleet)
     try:
         done = await demo.setup()
     except ScenarioConflict as exc:

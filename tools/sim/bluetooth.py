@@ -1,14 +1,17 @@
-"""MicroPython's `bluetooth` module (BLE peripheral subset) over a bumble Device on a virtual link.
+"""MicroPython's `bluetooth` module (peripheral and observer subset) over a bumble Device on a virtual link.
 
 The API follows MicroPython's docs for `bluetooth.BLE`: active, config, irq, gap_advertise,
-gap_disconnect, gatts_register_services, gatts_read/write/notify/indicate/set_buffer, the FLAG_*
+gap_scan, gap_disconnect, gatts_register_services, gatts_read/write/notify/indicate/set_buffer, the FLAG_*
 constants, UUID, and the _IRQ event codes with their tuple shapes. Behaviour follows the ESP32
 (NimBLE) port where the docs leave room: a write stores the value (truncated to the attribute
 buffer, 20 bytes unless gatts_set_buffer) and then raises _IRQ_GATTS_WRITE; gatts_notify sends
 whether or not the central subscribed (that is why the gateway subscribes before SEND_FROM);
 _IRQ_GATTS_READ_REQUEST is not raised (ESP32 does not); a connection stops advertising; the
 preferred MTU is 23 until config(mtu=...). The IRQ handler runs synchronously on the event loop,
-as MicroPython's scheduler runs it between bytecodes of the main task.
+as MicroPython's scheduler runs it between bytecodes of the main task. Scanning reports what the
+virtual link carries: bumble's virtual controller delivers only connectable (ADV_IND) adverts and
+answers every one with a scan response of the same data (seen only by an active scan), at a fixed
+-50 dBm unless the simulated world sets `rssi_of` for the advertiser.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ _IRQ_CENTRAL_CONNECT = 1
 _IRQ_CENTRAL_DISCONNECT = 2
 _IRQ_GATTS_WRITE = 3
 _IRQ_GATTS_READ_REQUEST = 4
+_IRQ_SCAN_RESULT = 5
+_IRQ_SCAN_DONE = 6
 _IRQ_GATTS_INDICATE_DONE = 20
 _IRQ_MTU_EXCHANGED = 21
 
@@ -54,6 +59,8 @@ _ENOTCONN = 128  # MicroPython's errno for "no such connection"
 _ADV_MIN_US = 20_000
 _ADV_MAX_US = 10_240_000
 _MAC_BYTES = 6
+# MicroPython's adv_type values in _IRQ_SCAN_RESULT (the HCI advertising report event types).
+ADV_IND, ADV_DIRECT_IND, ADV_SCAN_IND, ADV_NONCONN_IND, SCAN_RSP = 0, 1, 2, 3, 4
 
 
 class UUID:
@@ -100,7 +107,7 @@ class _Attr:
 class BLE:
     """bluetooth.BLE over a bumble Device (peripheral role). One instance per virtual board.
 
-    device: a powered-off bumble Device on a VirtualLink (gateway.ble.bumble_backend); active(True)
+    device: a powered-off bumble Device on a VirtualLink (tools/sim/radio.py); active(True)
     powers it on. Construct from a running event loop. Asynchronous bumble work that the
     synchronous MicroPython API starts (power on, advertising, disconnect) runs in order on one
     background task; `settle()` waits until it is done.
@@ -122,13 +129,27 @@ class BLE:
         self._resp_data = b""
         self._ops: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._closed = False
         self.notifications_sent = 0
+        # scanning: the scan in progress (a token per gap_scan call) and the radio's path loss
+        self._scan_token = 0
+        self._scanning = False
+        self._scan_active = False
+        self._scan_timer: asyncio.TimerHandle | None = None
+        # rssi_of(advertiser address, big-endian bytes) -> dBm at this board, or None for the
+        # link's own figure; the simulated world sets it (bumble's virtual link reports -50 dBm
+        # for every advertiser, so distance exists only if the world says so)
+        self.rssi_of: Callable[[bytes], int | None] | None = None
+        self.scan_results = 0
         device.gatt_server.max_mtu = self._mtu
         device.on(Device.EVENT_CONNECTION, self._on_connection)
+        device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
 
     # -- plumbing --------------------------------------------------------------------------------
 
     def _submit(self, op: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self._closed:
+            return  # closed: the radio is off and stays off (no new background task)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
         self._ops.put_nowait(op)
@@ -148,9 +169,15 @@ class BLE:
         await self._ops.join()
 
     async def close(self) -> None:
-        """Stop the background task and power the device off (host-only helper)."""
+        """Stop the background task and power the device off (host-only helper); later radio
+        calls do nothing."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.settle(), 2.0)
+        self._closed = True
+        if self._scan_timer is not None:
+            self._scan_timer.cancel()
+            self._scan_timer = None
+        self._scanning = False
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(BaseException):
@@ -284,6 +311,86 @@ class BLE:
             )
 
         self._submit(start)
+
+    def gap_scan(
+        self,
+        duration_ms: int | None,
+        interval_us: int = 1_280_000,
+        window_us: int = 11_250,
+        active: bool = False,
+    ) -> None:
+        """Scan for duration_ms (0: until stopped; None stops the scan in progress).
+
+        Every advertising report raises _IRQ_SCAN_RESULT (addr_type, addr, adv_type, rssi,
+        adv_data) with addr and adv_data as memoryviews; the end of every scan, run out or
+        stopped, raises _IRQ_SCAN_DONE with an empty tuple, as on the ESP32. A new gap_scan
+        while scanning restarts the scan (MicroPython stops the old one first).
+        """
+        if duration_ms is None:
+            self._end_scan(self._scan_token)
+            return
+        if self._scanning:
+            self._end_scan(self._scan_token)
+        self._scan_token += 1
+        token = self._scan_token
+        self._scanning = True
+        self._scan_active = bool(active)
+        interval_ms = max(2.5, int(interval_us) / 1000)
+        window_ms = max(2.5, min(int(window_us) / 1000, interval_ms))
+
+        async def start() -> None:
+            if self._scanning and token == self._scan_token and not self.device.is_scanning:
+                await self.device.start_scanning(
+                    active=active,
+                    scan_interval=interval_ms,
+                    scan_window=window_ms,
+                    filter_duplicates=False,
+                )
+
+        self._submit(start)
+        if duration_ms > 0:
+            loop = asyncio.get_running_loop()
+            self._scan_timer = loop.call_later(duration_ms / 1000, self._end_scan, token)
+
+    def _end_scan(self, token: int) -> None:
+        """End scan `token` if it is the one in progress: stop the radio, raise _IRQ_SCAN_DONE."""
+        if not self._scanning or token != self._scan_token:
+            return
+        self._scanning = False
+        if self._scan_timer is not None:
+            self._scan_timer.cancel()
+            self._scan_timer = None
+
+        async def stop() -> None:
+            if not self._scanning and self.device.is_scanning:
+                await self.device.stop_scanning()
+
+        self._submit(stop)
+        self._irq(_IRQ_SCAN_DONE, ())
+
+    def _on_advertisement(self, adv: Any) -> None:
+        """bumble advertisement -> _IRQ_SCAN_RESULT while a scan is in progress."""
+        if not self._scanning or (adv.is_scan_response and not self._scan_active):
+            return  # a passive scan sends no scan requests, so it hears no scan responses
+        addr = bytes(adv.address.address_bytes)[::-1]  # bumble keeps HCI (little-endian) order
+        rssi = self.rssi_of(addr) if self.rssi_of is not None else None
+        if rssi is None:
+            rssi = adv.rssi
+        if adv.is_scan_response:
+            adv_type = SCAN_RSP
+        elif adv.is_directed:
+            adv_type = ADV_DIRECT_IND
+        elif adv.is_connectable:
+            adv_type = ADV_IND
+        elif adv.is_scannable:
+            adv_type = ADV_SCAN_IND
+        else:
+            adv_type = ADV_NONCONN_IND
+        self.scan_results += 1
+        data = memoryview(bytes(adv.data_bytes))
+        self._irq(
+            _IRQ_SCAN_RESULT, (adv.address.address_type & 1, memoryview(addr), adv_type, rssi, data)
+        )
 
     def gap_disconnect(self, conn_handle: int) -> bool:
         """Start disconnecting conn_handle; return False if there is no such connection."""

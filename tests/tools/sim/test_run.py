@@ -1,4 +1,6 @@
-"""Smoke: `edgeseal serve --virtual-fleet` as a subprocess: entries, checkpoints, a verifying bundle."""
+"""Smoke: `python -m tools.sim.run` (what `make run` starts) as a subprocess: entries, checkpoints,
+a bundle that verifies with `edgeseal verify-bundle`, enrollment through `edgeseal enroll`, a clean
+SIGTERM, an audit; and `edgeseal serve --virtual-fleet` says where the fleet went."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_serve_with_the_virtual_fleet(tmp_path: Path) -> None:
+def test_gateway_with_the_virtual_fleet(tmp_path: Path) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -53,8 +55,7 @@ def test_serve_with_the_virtual_fleet(tmp_path: Path) -> None:
     env.pop("NOTIFY_SOCKET", None)
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--virtual-fleet"]
-        + ["--data-dir", str(data), "--port", str(port)],
+        [sys.executable, "-m", "tools.sim.run"] + ["--data-dir", str(data), "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -112,3 +113,9 @@ def test_serve_with_the_virtual_fleet(tmp_path: Path) -> None:
             proc.wait()
     res = cli("audit", "--db", str(data / "ledger.db"), "--vkey", info["vkey"])
     assert res.returncode == 0 and "audit: OK" in res.stdout, res.stdout
+
+
+def test_serve_virtual_fleet_flag_points_to_make_run() -> None:
+    res = cli("serve", "--virtual-fleet")
+    assert res.returncode == 2
+    assert "make run" in res.stderr and "tools.sim.run" in res.stderr
