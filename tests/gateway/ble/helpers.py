@@ -164,3 +164,16 @@ class MemoryCollector:
         seq = self.last_committed_seq(device_id)
         self.events.append(("committed", device_id, seq))
         return seq
+
+
+async def find_board(central, timeout_s=5):
+    """Return the first advertiser of the edgeseal service a BumbleCentral's scanner sees."""
+    from bleak import BleakScanner
+
+    found = await BleakScanner.find_device_by_filter(
+        lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
+        timeout=timeout_s,
+        backend=central.backends.scanner,
+    )
+    assert found is not None, "no board advertising the edgeseal service"
+    return found

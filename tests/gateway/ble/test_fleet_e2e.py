@@ -526,9 +526,9 @@ def test_a_cancelled_connect_does_not_wedge_the_central():
     """Regression: cancelling BumbleClient.connect (the link's connect timeout, a gateway stop)
     left the controller's LE Create Connection pending: the board was connected later with no
     owner (bumble asserted in on_le_connection), stopped advertising and could not be reached."""
-    from bleak import BleakClient, BleakScanner
+    from bleak import BleakClient
 
-    from tests.gateway.ble.helpers import MiniBoard, make_chain
+    from tests.gateway.ble.helpers import MiniBoard, find_board, make_chain
     from tools.sim.bluetooth import BLE
     from tools.sim.radio import VirtualLink
 
@@ -540,12 +540,7 @@ def test_a_cancelled_connect_does_not_wedge_the_central():
         ble = BLE(vlink.new_device("wedge"))
         board = MiniBoard(ble, records, dev_id, pk)
         try:
-            found = await BleakScanner.find_device_by_filter(
-                lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
-                timeout=5,
-                backend=central.backends.scanner,
-            )
-            assert found is not None
+            found = await find_board(central)
             ble.gap_advertise(None)  # out of range: the connect stays pending
             client = BleakClient(found, backend=central.backends.client, timeout=5)
             attempt = asyncio.create_task(client.connect())

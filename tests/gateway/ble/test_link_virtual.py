@@ -5,7 +5,7 @@ import random
 import time
 
 import pytest
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.exc import BleakDBusError, BleakError
 from bumble import att
 
@@ -20,7 +20,14 @@ from gateway.ble.link import (
     classify,
 )
 from gateway.errors import WireError
-from tests.gateway.ble.helpers import MemoryCollector, MiniBoard, make_chain, run, wait_until
+from tests.gateway.ble.helpers import (
+    MemoryCollector,
+    MiniBoard,
+    find_board,
+    make_chain,
+    run,
+    wait_until,
+)
 from tools.sim.bluetooth import BLE
 from tools.sim.radio import VirtualLink
 
@@ -231,12 +238,7 @@ def test_protocol_uuids_are_what_the_bumble_client_discovers():
         board = rig.board("gatt", 1)
         await board.ble.settle()
         try:
-            found = await BleakScanner.find_device_by_filter(
-                lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
-                timeout=5,
-                backend=rig.central.backends.scanner,
-            )
-            assert found is not None
+            found = await find_board(rig.central)
             async with BleakClient(found, backend=rig.central.backends.client) as client:
                 assert client.mtu_size == 247
                 chars = {c.uuid: c.properties for s in client.services for c in s.characteristics}
@@ -353,12 +355,7 @@ def test_a_gatt_request_whose_caller_timed_out_is_not_cancelled_inside_bumble():
         board = rig.board("late-answer", 1)
         await board.ble.settle()
         try:
-            found = await BleakScanner.find_device_by_filter(
-                lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
-                timeout=5,
-                backend=rig.central.backends.scanner,
-            )
-            assert found is not None
+            found = await find_board(rig.central)
             async with BleakClient(found, backend=rig.central.backends.client) as client:
                 (conn,) = rig.central.device.connections.values()
                 gatt = conn.gatt_client
@@ -407,12 +404,7 @@ def test_central_close_is_bounded_when_a_disconnect_never_completes(monkeypatch)
         await rig.central.start()
         board = rig.board("stuck", 1)
         await board.ble.settle()
-        found = await BleakScanner.find_device_by_filter(
-            lambda _d, ad: p.SERVICE_UUID in ad.service_uuids,
-            timeout=5,
-            backend=rig.central.backends.scanner,
-        )
-        assert found is not None
+        found = await find_board(rig.central)
         client = BleakClient(found, backend=rig.central.backends.client)
         await client.connect()
         (conn,) = rig.central.device.connections.values()
