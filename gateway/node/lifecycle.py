@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from gateway.ble.link import BleakBackends, BleLink
 from gateway.config import Settings
 from gateway.contracts import Engine
-from gateway.node.index import LogIndex
+from gateway.node.index import Counters, LogIndex
 from gateway.node.reads import ReadModel
 from gateway.node.sequencer import Sequencer
 from gateway.systemd import Notifier
@@ -124,8 +124,8 @@ class Node:
         self._closed = False
 
     @property
-    def counters(self) -> Any:
-        """Return the node's monotonic counters (gateway.node.index.Counters)."""
+    def counters(self) -> Counters:
+        """Return the node's monotonic counters for /metrics."""
         return self.index.counters
 
     async def start(self, extension: Extension | None = None) -> None:
