@@ -86,12 +86,7 @@ class FleetExtension:
     async def run(self, node: Node) -> None:
         """Enroll the boards the registry does not know yet, then run the demo stories."""
         assert self.fleet is not None
-        for vb in self.fleet.boards:
-            if node.reads.find_device(vb.device_id) is None:
-                meta = {"profile": vb.profile["name"], "use_case": vb.profile.get("use_case")}
-                await node.sequencer.enroll(
-                    vb.public_key, {k: v for k, v in meta.items() if v is not None}
-                )
+        await stories.enroll_boards(node, self.fleet.boards)
         if self.sim.scenarios:
             await stories.run(node, self.fleet)
 

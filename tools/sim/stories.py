@@ -35,7 +35,7 @@ from gateway.contracts.parking import wallet_account
 from gateway.errors import ContractError, EdgesealError
 from gateway.node import Node
 from tools.sim import world
-from tools.sim.fleet import VirtualBoard, VirtualFleet
+from tools.sim.fleet import DEMO_PROFILES, VirtualBoard, VirtualFleet
 from tools.sim.world import CONSUMER_METER, DEMO_ROLE_KEY
 
 log = logging.getLogger("edgeseal.scenarios")
@@ -151,8 +151,6 @@ WALLET_TOPUP_BELOW_MINOR = 1000  # the driver's app tops up when the balance fal
 STORY_STEP_S = 1.0  # each story looks at the contract state once a second
 TICK_INTERVAL_S = 10.0  # why: heartbeat (20 s) and data-gap (30 s) limits are seen within 10 s
 CLOCK_CHECK_S = 2.0
-# The fleet's board profiles the stories need (tools.sim.fleet.DEMO_PROFILES starts them).
-STORY_PROFILES = ("cold-chain-logger", "pond-monitor", "collateral-tracker", "energy-meter", "parking-bay")  # fmt: skip
 # Contract events the demo reports on the console (the five outcomes).
 OUTCOMES = {
     "breach": "cold chain: lot {lot} BREACHED ({temp_centi_c} centi-degC, out of window {s} s)",
@@ -225,6 +223,22 @@ def participants(secret: bytes) -> dict[str, Participant]:
 # ==== the stories =================================================================================
 
 
+async def enroll_boards(node: Node, boards: list[VirtualBoard]) -> int:
+    """Enroll every board the node's registry does not know (metadata: profile, use case and the
+    demo role if any); return how many were enrolled."""
+    enrolled = 0
+    for vb in boards:
+        if node.reads.find_device(vb.device_id) is None:
+            meta = {
+                "profile": vb.profile["name"],
+                "use_case": vb.profile.get("use_case"),
+                "demo_role": vb.profile.get(DEMO_ROLE_KEY),
+            }
+            await node.sequencer.enroll(vb.public_key, {k: v for k, v in meta.items() if v})
+            enrolled += 1
+    return enrolled
+
+
 class ScenarioConflict(Exception):
     """The data dir's log belongs to someone else (another operator): the demo stays out of it."""
 
@@ -261,19 +275,14 @@ class Demo:
         bad secret file."""
         secret = load_or_create_secret(Path(node.settings.data_dir))
         roles = {world.role(vb.profile): vb for vb in fleet.boards}
-        for needed in STORY_PROFILES:
+        for needed in DEMO_PROFILES:
             if needed not in roles:
                 raise KeyError(f"the virtual fleet has no {needed} board")
         if CONSUMER_METER not in roles:
             # a trade needs two meters: the bakery's is a second energy-meter board
             seller = roles["energy-meter"]
             await fleet.add_board({**seller.profile, DEMO_ROLE_KEY: CONSUMER_METER})
-        for vb in fleet.boards:
-            if node.reads.find_device(vb.device_id) is None:
-                meta = {"profile": vb.profile["name"], "use_case": vb.profile.get("use_case")}
-                if vb.profile.get(DEMO_ROLE_KEY):
-                    meta["demo_role"] = vb.profile[DEMO_ROLE_KEY]
-                await node.sequencer.enroll(vb.public_key, {k: v for k, v in meta.items() if v})
+        await enroll_boards(node, fleet.boards)
         demo = cls(node, fleet, secret)
         await demo.sync_clocks()
         sizes = node.reads.sizes()

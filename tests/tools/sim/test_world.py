@@ -19,6 +19,7 @@ from gateway.contracts.collateral import inside_polygon
 from gateway.wire import CHANNELS
 from tools.sim import stories, world
 from tools.sim.devices import build_buses
+from tools.sim.fleet import DEMO_PROFILES
 from tools.sim.world import CONSUMER_METER, DEMO, DEMO_CYCLE_S, DEMO_ROLE_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,7 +46,7 @@ class Clock:
 
 def _profiles() -> dict[str, dict[str, Any]]:
     """Return the demo's board profiles by role, the consumer meter included."""
-    profiles = {n: board.load(str(ROOT / "boards" / f"{n}.json")) for n in stories.STORY_PROFILES}
+    profiles = {n: board.load(str(ROOT / "boards" / f"{n}.json")) for n in DEMO_PROFILES}
     profiles[CONSUMER_METER] = {**profiles["energy-meter"], DEMO_ROLE_KEY: CONSUMER_METER}
     return profiles
 
