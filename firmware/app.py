@@ -1,51 +1,25 @@
-"""Wires a board profile, buses, BLE, storage and a clock into the sampler and the peripheral."""
+"""Boot: wires a board profile, buses, BLE, storage and a clock into the sampler and the peripheral.
 
-import asyncio
+Boot-only code: main.py unloads this module (unload_boot_modules) once the board is built; what
+runs afterwards lives in firmware/runtime.py (Board, RealClock), re-exported here. Modules are
+imported in build_board in boot order (docs/firmware-runtime.md, "Boot order"), so each big
+step runs with only the code it needs resident.
+"""
 
 from micropython import const
 
-from firmware import drivers, ed25519, wire
-from firmware.journal import MAX_JOURNAL_BYTES, Journal
-from firmware.keystore import KeyStore
-from firmware.peripheral import Peripheral
-from firmware.sampler import DeviceTime, Sampler
-from firmware.seqcounter import FileKV, NvsKV, SeqCounter
+from firmware.runtime import FIRMWARE_VERSION, GPS_POLL_MS, Board, RealClock
 
-FIRMWARE_VERSION = (0, 1, 0)
-_IDLE_MS = const(1000)
-# GPS: the UART is drained this often between samples, so the parsed fix is never older than this
-# plus one NMEA period, whatever sample_interval_s is (the ESP32 UART ring buffer keeps the oldest
-# bytes when full: drained only at a 30 s sample it would hand out a 30 s old position).
-GPS_POLL_MS = const(250)
-
-
-class RealClock:
-    """The port's clock: ticks_ms/ticks_diff, async sleep_ms and a blocking block_ms for drivers.
-
-    MicroPython uses time.ticks_* (wrap-safe) and asyncio.sleep_ms; CPython a monotonic stand-in.
-    """
-
-    def __init__(self):
-        import time
-
-        self._time = time
-        if hasattr(time, "ticks_ms"):
-            self.ticks_ms = time.ticks_ms
-            self.ticks_diff = time.ticks_diff
-            self.block_ms = time.sleep_ms
-        else:
-            mono = time.monotonic  # pyright: ignore[reportAttributeAccessIssue] (CPython only)
-            self.ticks_ms = lambda: int(mono() * 1000)
-            self.ticks_diff = lambda a, b: a - b
-            self.block_ms = lambda ms: time.sleep(ms / 1000)
-
-    async def sleep_ms(self, ms):
-        """Sleep ms milliseconds without blocking other tasks."""
-        fn = getattr(asyncio, "sleep_ms", None)
-        if fn is not None:
-            await fn(ms)
-        else:
-            await asyncio.sleep(ms / 1000)
+__all__ = ["FIRMWARE_VERSION", "GPS_POLL_MS", "Board", "RealClock", "build_board", "load_profile"]
+# why: firmware.journal.MAX_JOURNAL_BYTES, repeated so this module need not import the journal
+# before build_board mounts it (a test pins that the two agree)
+JOURNAL_BYTES = const(65536)
+_ATTEN = {0: 0, 6: 2, 11: 3}  # profile atten_db -> machine.ADC.ATTN_* value
+# UART receive buffer: a signature blocks the loop up to ~0.9 s; at 9600 baud that is ~870 bytes
+# the GPS poll task must find still buffered (the ESP32 default of 256 would drop them).
+_UART_RXBUF_BYTES = const(1024)
+# Modules only the boot needs: unloaded by unload_boot_modules (their bytecode, not their names).
+_BOOT_MODULES = ("firmware.app", "firmware.keystore")
 
 
 def load_profile(path):
@@ -73,6 +47,41 @@ def load_profile(path):
         if package is not None and hasattr(package, leaf):
             delattr(package, leaf)
     return profile
+
+
+def make_buses(profile, machine):
+    """Return {bus name: bus} and {"<sensor>.<role>": Pin/ADC} for profile (a validated dict)."""
+    pin = machine.Pin
+    buses = {}
+    for name, bus in profile["buses"].items():
+        kind = bus["type"]
+        if kind == "i2c":
+            buses[name] = machine.I2C(
+                bus["id"], scl=pin(bus["scl"]), sda=pin(bus["sda"]), freq=bus["freq_hz"]
+            )
+        elif kind == "onewire":
+            import onewire
+
+            buses[name] = onewire.OneWire(pin(bus["pin"]))
+        elif kind == "uart":
+            buses[name] = machine.UART(
+                bus["id"], baudrate=bus["baudrate"], tx=bus["tx"], rx=bus["rx"],
+                rxbuf=_UART_RXBUF_BYTES,
+            )  # fmt: skip
+    for sensor in profile["sensors"]:
+        pins = sensor.get("pins") or {}
+        params = sensor.get("params") or {}
+        for role, gpio in pins.items():
+            key = sensor["name"] + "." + role
+            if role == "adc":
+                adc = machine.ADC(pin(gpio))
+                adc.atten(_ATTEN.get(params.get("atten_db", 11), 3))
+                buses[key] = adc
+            elif role == "sck":
+                buses[key] = pin(gpio, pin.OUT, value=0)
+            else:
+                buses[key] = pin(gpio, pin.IN, pin.PULL_UP)
+    return buses
 
 
 class Hooks:
@@ -113,6 +122,8 @@ def make_source(sensor, buses, clock, readings, hooks=None):
     only. A driver without a module gives a source whose read() raises, which the sampler reports
     once as a sensor-fault event. Faults of every source are the driver's exceptions.
     """
+    from firmware import drivers
+
     module = drivers.module(sensor["driver"])
     if module is None:
         from firmware.drivers.base import emitter, new_source
@@ -122,107 +133,84 @@ def make_source(sensor, buses, clock, readings, hooks=None):
     return module.source(sensor, buses, clock, readings, Hooks() if hooks is None else hooks)
 
 
-class Board:
-    """One running board: sampler + peripheral over its storage, radio and sensors.
-
-    Built by build_board(); start() launches the asyncio tasks, stop() cancels them.
-    """
-
-    def __init__(self, profile, sampler, peripheral, pollers=()):
-        self.profile = profile
-        self.sampler = sampler
-        self.peripheral = peripheral
-        self.pollers = pollers
-        self.dev_id = sampler.dev_id
-        self.public_key = sampler.signer.public_key
-        self.journal = sampler.journal
-        self._tasks = []
-        self.running = False
-
-    def coroutines(self):
-        """Journal the boot event and return the board's task coroutines (sampling, heartbeat,
-        BLE peripheral, and the GPS poll task when there are pollers) for a caller-driven loop;
-        start() runs them as asyncio tasks."""
-        s = self.sampler
-        s.running = True
-        self.running = True
-        s.event(wire.EV_BOOT)
-        tasks = [s.sample_task(), s.heartbeat_task(), self.peripheral.run()]
-        if self.pollers:
-            tasks.append(self._poll_task())
-        return tasks
-
-    async def _poll_task(self):
-        """Run every poller (GPS UART drain) every GPS_POLL_MS until stop(); errors are counted."""
-        clock = self.sampler.time.clock
-        while self.running:
-            for fn in self.pollers:
-                try:
-                    fn()
-                except Exception:
-                    self.sampler.errors += 1
-            await clock.sleep_ms(GPS_POLL_MS)
-
-    async def start(self):
-        """Journal the boot event and start sampling, heartbeats and the BLE peripheral as asyncio
-        tasks on the running loop; returns at once."""
-        self._tasks = [asyncio.create_task(c) for c in self.coroutines()]
-
-    def stop(self):
-        """Stop every task, advertising and the connection; returns nothing (safe to call twice)."""
-        self.running = False
-        self.sampler.running = False
-        self.peripheral.stop()
-        for t in self._tasks:
-            t.cancel()
-        self._tasks = []
-
-    async def run(self):
-        """start(), then keep the board alive until stop()."""
-        await self.start()
-        clock = self.sampler.time.clock
-        while self.running:
-            await clock.sleep_ms(_IDLE_MS)
-
-
 def build_board(
-    profile, ble, fs, nvs, buses, clock, urandom, sources=None, journal_bytes=MAX_JOURNAL_BYTES,
-    firmware_version=FIRMWARE_VERSION, uuid=None, sign_every_n=None,
+    profile, ble, fs, nvs, buses, clock, urandom, sources=None, journal_bytes=JOURNAL_BYTES,
+    firmware_version=FIRMWARE_VERSION, uuid=None, sign_every_n=None, degraded=False,
 ):  # fmt: skip
     """Return a Board (not started) from durable state, as the board does at power-on.
 
+    Boot order (pinned by tests/firmware/test_boot.py): 1. the radio (ble.active(True)) before
+    any large allocation: NimBLE takes its memory from the ESP-IDF heap the Python heap grows
+    into, and activating it after the heap grew is a known crash (MicroPython issue 14293);
+    2. the key, only now (the ESP32 RNG is pseudo-random until the radio is on); 3. the journal
+    mount (a full journal's scan garbage, with little code resident yet); 4. the signer table;
+    5. the seq counter, the sensors, the sampler and the GATT server.
+
     profile: dict from firmware.board (name, sample/heartbeat intervals, sensors); ble: a
-    bluetooth.BLE-compatible object; fs: firmware.fs.VfsFS or the simulated flash (journal, key,
-    and the seq counter when nvs is None); nvs: an esp32.NVS object for the seq counter, or None;
-    buses: {bus name: bus} plus {"<sensor>.<role>": Pin/ADC}; clock: ticks_ms(), ticks_diff(a, b),
-    async sleep_ms(ms) and optionally block_ms(ms) for drivers; urandom(n) -> bytes (first boot
-    only, makes the device key). sources: a list of sampler.Source replacing the profile's sensors.
-    Raises KeyCorrupt (damaged key file) or ValueError (bad profile) instead of running.
+    bluetooth.BLE-compatible object; fs: firmware.fs.VfsFS or the simulated flash (journal, and
+    the key and the seq counter when nvs is None); nvs: the esp32.NVS object holding the key and
+    the seq counter (the board), or None; buses: {bus name: bus} plus {"<sensor>.<role>":
+    Pin/ADC}; clock: ticks_ms(), ticks_diff(a, b), async sleep_ms(ms) and optionally
+    block_ms(ms) for drivers; urandom(n) -> bytes (first boot only, makes the device key).
+    sources: a list of sampler.Source replacing the profile's sensors. degraded: no sensors at
+    all (main.py after a MemoryError): heartbeats and uploads only, so the journal drains.
+    Raises KeyCorrupt (damaged key), ValueError (bad profile) or OSError (radio, flash).
     """
-    seed = KeyStore(fs).load_or_create(urandom)
-    # Mount before the signer exists: scanning a full journal allocates ~40 KB of short-lived
-    # garbage, which then never coincides with the signer's 12 KB table (tools/firmware_heap.py).
+    if not ble.active(True):
+        raise OSError("BLE did not become active")
+    from firmware.keystore import KeyStore
+
+    seed = KeyStore(fs, nvs=nvs).load_or_create(urandom)
+    from firmware.journal import Journal
+
     journal = Journal(fs, "journal", journal_bytes)
+    from firmware import ed25519
+
     signer = ed25519.SigningKey(seed)
+    seed = None
+    from firmware import wire
+    from firmware.seqcounter import FileKV, NvsKV, SeqCounter
+
     dev_id = wire.device_id(signer.public_key)
     kv = FileKV(fs, "state") if nvs is None else NvsKV(nvs)
     seqs = SeqCounter(kv, max(journal.last_seq, 0))
     hooks = Hooks()
-    if sources is None:
+    if degraded:
+        sources = []
+    elif sources is None:
         readings = {}
         sources = [make_source(s, buses, clock, readings, hooks) for s in profile["sensors"]]
     kw = {}
     if sign_every_n is not None:
         kw["sign_every_n"] = sign_every_n
+    from firmware.sampler import DeviceTime, Sampler
+
     sampler = Sampler(
         journal, seqs, signer, dev_id, DeviceTime(clock), sources, profile["sample_interval_s"],
         profile["heartbeat_interval_s"], **kw,
     )  # fmt: skip
+    from firmware.peripheral import Peripheral
+
     peripheral = Peripheral(ble, sampler, profile["name"], firmware_version, uuid=uuid)
     if hooks.scanners:
         on_result, on_done = _fan_out(hooks.scanners)
         peripheral.set_scan_listener(on_result, on_done)
-    return Board(profile, sampler, peripheral, hooks.pollers)
+    return Board(profile, sampler, peripheral, hooks.pollers, degraded)
+
+
+def unload_boot_modules():
+    """Drop the boot-only modules (this one, the key store) from sys.modules and the package, so
+    their bytecode is collected once the caller drops its own references (main.py does). Returns
+    nothing. Board, RealClock and everything the tasks use stay (firmware.runtime and below)."""
+    import sys
+
+    import firmware
+
+    for name in _BOOT_MODULES:
+        sys.modules.pop(name, None)
+        leaf = name[9:]  # after "firmware."
+        if hasattr(firmware, leaf):
+            delattr(firmware, leaf)
 
 
 def _fan_out(scanners):
@@ -242,6 +230,6 @@ def _fan_out(scanners):
 
 
 async def run(profile, ble, fs, nvs, buses, clock, urandom):
-    """Build the board and run it forever (the on-board entry point's body)."""
+    """Build the board and run it forever (host use; main.py builds, unloads, then runs)."""
     board = build_board(profile, ble, fs, nvs, buses, clock, urandom)
     await board.run()

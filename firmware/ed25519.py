@@ -19,12 +19,17 @@ the gateway follows the same rules). `verify(public_key, msg, sig)` returns True
 Signing is deterministic per RFC 8032 5.1.6, so output is byte-identical to libsodium's.
 
 Speed: [r]B uses a fixed-base table of signed radix-16 multiples (16 sub-tables of
-1..8 * 2**(16 j) * B in (y+x, y-x, 2*d*x*y) affine form), built on first use: its 384 field
+1..8 * 2**(16 j) * B in ((y+x)/2, (y-x)/2, d*x*y) affine form), built on first use: its 384 field
 elements are packed as 32-byte little-endian strings in one 12 KB bytearray and read back with
 int.from_bytes (as Python ints they took 26 KB of heap; the conversions cost a few percent of a
 signature). One signature costs 64 mixed additions (7 multiplications each) plus 12 doublings
 and one inversion (extended Euclid, which beats pow(z, p-2, p) several times over in the VM).
-Extended twisted Edwards coordinates (X:Y:Z:T), lazy reduction of sums.
+Extended twisted Edwards coordinates (X:Y:Z:T), lazy reduction of sums and of T.
+
+Garbage: every operation on a Python int above 2**30 allocates its result on the heap, so one
+signature leaves 490-710 KB for the collector (bodies of 64-176 bytes, measured in the VM by
+tools/bench_sign.py; tests/firmware/test_ed25519_alloc.py holds the budget): SHA-512 ~110 KB per
+128-byte block (3-5 blocks), [r]B ~120 KB, the inversion ~27 KB.
 
 Not constant-time: Python integers leak timing through their size and the code skips zero
 digits. Acceptable for a sensor board whose attacker sees at most one signature per upload
@@ -53,7 +58,10 @@ _MASK255 = (1 << 255) - 1
 _EIGHTS = 0x8888888888888888888888888888888888888888888888888888888888888888
 
 # The fixed-base table: entry n = 8*j + m - 1 (m * 2**(16 j) * B) at bytes 96n..96n+95, holding
-# y+x, y-x and 2*d*x*y (each mod p, 32 bytes little-endian).
+# (y+x)/2, (y-x)/2 and d*x*y (each mod p, 32 bytes little-endian). Halved against the textbook
+# (y+x, y-x, 2dxy) form: every product of the mixed addition then comes out halved, which scales
+# X, Y, Z and T alike (the same projective point) and saves computing 2*Z per addition.
+_HALF = (_P + 1) // 2  # 1/2 mod p
 _ENTRY_BYTES = const(96)
 _TABLE_BYTES = const(12288)  # 128 entries
 _TABLE = None
@@ -63,7 +71,13 @@ _TABLE = None
 
 
 def _inv(z):
-    """Return z**-1 mod p for z not divisible by p (extended Euclid; pow(z, -1, p) is missing on MicroPython)."""
+    """Return z**-1 mod p for z not divisible by p (extended Euclid; pow(z, -1, p) is missing on MicroPython).
+
+    Invariant: a == x0 * z and b == x1 * z (mod p). ~27 KB of garbage per inversion (about 150
+    steps of a divmod and a multiply-subtract on 255-bit ints). Measured alternatives, both
+    rejected for time (issue 12 item 5): pow(z, p - 2, p) allocates only its result but takes ~6x
+    as long; Lehmer's variant (Knuth 4.5.2, 30-bit leading parts) takes 15 KB but 1.7x as long.
+    """
     a = _P
     b = z % _P
     x0 = 0
@@ -191,9 +205,9 @@ def _table_bytes():
                 x = pts[m][0] * zi % P
                 y = pts[m][1] * zi % P
                 o = (8 * j + m) * _ENTRY_BYTES
-                tb[o : o + 32] = ((y + x) % P).to_bytes(32, "little")
-                tb[o + 32 : o + 64] = ((y - x) % P).to_bytes(32, "little")
-                tb[o + 64 : o + 96] = (x * y % P * _D2 % P).to_bytes(32, "little")
+                tb[o : o + 32] = ((y + x) * _HALF % P).to_bytes(32, "little")
+                tb[o + 32 : o + 64] = ((y - x) * _HALF % P).to_bytes(32, "little")
+                tb[o + 64 : o + 96] = (x * y % P * _D % P).to_bytes(32, "little")
             for _i in range(16):
                 base = _double(base)
         _TABLE = tb
@@ -201,7 +215,10 @@ def _table_bytes():
 
 
 class _Column:
-    """One coordinate of the packed table as a read-only sequence of 128 ints (tests, tools)."""
+    """One coordinate of the packed table as a read-only sequence of 128 ints (tests, tools).
+
+    Items are the stored (halved) values times 2 mod p: y+x, y-x and 2*d*x*y.
+    """
 
     def __init__(self, tb, off):
         self._tb = tb
@@ -214,7 +231,7 @@ class _Column:
         if not 0 <= n < len(self):
             raise IndexError("table index out of range")
         o = n * _ENTRY_BYTES + self._off
-        return int.from_bytes(self._tb[o : o + 32], "little")
+        return 2 * int.from_bytes(self._tb[o : o + 32], "little") % _P
 
 
 def _table():
@@ -225,7 +242,15 @@ def _table():
 
 
 def _base_mul(s):
-    """Return [s]B as an extended point (X, Y, Z, T); precondition 0 <= s < 2**253."""
+    """Return [s]B as an extended point (X, Y, Z, T), coordinates reduced mod p; precondition 0 <= s < 2**253.
+
+    Signed radix-16 comb (RFC 8032 section 5.1.6 step 3 computes [r]B; any correct method gives
+    the same point): 4 passes of up to 16 mixed additions, 4 doublings between passes. Mixed
+    addition: add-2008-hwcd-3 with Z2 = 1 (RFC 8032 section 5.1.4) against the halved table
+    entries, 7 multiplications. Garbage per addition (~1.7 KB, measured in the VM): every
+    operation on these 255-bit ints allocates 48-96 bytes, a reduction `% P` 96; the ways it is
+    kept down are commented at each step.
+    """
     mv = memoryview(_table_bytes())
     from_bytes = int.from_bytes
     P = _P
@@ -234,11 +259,13 @@ def _base_mul(s):
     Y = 1
     Z = 1
     T = 0
+    # T is kept unreduced (|T| < 4 p**2, a product of two sums of reduced values): it only ever
+    # feeds the next addition's T * dxy % P, which reduces anyway; one `% P` less per addition.
     # s = sum over k = 3..0 of 16**k * sum over j of e[4j + k] * 16**(4j); Horner in k.
     for k in (3, 2, 1, 0):
         if k != 3:
             e = h = 0  # always reassigned below (4 doublings); keeps the type checker sure
-            for _i in range(4):
+            for _i in range(4):  # dbl-2008-hwcd, a = -1 (RFC 8032 section 5.1.4)
                 a = X * X % P
                 b = Y * Y % P
                 c = Z * Z % P
@@ -251,36 +278,37 @@ def _base_mul(s):
                 X = e * f % P
                 Y = g * h % P
                 Z = f * g % P
-            T = e * h % P
+            T = e * h
         shift = (k & 1) << 2
         row = 0
         for i in range(k >> 1, 32, 2):
             d = ((nib[i] >> shift) & 15) - 8
             if d:
+                # Entry (u, v, w) = ((y+x)/2, (y-x)/2, dxy) of |d| * 16**(4j + k) * B. For -P (x
+                # negated) u and v swap and w changes sign; instead of negating w (one more
+                # allocation) the two uses of c swap: F = Z + c, G = Z - c.
                 if d > 0:
                     o = (row + d - 1) * _ENTRY_BYTES
-                    yp = from_bytes(mv[o : o + 32], "little")
-                    ym = from_bytes(mv[o + 32 : o + 64], "little")
-                    td = from_bytes(mv[o + 64 : o + 96], "little")
-                else:  # -P: swap y+x and y-x, negate 2dxy
+                    a = (Y - X) * from_bytes(mv[o + 32 : o + 64], "little") % P
+                    b = (Y + X) * from_bytes(mv[o : o + 32], "little") % P
+                    c = T * from_bytes(mv[o + 64 : o + 96], "little") % P
+                    f = Z - c
+                    g = Z + c
+                else:
                     o = (row - d - 1) * _ENTRY_BYTES
-                    yp = from_bytes(mv[o + 32 : o + 64], "little")
-                    ym = from_bytes(mv[o : o + 32], "little")
-                    td = -from_bytes(mv[o + 64 : o + 96], "little")
-                a = (Y - X) * ym % P
-                b = (Y + X) * yp % P
-                c = T * td % P
-                z2 = Z + Z
+                    a = (Y - X) * from_bytes(mv[o : o + 32], "little") % P
+                    b = (Y + X) * from_bytes(mv[o + 32 : o + 64], "little") % P
+                    c = T * from_bytes(mv[o + 64 : o + 96], "little") % P
+                    f = Z + c
+                    g = Z - c
                 e = b - a
-                f = z2 - c
-                g = z2 + c
                 h = b + a
                 X = e * f % P
                 Y = g * h % P
                 Z = f * g % P
-                T = e * h % P
+                T = e * h
             row += 8
-    return (X, Y, Z, T)
+    return (X, Y, Z, T % P)
 
 
 # ---------------------------------------------------------------------------- API

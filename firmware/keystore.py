@@ -1,4 +1,4 @@
-"""Device seed store: 32 random bytes made once at first boot, kept with a CRC, written new-then-renamed."""
+"""Device seed store: 32 random bytes made once at first boot, in NVS (a file on boards without it)."""
 
 import struct
 
@@ -7,31 +7,111 @@ from micropython import const
 from firmware.crc32 import crc32
 
 SEED_BYTES = const(32)
+NVS_KEY = "dev_key"  # blob in the NVS namespace main.py opens ("edgeseal"); 15 characters at most
 _MAGIC = b"EK01"
-_FILE_BYTES = const(40)  # magic(4) seed(32) crc32(4)
+_BLOB_BYTES = const(40)  # magic(4) seed(32) crc32(4): the same layout in NVS and in the old file
+# why: get_blob raises OSError when the buffer is too small; one spare byte detects a longer blob
+_READ_BYTES = const(41)
+# "No such key": ESP-IDF's ESP_ERR_NVS_NOT_FOUND (0x1102) surfaces as OSError(-0x1102) on the
+# ESP32 port; the host shim (tests/shims/esp32.py) raises ENOENT. Any other OSError is a real
+# failure and propagates: a read error must never be taken for "no key" (that would make a new one).
+_NVS_NOT_FOUND = (-0x1102, 2)
 
 
 class KeyCorrupt(Exception):
     """The stored seed fails its check: never replaced silently (it is the device's identity)."""
 
 
+def _pack(seed):
+    """Return the 40-byte stored form of seed: magic, seed, CRC-32 (big-endian)."""
+    body = _MAGIC + seed
+    return body + struct.pack(">I", crc32(body))
+
+
+def _unpack(blob, where):
+    """Return the seed from a stored form; raises KeyCorrupt (naming where) when it is damaged."""
+    if len(blob) != _BLOB_BYTES or blob[:4] != _MAGIC:
+        raise KeyCorrupt(where + " has the wrong size or magic")
+    if struct.unpack(">I", blob[36:40])[0] != crc32(blob[:36]):
+        raise KeyCorrupt(where + " fails its CRC")
+    return bytes(blob[4:36])
+
+
 class KeyStore:
     """Persists the device's Ed25519 seed. Hand what load_or_create() returns to the signer only:
     never log it, never send it, never keep other references to it.
 
-    A cut while the seed is first written leaves at most a stale temporary file, which the next
-    boot deletes before making a fresh seed: a seed is returned only after its file was renamed
-    into place and read back intact, so a half-written seed is never used.
+    nvs: an esp32.NVS object (the board: main.py passes the "edgeseal" namespace), where the seed
+    lives under NVS_KEY, not on the filesystem (ETSI EN 303 645 provision 5.4; with NVS
+    encryption it is encrypted at rest, docs/production.md). A key file left by an earlier
+    firmware (path on fs) is moved into NVS on the first boot of this version and then deleted.
+    nvs None (host tools, the simulated fleet): the seed is the file at path, as before.
+
+    Power cuts: NVS writes one blob atomically (set_blob + commit); the seed is returned only
+    after it reads back intact. Migration writes NVS before deleting the file, so at every
+    moment the flash holds the key in the file, in NVS or in both. On the file-only path a
+    cut while the seed is first written leaves at most a stale temporary file, which the next
+    boot deletes before making a fresh seed, so a half-written seed is never used.
     """
 
-    def __init__(self, fs, path="key.bin"):
+    def __init__(self, fs, path="key.bin", nvs=None):
         self._fs = fs
         self._path = path
         self._tmp = path + ".tmp"
+        self._nvs = nvs
 
     def exists(self):
-        """Return True when a seed file is in place (valid or not)."""
+        """Return True when a seed is stored (valid or not), in NVS or in the file."""
+        if self._nvs is not None:
+            try:
+                if _nvs_read(self._nvs) is not None:
+                    return True
+            except KeyCorrupt:
+                return True
         return self._fs.exists(self._path)
+
+    def load_or_create(self, urandom):
+        """Return the 32-byte seed, creating it first with urandom(n) -> bytes when there is none.
+
+        Precondition on the board: the radio is active (the ESP32 RNG is only pseudo-random
+        before Wi-Fi or Bluetooth is on), which firmware.app.build_board ensures.
+        Raises KeyCorrupt when a stored seed is damaged (needs re-provisioning by a person),
+        OSError when NVS cannot be read (the caller resets and tries again; nothing is replaced).
+        """
+        nvs = self._nvs
+        if nvs is None:
+            return self._file_load_or_create(urandom)
+        seed = _nvs_read(nvs)
+        if seed is not None:
+            self._drop_file(seed)  # a migration cut before the file was deleted
+            return seed
+        seed = self._read()
+        if seed is None:  # first boot: no key anywhere
+            self._drop_tmp()
+            seed = _new_seed(urandom)
+        _nvs_write(nvs, seed)  # a migrated file stays until NVS holds its seed
+        self._drop_file(seed)
+        return seed
+
+    # ---- the key file ---------------------------------------------------------------------------
+    def _drop_file(self, seed):
+        """Delete the key file once NVS holds seed. Precondition: NVS holds seed, read back.
+        A readable file with another seed raises KeyCorrupt (two identities: a person decides);
+        a damaged one is deleted (NVS holds the identity)."""
+        try:
+            old = self._read()
+        except KeyCorrupt:
+            old = seed
+        if old is not None:
+            if old != seed:
+                raise KeyCorrupt("key file and NVS hold different keys")
+            self._fs.remove(self._path)
+        self._drop_tmp()
+
+    def _drop_tmp(self):
+        """Delete the temporary file of an interrupted file-only first boot; returns nothing."""
+        if self._fs.exists(self._tmp):
+            self._fs.remove(self._tmp)
 
     def _read(self):
         """Return the seed from the file, None when there is no file; raises KeyCorrupt when bad."""
@@ -40,32 +120,21 @@ class KeyStore:
         except OSError:
             return None
         try:
-            blob = f.read(_FILE_BYTES + 1)
+            blob = f.read(_READ_BYTES)
         finally:
             f.close()
-        if len(blob) != _FILE_BYTES or blob[:4] != _MAGIC:
-            raise KeyCorrupt("key file has the wrong size or magic")
-        if struct.unpack(">I", blob[36:40])[0] != crc32(blob[:36]):
-            raise KeyCorrupt("key file fails its CRC")
-        return bytes(blob[4:36])
+        return _unpack(blob, "key file")
 
-    def load_or_create(self, urandom):
-        """Return the 32-byte seed, creating it first with urandom(n) -> bytes when there is none.
-
-        Raises KeyCorrupt when a seed file exists but is damaged (needs re-provisioning by a person).
-        """
+    def _file_load_or_create(self, urandom):
+        """Return the seed of the file, creating it (tmp, flush, rename, read back) when missing."""
         seed = self._read()
         if seed is not None:
             return seed
-        if self._fs.exists(self._tmp):
-            self._fs.remove(self._tmp)
-        seed = bytes(urandom(SEED_BYTES))
-        if len(seed) != SEED_BYTES:
-            raise ValueError("urandom returned the wrong length")
-        body = _MAGIC + seed
+        self._drop_tmp()
+        seed = _new_seed(urandom)
         f = self._fs.open(self._tmp, "wb")
         try:
-            f.write(body + struct.pack(">I", crc32(body)))
+            f.write(_pack(seed))
             f.flush()
         finally:
             f.close()
@@ -73,3 +142,31 @@ class KeyStore:
         if self._read() != seed:
             raise KeyCorrupt("key file did not read back")
         return seed
+
+
+def _nvs_read(nvs):
+    """Return the seed in nvs, None when there is none; raises KeyCorrupt when it is damaged."""
+    buf = bytearray(_READ_BYTES)
+    try:
+        n = nvs.get_blob(NVS_KEY, buf)
+    except OSError as e:
+        if e.args and e.args[0] in _NVS_NOT_FOUND:
+            return None
+        raise
+    return _unpack(memoryview(buf)[:n], "NVS key")
+
+
+def _nvs_write(nvs, seed):
+    """Store seed in nvs and commit; returns once it reads back (raises KeyCorrupt if not)."""
+    nvs.set_blob(NVS_KEY, _pack(seed))
+    nvs.commit()
+    if _nvs_read(nvs) != seed:
+        raise KeyCorrupt("NVS key did not read back")
+
+
+def _new_seed(urandom):
+    """Return SEED_BYTES fresh bytes from urandom; raises ValueError on a short answer."""
+    seed = bytes(urandom(SEED_BYTES))
+    if len(seed) != SEED_BYTES:
+        raise ValueError("urandom returned the wrong length")
+    return seed

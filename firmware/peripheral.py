@@ -29,6 +29,12 @@ NOTIFY_RETRY_MS = const(15)
 # Give up on a link after this many failed tries in a row (~3 s): a stuck link is disconnected,
 # and the gateway reconnects and resumes from its last committed seq.
 NOTIFY_MAX_RETRIES = const(200)
+# A central that sent no command and got no frame for this long is dropped: any phone in range
+# that connects and sits there would otherwise keep the board from advertising (a connection ends
+# legacy advertising) and no gateway could reach it. The gateway writes TIME_SYNC or SEND_FROM
+# right after connecting and is never silent that long (its own timeouts are 5-20 s, a commit a
+# few s): 2 min is far above any pause of its and still frees the board soon enough.
+IDLE_DISCONNECT_MS = const(120000)
 # Control writes queued by the IRQ handler before the task runs: the gateway waits for each
 # answer, so more than 2 means a misbehaving central; extra writes get STATUS busy.
 _QUEUE_MAX = const(4)
@@ -49,12 +55,13 @@ class Peripheral:
     ble: a `bluetooth.BLE` object (or a host stand-in with the same API), owned by this class.
     sampler: firmware.sampler.Sampler (journal, chain, clock). board_name: str (<= 32 bytes).
     firmware_version: (major, minor, patch). uuid: the UUID class (defaults to bluetooth.UUID).
+    idle_disconnect_ms: drop a central that stays silent this long (IDLE_DISCONNECT_MS).
     The IRQ handler only records events; run() (an asyncio task) does all the work.
     """
 
     def __init__(
         self, ble, sampler, board_name, firmware_version, mtu=protocol.PREFERRED_MTU,
-        adv_interval_us=ADV_INTERVAL_US, uuid=None,
+        adv_interval_us=ADV_INTERVAL_US, uuid=None, idle_disconnect_ms=IDLE_DISCONNECT_MS,
     ):  # fmt: skip
         if uuid is None:
             import bluetooth
@@ -83,6 +90,8 @@ class Peripheral:
         self._stream_end = -1
         self._stream_left = 0
         self._last_sent = -1
+        self.idle_disconnect_ms = idle_disconnect_ms
+        self._active_ms = 0  # ticks_ms of the connection's last command or frame
         self._on_scan_result = None
         self._on_scan_done = None
         self._scan = (SCAN_PERIOD_MS, SCAN_DURATION_MS, SCAN_INTERVAL_US, SCAN_WINDOW_US)
@@ -97,6 +106,7 @@ class Peripheral:
         self.records_sent = 0
         self.commands = 0
         self.bad_commands = 0
+        self.idle_disconnects = 0
         self.errors = 0
 
         ble.active(True)
@@ -261,6 +271,7 @@ class Peripheral:
             try:
                 self._ble.gatts_notify(conn, self._h_data, frame)
                 self.notifications += 1
+                self._active_ms = self._clock.ticks_ms()
                 return True
             except OSError:
                 tries += 1
@@ -278,6 +289,7 @@ class Peripheral:
     async def _command(self, raw):
         """Parse and apply one control write, answering as docs/ble-protocol.md says."""
         self.commands += 1
+        self._active_ms = self._clock.ticks_ms()
         try:
             op, a, b = protocol.parse_command(raw)
         except protocol.CommandError as e:
@@ -384,6 +396,7 @@ class Peripheral:
             if self._ev_connect:
                 self._ev_connect = False
                 self.connections += 1
+                self._active_ms = self._clock.ticks_ms()
                 self._refresh_info()
             if self._busy_ops:
                 await self._status(self._busy_ops.pop(0), protocol.ST_BUSY, 0)
@@ -409,7 +422,21 @@ class Peripheral:
                 self._advertise()
             if self._on_scan_result is not None:
                 self._scan_step()
+            self._drop_if_idle()
             await self._clock.sleep_ms(POLL_MS)
+
+    def _drop_if_idle(self):
+        """Disconnect a central silent for idle_disconnect_ms (IDLE_DISCONNECT_MS); returns
+        nothing. A refused disconnect is tried again one idle period later."""
+        conn = self._conn
+        if conn is None or self._stream:
+            return
+        now = self._clock.ticks_ms()
+        if self._clock.ticks_diff(now, self._active_ms) < self.idle_disconnect_ms:
+            return
+        self._active_ms = now
+        self.idle_disconnects += 1
+        self._disconnect(conn)
 
     def stop(self):
         """Stop serving: end advertising and drop the connection; returns nothing."""

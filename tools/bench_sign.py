@@ -1,12 +1,16 @@
-"""Benchmark: optimised firmware Ed25519 signing vs the naive RFC-style signer, in one run.
+"""Benchmark: firmware Ed25519 signing vs the previous firmware signer and the naive one, in one run.
 
 Runs unchanged under CPython and inside the MicroPython VM:
 
     node tools/mpvm.mjs --copy tools --run tools/bench_sign.py [--n N] [--msg-bytes M]
-    python3 tools/bench_sign.py [--n N] [--msg-bytes M] [--rounds R] [--sha-kb K]
+    python3 tools/bench_sign.py [--n N] [--msg-bytes M] [--rounds R] [--pairs P] [--sha-kb K]
 
-Prints ms per signature for both signers, the speedup ratio, SHA-512 throughput, and the heap
-taken by the fixed-base table; the last line is a machine-readable `RESULT key=value ...`.
+Prints ms per signature for the three signers (firmware, previous = tools/ed25519_prev.py, naive =
+tools/ed25519_naive.py), the ratios, SHA-512 throughput, the heap taken by the fixed-base table
+and, in the MicroPython VM, the bytes one signature allocates (gc off, gc.mem_alloc() before and
+after: everything the signature leaves for the collector) for the firmware and the previous signer
+at three body sizes, with a breakdown by stage. The last line is a machine-readable
+`RESULT key=value ...`.
 """
 
 import gc
@@ -26,7 +30,24 @@ except NameError:
 
 MICROPYTHON = sys.implementation.name == "micropython"
 
+_PERF = None
 if MICROPYTHON:
+    try:  # the VM (node): performance.now() resolves microseconds, time.ticks_us() only whole ms
+        import js
+
+        _PERF = js.performance
+    except ImportError:  # a board: ticks_us() is exact there
+        pass
+
+if _PERF is not None:
+
+    def _now_us():
+        return _PERF.now() * 1000
+
+    def _since_us(t0):
+        return _PERF.now() * 1000 - t0
+
+elif MICROPYTHON:
 
     def _now_us():
         return time.ticks_us()
@@ -75,6 +96,82 @@ def _messages(count, size):
     return out
 
 
+# Record bodies signed by the board (docs/wire-format.md): the 64-byte header alone, a typical
+# reading and MAX_BODY_BYTES. why: SHA-512 dominates the garbage and its block count depends on
+# the length (RFC 8032 hashes prefix || M and R || A || M): 3, 4 and 5 blocks for these sizes.
+ALLOC_BODY_BYTES = (64, 100, 176)
+
+
+# Signatures per A/B timing pair. why: 5 signatures take ~15-20 ms in the VM, long against the
+# clock's resolution and short against the load swings of a shared machine.
+AB_BATCH = 5
+
+
+def _alloc_bytes(fn, *args):
+    """Return the bytes fn(*args) allocates on the MicroPython heap, collection off (None on CPython).
+
+    The VM's collector frees nothing while a script runs, so the difference of gc.mem_alloc() is
+    exactly what fn allocated and did not free itself (C-level temporaries freed inside one
+    operation, like a division's quotient, do not count, as on the board).
+    """
+    if not MICROPYTHON:
+        return None
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        fn(*args)
+        return gc.mem_alloc() - before
+    finally:
+        gc.enable()
+
+
+def _alloc_report(ed25519, prev, seed):
+    """Print allocated bytes per signature (firmware vs previous) and a breakdown; return (dict, ok).
+
+    The dict maps RESULT keys to values; ok is False when a body size exceeds the test's budget.
+    """
+    from firmware.sha512 import SHA512
+    from tests.firmware.test_ed25519_alloc import SIGN_ALLOC_BUDGET_BYTES
+
+    key = ed25519.SigningKey(seed)
+    old = prev.SigningKey(seed)
+    out = {"alloc_budget_b": SIGN_ALLOC_BUDGET_BYTES}
+    ok = True
+    for size in ALLOC_BODY_BYTES:
+        msg = _messages(1, size)[0]
+        # Also the warm-up: both tables exist before anything is measured.
+        assert key.sign(msg) == old.sign(msg)
+        new_b = _alloc_bytes(key.sign, msg)
+        old_b = _alloc_bytes(old.sign, msg)
+        verdict = "ok" if new_b <= SIGN_ALLOC_BUDGET_BYTES else "OVER BUDGET"
+        ok = ok and new_b <= SIGN_ALLOC_BUDGET_BYTES
+        print(
+            f"allocated per signature, {size:3d}-byte body: firmware {new_b:7d} B,"
+            f" previous {old_b:7d} B, ratio {new_b / old_b:.3f}"
+            f" (budget {SIGN_ALLOC_BUDGET_BYTES} B: {verdict})"
+        )
+        out[f"alloc_b_{size}"] = new_b
+        out[f"prev_alloc_b_{size}"] = old_b
+        out[f"alloc_ratio_{size}"] = f"{new_b / old_b:.3f}"
+    # Typical inputs: a scalar from a hash (about 1 in 16 signed digits is 0, as in signing; a
+    # structured scalar skips additions) and a block of message-like bytes (zero words are small
+    # ints in MicroPython and would allocate less).
+    r = ed25519._hash_mod_l(seed, b"breakdown", b"")
+    point = ed25519._base_mul(r)
+    data = _messages(1, 128)[0]
+    block = SHA512()
+    parts = (
+        ("SHA-512, one 128-byte block", _alloc_bytes(block.update, data)),
+        ("[r]B (comb, 4 passes)", _alloc_bytes(ed25519._base_mul, r)),
+        ("encode R (one inversion)", _alloc_bytes(ed25519._encode, point)),
+    )
+    print("  firmware breakdown: " + ", ".join(f"{name} {b} B" for name, b in parts))
+    out["sha512_block_alloc_b"] = parts[0][1]
+    out["base_mul_alloc_b"] = parts[1][1]
+    out["encode_alloc_b"] = parts[2][1]
+    return out, ok
+
+
 def _time_signs(key, msgs):
     """Return (microseconds per signature, signatures) for key.sign over msgs."""
     sigs = []
@@ -85,8 +182,10 @@ def _time_signs(key, msgs):
 
 
 def main():
+    """Run the benchmark; return 0, or 1 when (in the VM) a signature exceeds the allocation budget."""
     n = _arg("n", 20)
-    rounds = _arg("rounds", 3)
+    rounds = _arg("rounds", 5)
+    ab_pairs = _arg("pairs", 40)
     msg_bytes = _arg("msg-bytes", 64)
     sha_kb = _arg("sha-kb", 16)
 
@@ -97,9 +196,10 @@ def main():
     from firmware import ed25519, sha512
 
     try:
-        from tools import ed25519_naive
+        from tools import ed25519_naive, ed25519_prev
     except ImportError:
         import ed25519_naive
+        import ed25519_prev
 
     print("Ed25519 sign benchmark on", sys.implementation.name, sys.version.split()[0])
 
@@ -117,21 +217,50 @@ def main():
     seed = bytes(range(32))
     msgs = _messages(n, msg_bytes)
     fast = ed25519.SigningKey(seed)
+    prev = ed25519_prev.SigningKey(seed)
     naive = ed25519_naive.SigningKey(seed)
-    assert fast.public_key == naive.public_key
+    assert fast.public_key == naive.public_key == prev.public_key
 
     fast.sign(msgs[0])  # warm-up
+    prev.sign(msgs[0])
     naive.sign(msgs[0])
-    # Alternate the two signers over several rounds and keep each one's best round: other
-    # load on the machine (and GC pauses) only ever add time.
-    fast_us = naive_us = None
+    # Alternate the signers over several rounds and keep each one's best round: other
+    # load on the machine (and GC pauses) only ever add time. The firmware and the previous
+    # signer run back to back in alternating order, and their ratio is taken per round (the
+    # median of the rounds is reported): both halves of a round see the same machine load.
+    fast_us = prev_us = naive_us = None
+    round_ratios = []
     for rnd in range(rounds):
-        f_us, fast_sigs = _time_signs(fast, msgs)
+        if rnd % 2:
+            p_us, prev_sigs = _time_signs(prev, msgs)
+            f_us, fast_sigs = _time_signs(fast, msgs)
+        else:
+            f_us, fast_sigs = _time_signs(fast, msgs)
+            p_us, prev_sigs = _time_signs(prev, msgs)
         n_us, naive_sigs = _time_signs(naive, msgs)
-        assert fast_sigs == naive_sigs, "optimised and naive signatures differ"
-        print(f"round {rnd + 1}: naive {n_us / 1000:.3f} ms, optimised {f_us / 1000:.3f} ms")
+        assert fast_sigs == naive_sigs == prev_sigs, "the three signers' signatures differ"
+        print(
+            f"round {rnd + 1}: naive {n_us / 1000:.3f} ms, previous {p_us / 1000:.3f} ms,"
+            f" optimised {f_us / 1000:.3f} ms"
+        )
+        round_ratios.append(f_us / p_us)
         fast_us = f_us if fast_us is None else min(fast_us, f_us)
+        prev_us = p_us if prev_us is None else min(prev_us, p_us)
         naive_us = n_us if naive_us is None else min(naive_us, n_us)
+    # The ratio to the previous signer from many short A/B pairs (a few signatures each, order
+    # alternating): on a loaded machine the rounds above drift by 2x, adjacent pairs much less.
+    pair_msgs = msgs[:AB_BATCH]
+    for i in range(ab_pairs):
+        if i % 2:
+            p_us = _time_signs(prev, pair_msgs)[0]
+            f_us = _time_signs(fast, pair_msgs)[0]
+        else:
+            f_us = _time_signs(fast, pair_msgs)[0]
+            p_us = _time_signs(prev, pair_msgs)[0]
+        if p_us > 0:
+            round_ratios.append(f_us / p_us)
+    round_ratios.sort()
+    time_ratio_prev = round_ratios[len(round_ratios) // 2]
 
     t0 = _now_us()
     for i in range(n):
@@ -152,21 +281,32 @@ def main():
     impl = sys.implementation.name
     print(f"messages: {n} x {msg_bytes} bytes, best of {rounds} rounds")
     print(f"naive     sign: {naive_us / 1000:8.3f} ms/signature")
+    print(f"previous  sign: {prev_us / 1000:8.3f} ms/signature (tools/ed25519_prev.py)")
     print(f"optimised sign: {fast_us / 1000:8.3f} ms/signature")
-    print(f"speedup       : {ratio:8.2f} x")
+    print(f"speedup       : {ratio:8.2f} x over naive")
+    print(
+        f"time / previous: {time_ratio_prev:7.3f} (median of {len(round_ratios)} A/B ratios;"
+        " below 1: faster than the previous signer)"
+    )
     print(f"optimised verify: {verify_us / 1000:6.3f} ms/signature (policy checks included)")
     print(f"sha512 (pure) : {sha_kb_s:8.1f} KB/s, {sha_block_us:.1f} us per 128-byte block")
     print(f"fixed-base table: {table_bytes} bytes live, built in {build_us / 1000:.1f} ms")
+    alloc = {}
+    ok = True
     if MICROPYTHON:
         print(f"table build allocated {churn_bytes} bytes in total (short-lived garbage)")
+        alloc, ok = _alloc_report(ed25519, ed25519_prev, seed)
+    extra = "".join(f" {k}={v}" for k, v in alloc.items())
     print(
-        f"RESULT impl={impl} naive_ms={naive_us / 1000:.3f} fast_ms={fast_us / 1000:.3f}"
-        f" ratio={ratio:.2f} verify_ms={verify_us / 1000:.3f} sha512_kb_s={sha_kb_s:.1f}"
+        f"RESULT impl={impl} naive_ms={naive_us / 1000:.3f} prev_ms={prev_us / 1000:.3f}"
+        f" fast_ms={fast_us / 1000:.3f} ratio={ratio:.2f} time_ratio_prev={time_ratio_prev:.3f}"
+        f" verify_ms={verify_us / 1000:.3f} sha512_kb_s={sha_kb_s:.1f}"
         f" table_bytes={table_bytes} table_build_ms={build_us / 1000:.1f} n={n}"
-        f" msg_bytes={msg_bytes}"
+        f" msg_bytes={msg_bytes}{extra}"
     )
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    if main():
+        raise SystemExit(1)  # the VM runner reports an uncaught SystemExit as a failure

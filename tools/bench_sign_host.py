@@ -1,6 +1,10 @@
 """Host wrapper for tools/bench_sign.py: runs it in the MicroPython VM (node) and under CPython, prints both.
 
-Usage: python3 tools/bench_sign_host.py [--n N] [--msg-bytes M] [--vm-only | --cpython-only]
+Reports sign time against the naive and the previous signer (tools/ed25519_prev.py) and, from the
+VM, the bytes allocated per signature against the previous signer; fails when the VM run does (a
+signature over the allocation budget) or the speedup over naive is below 3x.
+
+Usage: python3 tools/bench_sign_host.py [--n N] [--msg-bytes M] [--pairs P] [--vm-only | --cpython-only]
 From tools/bench.py: `from tools import bench_sign_host; bench_sign_host.main(["--n", "20"])`.
 """
 
@@ -31,6 +35,10 @@ def _run(cmd, label):
     return proc.returncode, result
 
 
+# Body sizes bench_sign.py reports allocation for (its ALLOC_BODY_BYTES).
+ALLOC_SIZES = (64, 100, 176)
+
+
 def parse_result(line):
     """Return the key=value pairs of a RESULT line as a dict of str."""
     return dict(item.split("=", 1) for item in line.split()[1:])
@@ -40,7 +48,7 @@ def main(argv=None):
     """Run the sign benchmark in the VM and under CPython; return 0 if both ran (and the VM ratio >= 3)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--quick" in args:  # make bench --quick: fewer signatures, same comparison
-        args = [a for a in args if a != "--quick"] + ["--n", "8", "--rounds", "2"]
+        args = [a for a in args if a != "--quick"] + ["--n", "8", "--rounds", "2", "--pairs", "20"]
     vm = "--cpython-only" not in args
     host = "--vm-only" not in args
     passthrough = [a for a in args if a not in ("--vm-only", "--cpython-only")]
@@ -60,9 +68,17 @@ def main(argv=None):
     print()
     for impl, r in results.items():
         print(
-            f"{impl:<11} naive {r['naive_ms']:>8} ms/sign   optimised {r['fast_ms']:>7} ms/sign"
-            f"   speedup {r['ratio']:>5}x   table {r['table_bytes']} bytes"
+            f"{impl:<11} naive {r['naive_ms']:>8} ms/sign   previous {r['prev_ms']:>7} ms/sign"
+            f"   optimised {r['fast_ms']:>7} ms/sign   speedup {r['ratio']:>5}x"
+            f"   time/previous {r['time_ratio_prev']}   table {r['table_bytes']} bytes"
         )
+        for size in ALLOC_SIZES:
+            if f"alloc_b_{size}" in r:
+                print(
+                    f"{impl:<11} allocated per signature, {size}-byte body: {r[f'alloc_b_{size}']} B"
+                    f" (previous {r[f'prev_alloc_b_{size}']} B, ratio {r[f'alloc_ratio_{size}']},"
+                    f" budget {r['alloc_budget_b']} B)"
+                )
     mp = results.get("micropython")
     if mp is not None and float(mp["ratio"]) < 3.0:
         print(f"FAIL: VM speedup {mp['ratio']} x is below the 3x goal")

