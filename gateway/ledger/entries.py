@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.bounds import MAX_JSON_DEPTH, check_metadata, json_depth
 from gateway.errors import WireError
 
 KIND_DEVICE_RECORD = 0x01
@@ -99,17 +100,41 @@ def encode_enrollment(
     if metadata:
         if not isinstance(metadata, dict):
             raise WireError("bad-enrollment", "metadata must be a JSON object")
-        try:
-            out += canonical_json(metadata)
-        except (TypeError, ValueError) as exc:
-            raise WireError("bad-enrollment", f"metadata is not JSON: {exc}") from None
+        check_metadata(metadata)  # no code path may store metadata a read cannot render
+        out += canonical_json(metadata)
     return out
+
+
+def readable_metadata(value: Any) -> dict[str, Any]:
+    """Return stored metadata as a read may render it: value itself if it has the shape of
+    bounds.check_metadata, else {"error": <typed error body>} keeping a top-level string
+    "status" and "reason" (what the registry derives from).
+
+    For metadata logged before the shape was enforced (nested hundreds of levels, NaN, floats):
+    the log keeps the bytes, every read shows the typed error instead of failing.
+    """
+    try:
+        return check_metadata(value)
+    except WireError as exc:
+        kept = {}
+        if isinstance(value, dict):
+            kept = {k: value[k] for k in ("status", "reason") if isinstance(value.get(k), str)}
+        return {"error": exc.to_dict(), **kept}
+
+
+def _too_deep() -> dict[str, Any]:
+    """Return readable_metadata's typed error for metadata too deep to parse at all."""
+    message = f"metadata is nested deeper than {MAX_JSON_DEPTH} levels"
+    return {"error": WireError("bad-metadata", message).to_dict()}
 
 
 def decode_enrollment(payload: bytes) -> Enrollment:
     """Return the Enrollment in a KIND_DEVICE_ENROLLMENT payload; raises WireError.
 
-    Rejects unknown versions, short payloads and metadata that is not canonical JSON.
+    Rejects unknown versions, short payloads and metadata that is not canonical JSON. Metadata
+    of a shape check_metadata refuses (logged before the shape was enforced: nested hundreds of
+    levels, NaN, floats) decodes as readable_metadata's typed error, so that replay and every
+    read go on; metadata deeper than MAX_JSON_DEPTH is not even parsed.
     """
     if len(payload) < _ENROLLMENT_FIXED:
         raise WireError("bad-enrollment", "enrollment payload is truncated")
@@ -121,12 +146,15 @@ def decode_enrollment(payload: bytes) -> Enrollment:
     metadata: dict[str, Any] = {}
     if rest:
         try:
-            value = json.loads(rest.decode("utf-8"))
+            text = rest.decode("utf-8")
+            if json_depth(text) > MAX_JSON_DEPTH:  # never parsed (json.loads recurses); tolerated
+                return Enrollment(device_id, public_key, _too_deep())
+            value = json.loads(text)
         except (UnicodeDecodeError, ValueError):
             raise WireError("bad-enrollment", "enrollment metadata is not UTF-8 JSON") from None
         if not isinstance(value, dict) or not value or canonical_json(value) != rest:
             raise WireError("bad-enrollment", "enrollment metadata is not canonical JSON")
-        metadata = value
+        metadata = readable_metadata(value)
     return Enrollment(device_id, public_key, metadata)
 
 

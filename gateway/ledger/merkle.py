@@ -14,6 +14,17 @@ complete-subtree hashes (tiles, a dict, a list of leaf hashes) can produce proof
 needs more than O(log size) node reads. Verification raises ``ProofError`` (codes
 "bad-range", "bad-proof", "root-mismatch") and never returns a boolean, so a forgotten
 check cannot pass silently.
+
+Consistency from size 0. RFC 9162 2.1.4 defines a consistency proof PROOF(m, D[n]) for
+0 < m <= n only. Like transparency-dev/merkle (proof.Consistency and VerifyConsistency:
+"consistency proof from empty tree is meaningless") and Go's golang.org/x/mod/sumdb/tlog
+(ProveTree, CheckTree: old size >= 1), ``prove_consistency`` and ``verify_consistency``
+refuse size1 == 0 with ProofError("bad-range"), whatever size2 and the roots are: a verifier
+that accepted (0, n, [], root1, root2) would accept any root1, the forged empty tree
+included. (transparency-dev's verifier alone still accepts (0, 0, [], X, X) for any X; we
+refuse it too, so prove and verify agree on every input.) Whether a tree extends the empty
+tree is not a proof but a comparison: ``verify_extends`` accepts size1 == 0 only with an
+empty proof and root1 == MTH({}) = SHA-256() (RFC 9162 2.1.1).
 """
 
 from __future__ import annotations
@@ -113,14 +124,29 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
     return ranges
 
 
+def _check_consistency_sizes(size1: int, size2: int) -> None:
+    """Raise ProofError("bad-range") unless 1 <= size1 <= size2.
+
+    RFC 9162 2.1.4 defines PROOF(m, D[n]) for 0 < m <= n only; there is no consistency proof
+    from the empty tree (module doc, "Consistency from size 0").
+    """
+    if size1 == 0 and size2 >= 0:
+        raise ProofError(
+            "bad-range",
+            f"no consistency proof from the empty tree (size 0) to size {size2}: every tree "
+            "extends it; check the old root is MTH({}) instead (verify_extends)",
+        )
+    if not 1 <= size1 <= size2:
+        raise ProofError("bad-range", f"no consistency proof from size {size1} to {size2}")
+
+
 def consistency_ranges(size1: int, size2: int) -> list[Range]:
     """Return the leaf ranges whose MTHs form PROOF(size1, D[0:size2]) (RFC 9162 2.1.4.1).
 
-    Requires 0 <= size1 <= size2. Empty when size1 == 0 or size1 == size2.
+    Requires 1 <= size1 <= size2, else ProofError("bad-range"). Empty when size1 == size2.
     """
-    if not 0 <= size1 <= size2:
-        raise ProofError("bad-range", f"no consistency proof from size {size1} to {size2}")
-    if size1 == 0 or size1 == size2:
+    _check_consistency_sizes(size1, size2)
+    if size1 == size2:
         return []
     ranges: list[Range] = []
     start, end, m, complete = 0, size2, size1, True
@@ -155,7 +181,8 @@ def prove_inclusion(index: int, size: int, node_at: NodeSource) -> list[bytes]:
 def prove_consistency(size1: int, size2: int, node_at: NodeSource) -> list[bytes]:
     """Return the consistency proof between tree sizes size1 and size2 (RFC 9162 2.1.4.1).
 
-    Requires 0 <= size1 <= size2; the proof is empty when size1 == 0 or size1 == size2.
+    Requires 1 <= size1 <= size2 (ProofError("bad-range") otherwise, size1 == 0 included, as
+    transparency-dev/merkle's proof.Consistency); the proof is empty when size1 == size2.
     """
     return [range_hash(a, b, node_at) for a, b in consistency_ranges(size1, size2)]
 
@@ -165,6 +192,13 @@ def _check_hashes(proof: Sequence[bytes]) -> None:
     for i, h in enumerate(proof):
         if not isinstance(h, bytes | bytearray) or len(h) != HASH_SIZE:
             raise ProofError("bad-proof", f"proof element {i} is not a {HASH_SIZE}-byte hash")
+
+
+def _check_roots(root1: bytes, root2: bytes) -> None:
+    """Raise ProofError("bad-proof") unless root1 and root2 are 32-byte hashes."""
+    for name, h in (("root1", root1), ("root2", root2)):
+        if not isinstance(h, bytes | bytearray) or len(h) != HASH_SIZE:
+            raise ProofError("bad-proof", f"{name} is not a {HASH_SIZE}-byte hash")
 
 
 def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
@@ -216,24 +250,19 @@ def verify_consistency(
 ) -> None:
     """Return None if `proof` shows the tree (size1, root1) is a prefix of (size2, root2).
 
-    RFC 9162 2.1.4.2, with the usual edge cases: size1 == size2 needs an empty proof and
-    equal roots; size1 == 0 needs an empty proof. Raises ProofError otherwise.
+    RFC 9162 2.1.4.2. Requires 1 <= size1 <= size2: size1 == 0 raises ProofError("bad-range")
+    whatever the roots (module doc, "Consistency from size 0"; use verify_extends when the old
+    tree may be empty). size1 == size2 needs an empty proof and equal roots. Raises ProofError
+    ("bad-range", "bad-proof" or "root-mismatch") otherwise.
     """
-    if not 0 <= size1 <= size2:
-        raise ProofError("bad-range", f"no consistency proof from size {size1} to {size2}")
+    _check_consistency_sizes(size1, size2)
     _check_hashes(proof)
-    for name, h in (("root1", root1), ("root2", root2)):
-        if not isinstance(h, bytes | bytearray) or len(h) != HASH_SIZE:
-            raise ProofError("bad-proof", f"{name} is not a {HASH_SIZE}-byte hash")
+    _check_roots(root1, root2)
     if size1 == size2:
         if proof:
             raise ProofError("bad-proof", "equal sizes need an empty consistency proof")
         if root1 != root2:
             raise ProofError("root-mismatch", "equal sizes with different roots")
-        return
-    if size1 == 0:
-        if proof:
-            raise ProofError("bad-proof", "a consistency proof from size 0 must be empty")
         return
     if not proof:
         raise ProofError("bad-proof", "empty consistency proof")
@@ -269,3 +298,29 @@ def verify_consistency(
         raise ProofError(
             "root-mismatch", f"consistency proof does not lead to the size-{size2} root"
         )
+
+
+def verify_extends(
+    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
+) -> None:
+    """Return None if the tree (size2, root2) extends the tree (size1, root1), the old one
+    possibly empty; raise ProofError ("bad-range", "bad-proof" or "root-mismatch") otherwise.
+
+    For size1 >= 1 this is verify_consistency (RFC 9162 2.1.4.2). Every tree extends the
+    empty tree, so for size1 == 0 there is nothing to prove: the proof must be empty and root1
+    must be MTH({}) = SHA-256() (RFC 9162 2.1.1), and root2 too when size2 == 0. This is the
+    check of a checkpoint of size 0 that a peer's verify_consistency refuses outright.
+    """
+    if size1 != 0:
+        verify_consistency(size1, size2, proof, root1, root2)
+        return
+    if size2 < 0:
+        raise ProofError("bad-range", f"no tree of size {size2}")
+    _check_hashes(proof)
+    _check_roots(root1, root2)
+    if proof:
+        raise ProofError("bad-proof", "the empty tree needs no proof: the proof must be empty")
+    if root1 != EMPTY_ROOT:
+        raise ProofError("root-mismatch", "the size-0 root is not MTH({}) = SHA-256()")
+    if size2 == 0 and root2 != EMPTY_ROOT:
+        raise ProofError("root-mismatch", "the size-0 root is not MTH({}) = SHA-256()")

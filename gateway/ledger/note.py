@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
+from gateway.bounds import MAX_INT64
 from gateway.errors import ProofError
 from gateway.ledger.merkle import HASH_SIZE
 
@@ -338,15 +339,27 @@ def format_checkpoint(origin: str, size: int, root: bytes, extensions: Sequence[
 
 
 def parse_checkpoint(text: str) -> Checkpoint:
-    """Return the Checkpoint in note text; raises ProofError("bad-checkpoint") if malformed."""
+    """Return the Checkpoint in note text; raises ProofError("bad-checkpoint") if malformed.
+
+    The tree size is canonical decimal of at most MAX_INT64 (Go's tlog.ParseTree: a signed
+    64-bit size; SQLite stores the same range).
+    """
     if not text.endswith("\n"):
         raise ProofError("bad-checkpoint", "checkpoint text must end with a newline")
     lines = text[:-1].split("\n")
     if len(lines) < 3 or any(not line for line in lines):
         raise ProofError("bad-checkpoint", "checkpoint needs >= 3 non-empty lines")
     origin, size_text, root_text = lines[:3]
-    if not size_text.isascii() or not size_text.isdigit() or str(int(size_text)) != size_text:
+    # The length test first: int() of thousands of digits is slow or raises ValueError.
+    if (
+        not 0 < len(size_text) <= len(str(MAX_INT64))
+        or not size_text.isascii()
+        or not size_text.isdigit()
+        or str(int(size_text)) != size_text
+    ):
         raise ProofError("bad-checkpoint", "tree size is not canonical decimal")
+    if int(size_text) > MAX_INT64:
+        raise ProofError("bad-checkpoint", f"tree size is over {MAX_INT64}")
     try:
         root_hash = _unb64(root_text)
     except (ValueError, binascii.Error):

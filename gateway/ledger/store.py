@@ -14,6 +14,9 @@ Life of an entry:
 3. Proofs (``prove_inclusion``, ``prove_consistency``) read O(log n) tiles, at most one per
    8 tree levels plus the right edge, never recompute subtrees and keep working after a
    restart; an LRU of tiles makes repeated proofs cheap.
+4. With a ``TrustedCheckpoint`` (gateway/ledger/trusted.py) the newest checkpoint is also
+   kept in a file outside the database, written after each integration commit; ``open``
+   refuses a ledger that does not extend it (a lost WAL, an older copy, another history).
 
 Schema (docs/ledger.md):
 
@@ -31,6 +34,7 @@ loop): its public methods hold one lock.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -52,6 +56,9 @@ from gateway.ledger.note import (
     verify_checkpoint,
 )
 from gateway.ledger.tiles import TileBuilder, node_location
+from gateway.ledger.trusted import TrustedCheckpoint
+
+log = logging.getLogger("edgeseal.ledger")
 
 SCHEMA_VERSION = 1
 # why: integrating costs one transaction and one signature; 4096 entries (~1 s of a busy
@@ -121,6 +128,42 @@ def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _create_or_check_meta(
+    conn: sqlite3.Connection,
+    path: str,
+    origin: str,
+    signer: NoteSigner,
+    extension_lines: ExtensionLines | None,
+    trusted: TrustedCheckpoint | None,
+) -> None:
+    """Create the schema, meta and the signed size-0 checkpoint of a new log, or check that the
+    existing log is this key's. Returns None; raises ValueError (another key or schema) or
+    StartupRefused (no log in the file while the checkpoint file says there was one).
+
+    Precondition: inside the caller's BEGIN IMMEDIATE (the caller commits or rolls back).
+    """
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if meta:
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"{path}: unsupported ledger schema {meta.get('schema')!r}")
+        if meta.get("origin") != origin or meta.get("vkey") != signer.vkey:
+            raise ValueError(f"{path} belongs to log {meta.get('vkey')!r}, not this key")
+        return
+    if trusted is not None and trusted.exists():  # e.g. the WAL that held everything was lost
+        trusted.refuse_missing_ledger("a database that holds no log")
+    conn.executemany(
+        "INSERT INTO meta(key, value) VALUES (?, ?)",
+        [("schema", SCHEMA_VERSION), ("origin", origin), ("vkey", signer.vkey), ("tree_size", 0)],
+    )
+    lines = extension_lines(0, merkle.EMPTY_ROOT) if extension_lines else ()
+    empty = Checkpoint(origin, 0, merkle.EMPTY_ROOT, tuple(lines))
+    conn.execute(
+        "INSERT INTO checkpoint(size, note) VALUES (0, ?)", (sign_checkpoint(empty, signer),)
+    )
+
+
 class Ledger:
     """An append-only RFC 9162 log in one SQLite file (see the module docstring)."""
 
@@ -150,6 +193,7 @@ class Ledger:
         self._oldest_pending_ms: float | None = None
         self._builder: TileBuilder | None = None
         self._latest: bytes | None = None
+        self._trusted: TrustedCheckpoint | None = None  # advanced after each integration
         self._refresh()
 
     # ----------------------------------------------------------------- opening
@@ -164,6 +208,7 @@ class Ledger:
         max_batch_entries: int = MAX_BATCH_ENTRIES,
         batch_interval_ms: float = BATCH_INTERVAL_MS,
         extension_lines: ExtensionLines | None = None,
+        trusted: TrustedCheckpoint | None = None,
     ) -> Ledger:
         """Return the writable ledger at `path`, creating it on first start.
 
@@ -173,6 +218,10 @@ class Ledger:
         `extension_lines(size, root)` returns extra checkpoint lines (e.g. a contract state
         hash). Creating writes the schema and the signed size-0 checkpoint in one commit;
         entries sequenced but not integrated before a crash are integrated here.
+        `trusted` (the checkpoint file kept outside the database, gateway.ledger.trusted) is
+        checked before anything is integrated or signed: a ledger that is missing, empty or
+        does not extend it raises StartupRefused (unless the file accepts the loss), and it is
+        advanced after every integration.
         """
         if origin is None:
             origin = signer.name
@@ -180,33 +229,15 @@ class Ledger:
             raise ValueError(f"origin {origin!r} must equal the signer key name {signer.name!r}")
         if max_batch_entries < 1 or batch_interval_ms < 0:
             raise ValueError("max_batch_entries must be >= 1 and batch_interval_ms >= 0")
+        if trusted is not None and trusted.exists():
+            if not os.path.exists(path):
+                trusted.refuse_missing_ledger("missing")
+            elif os.path.getsize(path) == 0:
+                trusted.refuse_missing_ledger("empty (0 bytes)")
         conn = connect(path)
         try:
             conn.execute("BEGIN IMMEDIATE")  # one commit (one fsync) creates everything
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if not meta:
-                conn.executemany(
-                    "INSERT INTO meta(key, value) VALUES (?, ?)",
-                    [
-                        ("schema", SCHEMA_VERSION),
-                        ("origin", origin),
-                        ("vkey", signer.vkey),
-                        ("tree_size", 0),
-                    ],
-                )
-                lines = extension_lines(0, merkle.EMPTY_ROOT) if extension_lines else ()
-                empty = Checkpoint(origin, 0, merkle.EMPTY_ROOT, tuple(lines))
-                conn.execute(
-                    "INSERT INTO checkpoint(size, note) VALUES (0, ?)",
-                    (sign_checkpoint(empty, signer),),
-                )
-            else:
-                if meta.get("schema") != SCHEMA_VERSION:
-                    raise ValueError(f"{path}: unsupported ledger schema {meta.get('schema')!r}")
-                if meta.get("origin") != origin or meta.get("vkey") != signer.vkey:
-                    raise ValueError(f"{path} belongs to log {meta.get('vkey')!r}, not this key")
+            _create_or_check_meta(conn, path, origin, signer, extension_lines, trusted)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -222,6 +253,13 @@ class Ledger:
             batch_interval_ms,
             extension_lines,
         )
+        if trusted is not None:
+            try:
+                trusted.check(ledger)
+            except BaseException:
+                conn.close()
+                raise
+            ledger._trusted = trusted
         if ledger.pending:  # after a crash: acknowledged entries become provable at once
             ledger.integrate()
         return ledger
@@ -448,6 +486,11 @@ class Ledger:
         self._pending_known = True
         self._oldest_pending_ms = None
         self._latest = note
+        if self._trusted is not None:  # after the commit: the file is never ahead of the ledger
+            try:
+                self._trusted.accept(note, self)
+            except OSError as exc:  # the file stays behind (safe): caught up at the next open
+                log.error("cannot write the checkpoint file %s: %s", self._trusted.path, exc)
         return note
 
     # ------------------------------------------------------------------ reading

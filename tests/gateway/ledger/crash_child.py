@@ -1,8 +1,9 @@
 """Child process for test_crash: appends forever, printing "ACK <last index>" after each durable append.
 
-Usage: python -m tests.gateway.ledger.crash_child DB SKEY MODE
+Usage: python -m tests.gateway.ledger.crash_child DB SKEY MODE [CHECKPOINT_FILE]
 MODE "run": append until killed from outside. "kill-in-integrate" / "kill-in-append": SIGKILL
 itself at the start of the COMMIT of its 3rd integration / 5th append, inside the transaction.
+With CHECKPOINT_FILE the ledger keeps its newest checkpoint there (gateway.ledger.trusted).
 """
 
 import os
@@ -12,6 +13,7 @@ import sys
 from gateway.ledger.entries import KIND_PARTICIPANT_TX
 from gateway.ledger.note import NoteSigner
 from gateway.ledger.store import Ledger
+from gateway.ledger.trusted import TrustedCheckpoint
 
 BATCH_ENTRIES = 37  # appended per commit
 MAX_BATCH_ENTRIES = 300  # integration every ~8 appends
@@ -25,7 +27,10 @@ def payload(index: int) -> bytes:
 
 def main() -> None:
     path, skey, mode = sys.argv[1:4]
-    ledger = Ledger.open(path, NoteSigner.from_skey(skey), max_batch_entries=MAX_BATCH_ENTRIES)
+    trusted = TrustedCheckpoint(sys.argv[4], path) if len(sys.argv) > 4 else None
+    ledger = Ledger.open(
+        path, NoteSigner.from_skey(skey), max_batch_entries=MAX_BATCH_ENTRIES, trusted=trusted
+    )
     counts = {"tile": 0, "entry": 0}
     in_tx = {"tile": False, "entry": False}
 

@@ -60,3 +60,34 @@ def test_bad_enrollment_arguments():
         e.encode_enrollment(bytes(16), bytes(31))
     with pytest.raises(WireError):
         e.encode_enrollment(bytes(16), bytes(32), {"x": object()})
+
+
+def _nested(levels):
+    value = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "meta", [_nested(300), _nested(40), _nested(5), {"x": float("inf")}, {"x": 0.5}]
+)
+def test_encode_refuses_metadata_a_read_could_not_render_decode_tolerates_it(meta):
+    device_id, key = bytes(range(16)), bytes(range(32))
+    with pytest.raises(WireError, match="bad-metadata"):
+        e.encode_enrollment(device_id, key, meta)
+    raw = bytes([e.ENROLLMENT_VERSION]) + device_id + key  # as logged before the check
+    raw += e.canonical_json({**meta, "status": "revoked"})
+    got = e.decode_enrollment(raw)
+    assert (got.device_id, got.public_key) == (device_id, key)
+    assert got.metadata["error"]["code"] == "bad-metadata"
+    # the registry's status survives unless the metadata is too deep to parse at all
+    assert got.metadata.get("status") == (
+        None if meta in (_nested(300), _nested(40)) else "revoked"
+    )
+
+
+def test_readable_metadata_keeps_good_metadata_as_is():
+    meta = {"site": "Kühlraum", "n": 2**63 - 1, "tags": ["a", {"b": None}]}
+    assert e.readable_metadata(meta) is meta
+    assert e.readable_metadata(None)["error"]["code"] == "bad-metadata"

@@ -139,13 +139,56 @@ def test_every_bit_of_a_proof_matters():
 
 @pytest.mark.parametrize("size2", range(1, MAX_SIZE + 1))
 def test_every_consistency_proof_matches_reference_and_verifies(size2):
-    for size1 in range(0, size2 + 1):
+    for size1 in range(1, size2 + 1):
         proof = merkle.prove_consistency(size1, size2, SOURCE)
-        if 0 < size1 < size2:
+        if size1 < size2:
             assert proof == ref.proof(size1, ENTRIES[:size2])
         else:
             assert proof == []
         merkle.verify_consistency(size1, size2, proof, ROOTS[size1], ROOTS[size2])
+        merkle.verify_extends(size1, size2, proof, ROOTS[size1], ROOTS[size2])
+
+
+# Old roots a forger might offer for the empty tree: the true MTH({}), every real root, junk.
+SIZE0_ROOTS = [merkle.EMPTY_ROOT, bytes(32), b"\xff" * 32, *ROOTS.values()]
+
+
+@pytest.mark.parametrize("size2", range(0, MAX_SIZE + 1))
+def test_consistency_from_size_0_is_refused_as_the_peers_do(size2):
+    """transparency-dev/merkle (proof.Consistency, VerifyConsistency) and Go's sumdb/tlog
+    (ProveTree, CheckTree) have no consistency proof from the empty tree: refused for every
+    new size and every pair of roots, (0, 0, [], X, X) included, by prove and verify alike."""
+    with pytest.raises(ProofError, match="bad-range: no consistency proof from the empty tree"):
+        merkle.prove_consistency(0, size2, SOURCE)
+    with pytest.raises(ProofError, match="bad-range"):
+        merkle.consistency_ranges(0, size2)
+    for root1 in SIZE0_ROOTS:
+        for root2 in (ROOTS[size2], root1, merkle.EMPTY_ROOT):
+            for proof in ([], [ROOTS[size2]]):
+                with pytest.raises(ProofError, match="bad-range"):
+                    merkle.verify_consistency(0, size2, proof, root1, root2)
+
+
+@pytest.mark.parametrize("size2", range(0, MAX_SIZE + 1))
+def test_every_tree_extends_the_empty_tree_only_from_the_empty_root(size2):
+    """verify_extends: size 0 is a comparison with MTH({}) = SHA-256() (RFC 9162 2.1.1)."""
+    merkle.verify_extends(0, size2, [], merkle.EMPTY_ROOT, ROOTS[size2])
+    for root1 in SIZE0_ROOTS[1:]:
+        if root1 != merkle.EMPTY_ROOT:
+            with pytest.raises(ProofError, match="root-mismatch"):
+                merkle.verify_extends(0, size2, [], root1, ROOTS[size2])
+    with pytest.raises(ProofError, match="bad-proof"):
+        merkle.verify_extends(0, size2, [ROOTS[size2]], merkle.EMPTY_ROOT, ROOTS[size2])
+    with pytest.raises(ProofError, match="bad-proof"):
+        merkle.verify_extends(0, size2, [], merkle.EMPTY_ROOT, b"short")
+    if size2 == 0:
+        with pytest.raises(ProofError, match="root-mismatch"):
+            merkle.verify_extends(0, 0, [], merkle.EMPTY_ROOT, ROOTS[1])
+    else:  # size1 >= 1 is verify_consistency
+        with pytest.raises(ProofError, match="root-mismatch"):
+            merkle.verify_extends(size2, size2, [], ROOTS[size2], flip(ROOTS[size2], 1))
+    with pytest.raises(ProofError, match="bad-range"):
+        merkle.verify_extends(0, -1, [], merkle.EMPTY_ROOT, merkle.EMPTY_ROOT)
 
 
 @pytest.mark.parametrize("size2", range(2, MAX_SIZE + 1))
@@ -180,10 +223,7 @@ def test_consistency_bit_flips_and_wrong_sizes_are_rejected(size2):
 
 
 def test_consistency_edge_cases():
-    merkle.verify_consistency(0, 5, [], merkle.EMPTY_ROOT, ROOTS[5])
     merkle.verify_consistency(5, 5, [], ROOTS[5], ROOTS[5])
-    with pytest.raises(ProofError, match="bad-proof"):
-        merkle.verify_consistency(0, 5, [ROOTS[5]], merkle.EMPTY_ROOT, ROOTS[5])
     with pytest.raises(ProofError, match="bad-proof"):
         merkle.verify_consistency(5, 5, [ROOTS[5]], ROOTS[5], ROOTS[5])
     with pytest.raises(ProofError, match="root-mismatch"):

@@ -120,6 +120,13 @@ def test_duplicate_verifiers_are_refused_when_they_sign():
     enoch_v = note.NoteVerifier.from_vkey(ENOCH_VKEY)
     with pytest.raises(ProofError, match="duplicate-verifier: ambiguous key EnochRoot\\+af0cfe78"):
         note.open_note(_go(ENOCH_SIG), [enoch_v, peter_v, enoch_v])
+    # The very same verifier listed twice is just as ambiguous (Go: VerifierList(v, v)).
+    for verifiers in ([peter_v, peter_v], [peter_v, note.NoteVerifier.from_vkey(GO_VKEY)]):
+        with pytest.raises(ProofError, match="duplicate-verifier") as info:
+            note.open_note(GO_NOTE, verifiers)
+        assert info.value.code == "duplicate-verifier"
+        with pytest.raises(ProofError, match="duplicate-verifier"):
+            note.open_note(_go(ENOCH_SIG, PETER_SIG), verifiers)  # after an unknown signature
     # Go's "unused duplicated verifier": no signature names it, no error.
     opened = note.open_note(_go(PETER_SIG), [enoch_v, peter_v, enoch_v])
     assert opened.verified == (_sig(PETER_SIG),)
@@ -213,9 +220,16 @@ def test_checkpoint_round_trip_and_strict_parsing():
         "o\n1\nAAAA\n",
         "o\n1\n" + C2SP_CHECKPOINT.split("\n")[2] + "\n\nx\n",
         C2SP_CHECKPOINT[:-1],
+        # sizes over a signed 64-bit integer (Go's tlog.ParseTree), and one int() refuses to
+        # parse at all (over 4300 digits): a typed error, not a ValueError
+        "o\n9223372036854775808\n" + C2SP_CHECKPOINT.split("\n")[2] + "\n",
+        "o\n" + "9" * 5000 + "\n" + C2SP_CHECKPOINT.split("\n")[2] + "\n",
+        "o\n\u0661\n" + C2SP_CHECKPOINT.split("\n")[2] + "\n",  # an Arabic-Indic digit one
     ]:
         with pytest.raises(ProofError, match="bad-checkpoint"):
             note.parse_checkpoint(bad)
+    top = "o\n9223372036854775807\n" + C2SP_CHECKPOINT.split("\n")[2] + "\n"
+    assert note.parse_checkpoint(top).size == 2**63 - 1
     with pytest.raises(ValueError):
         note.format_checkpoint("o", 1, bytes(32), [""])
     # A checkpoint signed by a key whose name is not the origin is refused.
