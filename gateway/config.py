@@ -8,6 +8,7 @@ Every path the service writes lives under `data_dir` (docs/operations.md).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ class Settings(BaseSettings):
     batch_interval_ms: float = Field(default=1000.0, ge=0, description="checkpoint latency bound")
     max_batch_entries: int = Field(default=4096, ge=1, description="checkpoint batch size bound")
     log_level: str = Field(default="info", description="debug, info, warning, error")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or CIDR networks of reverse proxies whose X-Forwarded-For is "
+        "believed (default none: the client address is the TCP peer)",
+    )
+    accept_loss: bool = Field(
+        default=False,
+        description="start on a ledger that lost acknowledged history (docs/operations.md)",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -52,6 +62,18 @@ class Settings(BaseSettings):
         value = value.lower()
         if value not in ("debug", "info", "warning", "error"):
             raise ValueError("log_level must be debug, info, warning or error")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or CIDR network"
+                ) from None
         return value
 
     @classmethod
@@ -86,6 +108,11 @@ class Settings(BaseSettings):
     def key_path(self) -> Path:
         """Return the gateway signing key file (mode 0600)."""
         return self.data_dir / "gateway.key"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Return the file holding the newest signed checkpoint (gateway.ledger.trusted)."""
+        return self.data_dir / "checkpoint"
 
     @property
     def token_path(self) -> Path:

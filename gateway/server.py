@@ -15,10 +15,27 @@ from collections.abc import Iterator
 from typing import Any
 
 from gateway.config import Settings
+from gateway.errors import StartupRefused
 from gateway.node import Extension, Node
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+# Start-up refusals (gateway.errors.StartupRefused), one exit code per thing the operator must
+# do (docs/operations.md, Recovery). systemd does not restart on them (RestartPreventExitStatus).
+EXIT_BAD_CONFIG = 2  # an unusable setting, e.g. an operator token under 16 characters
+EXIT_LEDGER_ROLLED_BACK = 3  # the ledger is missing, emptied, rolled back or forked
+EXIT_ACKED_DATA_LOST = 4  # the derived state saw acknowledged records the ledger lacks
+EXIT_KEY_MISSING = 5  # a ledger exists but the gateway key does not
+_EXIT_BY_CODE = {
+    "bad-operator-token": EXIT_BAD_CONFIG,
+    "ledger-missing": EXIT_LEDGER_ROLLED_BACK,
+    "ledger-behind-checkpoint": EXIT_LEDGER_ROLLED_BACK,
+    "ledger-fork": EXIT_LEDGER_ROLLED_BACK,
+    "bad-checkpoint-file": EXIT_LEDGER_ROLLED_BACK,
+    "ledger-unreadable": EXIT_LEDGER_ROLLED_BACK,
+    "acked-data-lost": EXIT_ACKED_DATA_LOST,
+    "key-missing": EXIT_KEY_MISSING,
+}
 # why: the HTTP server gets this long to come up (bind the port) before serve gives up.
 SERVER_START_TIMEOUT_S = 30
 # why: how often serve looks whether uvicorn has bound its port while starting.
@@ -44,13 +61,16 @@ class _QuietSignalsServer:
 
 async def serve(settings: Settings, extension: Extension | None = None) -> int:
     """Run a node (with extension, if any) and its API until SIGTERM/SIGINT; return the exit
-    code: EXIT_OK after a clean stop, EXIT_FAILED if the node or the API could not start."""
-    import uvicorn
-
+    code: EXIT_OK after a clean stop, exit_code_for(code) if the node refused to start
+    (StartupRefused), EXIT_FAILED if the node or the API could not start otherwise."""
     from gateway.api import create_app
+    from gateway.api.serving import uvicorn_config
 
     try:
         node = await asyncio.to_thread(Node, settings)
+    except StartupRefused as exc:
+        log.error("refusing to start: %s: %s", exc.code, exc.message)
+        return exit_code_for(exc.code)
     except Exception as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAILED
@@ -64,14 +84,8 @@ async def serve(settings: Settings, extension: Extension | None = None) -> int:
         log.error("cannot start: %s", exc)
         await node.stop()
         return EXIT_FAILED
-    config = uvicorn.Config(
-        create_app(node),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
+    # limits against slow and greedy clients, proxy trust: gateway.api.serving (why-comments)
+    config = uvicorn_config(create_app(node), settings)
     server = _QuietSignalsServer.make(config)
     server_task = asyncio.create_task(server.serve())
     deadline = loop.time() + SERVER_START_TIMEOUT_S
@@ -96,6 +110,12 @@ async def serve(settings: Settings, extension: Extension | None = None) -> int:
     await node.stop()
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+def exit_code_for(code: str) -> int:
+    """Return the exit status of `edgeseal serve` for a StartupRefused code (EXIT_FAILED for a
+    code this version does not know)."""
+    return _EXIT_BY_CODE.get(code, EXIT_FAILED)
 
 
 def _log_serving(node: Node, server: Any) -> None:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the routes: the node's parts, operator auth, write limits, parameters.
+"""FastAPI dependencies of the routes: the node's parts, operator auth, rate limits, parameters.
 
 Routes take what they need as `Annotated[..., Depends()]` parameters (Reads, Writer, Node) and
 declare `dependencies=[OperatorOnly, AddressLimited]` for admin writes; nothing else in a route
@@ -12,8 +12,11 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.api.limits import WriteLimits
+from gateway.api.limits import RateLimits
+from gateway.api.middleware import client_host
+from gateway.bounds import MAX_INT64
 from gateway.errors import AuthError
 from gateway.node import Node, ReadModel, Sequencer
 from gateway.node.reads import MAX_INDEX
@@ -39,33 +42,32 @@ def get_writer(request: Request) -> Sequencer:
     return get_node(request).sequencer
 
 
-def get_limits(request: Request) -> WriteLimits:
-    """Return the app's write limits."""
+def get_limits(request: Request) -> RateLimits:
+    """Return the app's rate limits (gateway.api.limits.RateLimits)."""
     return request.app.state.limits
 
 
 NodeDep = Annotated[Node, Depends(get_node)]
 Reads = Annotated[ReadModel, Depends(get_reads)]
 Writer = Annotated[Sequencer, Depends(get_writer)]
-Limits = Annotated[WriteLimits, Depends(get_limits)]
-
-
-def client_host(request: Request) -> str:
-    """Return the client's address as the server saw it ("unknown" if none)."""
-    return request.client.host if request.client else "unknown"
+Limits = Annotated[RateLimits, Depends(get_limits)]
 
 
 def limit_address(request: Request, limits: Limits) -> None:
     """Take a write token for the client address; raise RateLimited if none is left."""
-    limits.check_address(client_host(request))
+    limits.check_address(client_host(request.scope))
 
 
-def require_operator(request: Request, node: NodeDep) -> None:
+# declares the scheme in the OpenAPI schema (admin routes: security HTTPBearer); the check is ours
+_BEARER = HTTPBearer(auto_error=False, description="the operator token (docs/api.md)")
+
+
+def require_operator(
+    node: NodeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+) -> None:
     """Return None if the request carries the operator bearer token; raise AuthError."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), node.operator_token.encode()
-    ):
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token or not hmac.compare_digest(token.encode(), node.operator_token.encode()):
         raise AuthError("unauthorized", "this endpoint needs the operator bearer token")
 
 
@@ -74,8 +76,11 @@ OperatorOnly = Depends(require_operator)
 
 # ---- parameters ------------------------------------------------------------------------------
 
-Since = Annotated[int, Query(ge=-1, description="cursor: the last index or id seen")]
+# Every integer parameter is bounded: SQLite holds signed 64-bit integers, and a larger one bound
+# into a query fails inside the driver (a 500), so the parameters refuse it first (a typed 400).
+Since = Annotated[int, Query(ge=-1, le=MAX_INT64, description="cursor: the last index or id seen")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Index = Annotated[int, PathParam(ge=0, le=MAX_INDEX)]
+Count = Annotated[int, Query(ge=0, le=MAX_INT64)]  # a log index, size or event id
 DeviceId = Annotated[str, PathParam(pattern=HEX_DEVICE)]
 TxHash = Annotated[str, PathParam(pattern=HEX_KEY)]

@@ -76,6 +76,12 @@ class NodeMetrics(Collector):
             CounterMetricFamily("edgeseal_ingest_events", "ingest events by kind", labels=["kind"]),
             c.ingest_events.items(),
         )  # fmt: skip
+        storage = node.sequencer.uploads.storage
+        yield _gauge(
+            "edgeseal_storage_alarm", "1 while the store cannot take writes", int(storage.alarm)
+        )
+        yield _counter("edgeseal_storage_failures", "writes failed: disk full or I/O error",
+                       storage.failures)  # fmt: skip
         statuses = Tally(d.status for d in node.reads.devices())
         yield _labelled(
             GaugeMetricFamily("edgeseal_devices", "enrolled devices by status", labels=["status"]),

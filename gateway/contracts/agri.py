@@ -15,6 +15,7 @@ docs/usecases/agri_tracing.md describes the use case; the rules, as implemented 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.contracts.common import (
@@ -41,6 +42,25 @@ TEMP_MIN_CENTI_C, TEMP_MAX_CENTI_C = i32_range(Ch.TEMPERATURE)  # the wire regis
 MAX_SPLIT = 32  # why: bounds the work of one transaction; EPCIS transformations are small
 MAX_MERGE = 32
 MAX_QUANTITY = 10**12
+# why: a lot id is a path segment of GET .../lots/{lot_id}/trace and a label on printed codes; one
+# charset (no "/", "%", spaces or control characters) keeps every lot reachable by URL and every
+# id printable as is. The API's route pattern is this same regex.
+LOT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+_LOT_ID = re.compile(LOT_ID_PATTERN)
+
+
+def get_lot_id(args: dict[str, Any], key: str) -> str:
+    """Return args[key] if it is a lot id of LOT_ID_PATTERN; raise ContractError("bad-lot-id").
+
+    Checked where a lot id is created (register, split, merge): ids that name existing lots
+    are looked up as given, so a log written before the rule replays unchanged up to them.
+    """
+    value = args.get(key)
+    if not isinstance(value, str) or _LOT_ID.fullmatch(value) is None:
+        raise ContractError(
+            "bad-lot-id", f"{key}: a lot id is 1..64 of the characters A-Z a-z 0-9 . _ : -"
+        )
+    return value
 
 
 def _lot(data: Data, lot_id: str) -> dict[str, Any]:
@@ -120,7 +140,12 @@ class AgriTracing(Contract):
     CREATOR_ROLE = ""  # a co-operative, a retailer or a certifier may host the tracing contract
     VIEWS = (
         View("lots", "every lot", "view_lots"),
-        View("lots/{lot_id}/trace", "trace tree", "view_trace"),
+        View(
+            "lots/{lot_id}/trace",
+            "trace tree",
+            "view_trace",
+            patterns=(("lot_id", LOT_ID_PATTERN),),
+        ),
         View("products/{code}", "consumer view", "view_product"),
     )
 
@@ -189,7 +214,7 @@ class AgriTracing(Contract):
             ("temp_min_centi_c", "temp_max_centi_c", "max_excursion_s"),
         )
         ctx.require_role("grower")
-        lot_id = get_str(args, "lot")
+        lot_id = get_lot_id(args, "lot")
         product = get_str(args, "product")
         code = get_str(args, "code")
         quantity = get_int(args, "quantity", 1, MAX_QUANTITY)
@@ -303,7 +328,7 @@ class AgriTracing(Contract):
             if not isinstance(item, dict):
                 raise ContractError("bad-args", f"into[{i}]: must be an object")
             check_keys(item, ("lot", "quantity"))
-            children.append((get_str(item, "lot"), get_int(item, "quantity", 1, MAX_QUANTITY)))
+            children.append((get_lot_id(item, "lot"), get_int(item, "quantity", 1, MAX_QUANTITY)))
         ids = [c for c, _ in children]
         if len(set(ids)) != len(ids):
             raise ContractError("bad-args", "into: lot ids must be distinct")
@@ -331,7 +356,7 @@ class AgriTracing(Contract):
     def _merge(self, data: Data, params: Params, ctx: Ctx, args: dict[str, Any]) -> list[Event]:
         check_keys(args, ("lots", "into"), ("product", "code"))
         parents = get_list(args, "lots", 2, MAX_MERGE)
-        into = get_str(args, "into")
+        into = get_lot_id(args, "into")
         if not all(isinstance(p, str) for p in parents) or len(set(parents)) != len(parents):
             raise ContractError("bad-args", "lots: must be distinct lot ids")
         lots = [_lot(data, p) for p in parents]

@@ -77,7 +77,8 @@ class View:
     """A read-only view of a contract instance: GET /v1/contracts/{contract_id}/{path}.
 
     path: below the instance, with {name} segments (passed to the method as strings);
-    summary: one line for the API's schema. Either method names the contract's method
+    summary: one line for the API's schema; patterns: (segment name, regex) pairs the API
+    enforces on those segments (400 otherwise). Either method names the contract's method
     `method(contract_id, inst, **segments) -> dict` (inst: the instance from the state: type,
     owner, params, data, clock_s, ...), or event_types makes the view a page of the instance's
     contract events of those types (cursors since/limit, as GET /v1/contract-events).
@@ -87,6 +88,7 @@ class View:
     summary: str
     method: str = ""
     event_types: frozenset[str] = frozenset()
+    patterns: tuple[tuple[str, str], ...] = ()
 
 
 class Contract:

@@ -19,6 +19,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
+from gateway.bounds import MAX_JSON_DEPTH, json_depth
 from gateway.errors import ContractError, SignatureError, TxError
 from gateway.ledger.entries import KIND_PARTICIPANT_TX
 from gateway.wire import check_public_key
@@ -99,6 +100,8 @@ def parse_canonical(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise TxError("tx-malformed", "body is not UTF-8") from None
+    if json_depth(text) > MAX_JSON_DEPTH:  # before json.loads, which recurses (a hostile log)
+        raise TxError("tx-malformed", f"body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(
             text,

@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 
 from gateway.api.deps import DEFAULT_PAGE, Limit, Reads, Since
+from gateway.api.responses import declare
 from gateway.contracts.common import Contract, View
 from gateway.errors import WrongContractType
 from gateway.node import ReadModel
@@ -38,15 +40,19 @@ def build_router(contract_types: Mapping[str, Contract]) -> APIRouter:
     """
     router = APIRouter()
 
-    @router.get("/v1/contracts", summary="every contract instance, summarised")
+    @router.get("/v1/contracts", summary="every contract instance, summarised", responses=declare())
     async def list_contracts(reads: Reads) -> dict[str, Any]:
         return {"contracts": reads.contracts()}
 
-    @router.get("/v1/contracts/{contract_id}", summary="one contract: params and data")
+    @router.get(
+        "/v1/contracts/{contract_id}",
+        summary="one contract: params and data",
+        responses=declare(404),
+    )
     async def get_contract(contract_id: str, reads: Reads) -> dict[str, Any]:
         return {"id": contract_id, **reads.contract(contract_id)}
 
-    @router.get("/v1/contract-events", summary="contract events from the log")
+    @router.get("/v1/contract-events", summary="contract events from the log", responses=declare())
     async def contract_events(
         reads: Reads,
         contract_id: Annotated[str | None, Query(alias="contract")] = None,
@@ -67,6 +73,7 @@ def build_router(contract_types: Mapping[str, Contract]) -> APIRouter:
             _view_endpoint(path, views),
             methods=["GET"],
             summary=summary,
+            responses=declare(404, 409),
         )
     return router
 
@@ -80,6 +87,7 @@ def _view_endpoint(
     from the path, so FastAPI validates and documents the parameters as for a written route.
     """
     segments = _SEGMENT.findall(path)
+    patterns = {name: rx for _, view in views.values() for name, rx in view.patterns}
     paged = any(view.event_types for _, view in views.values())
     expected = " or ".join(sorted(views))
 
@@ -99,7 +107,10 @@ def _view_endpoint(
     params = [
         inspect.Parameter("reads", inspect.Parameter.KEYWORD_ONLY, annotation=Reads),
         inspect.Parameter("contract_id", inspect.Parameter.KEYWORD_ONLY, annotation=str),
-        *(inspect.Parameter(s, inspect.Parameter.KEYWORD_ONLY, annotation=str) for s in segments),
+        *(
+            inspect.Parameter(s, inspect.Parameter.KEYWORD_ONLY, annotation=_segment(patterns, s))
+            for s in segments
+        ),
     ]
     if paged:
         params += [
@@ -113,3 +124,10 @@ def _view_endpoint(
     endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     endpoint.__name__ = "view_" + re.sub(r"\W+", "_", path).strip("_")
     return endpoint
+
+
+def _segment(patterns: dict[str, str], name: str) -> Any:
+    """Return the annotation of path segment name: a string, matching its view's pattern if the
+    view declares one (View.patterns: e.g. the agri lot id charset), else any string."""
+    pattern = patterns.get(name)
+    return Annotated[str, PathParam(pattern=pattern)] if pattern else str

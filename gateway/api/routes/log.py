@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
-from gateway.api.deps import DEFAULT_PAGE, Index, Limit, Reads
+from gateway.api.deps import DEFAULT_PAGE, Count, Index, Limit, Reads
+from gateway.api.responses import declare
+from gateway.bounds import MAX_INT64
 
 router = APIRouter()
+
+# gateway.ledger.entries.KIND_NAMES, spelled out for the schema (a test keeps them equal)
+EntryKind = Literal["device-record", "participant-tx", "contract-event", "device-enrollment"]
 
 
 @router.get(
     "/v1/checkpoint",
     summary="the latest signed checkpoint (C2SP), or a stored one by size",
     response_class=PlainTextResponse,
+    responses=declare(404),
 )
 async def checkpoint(
-    reads: Reads, size: Annotated[int | None, Query(ge=0)] = None
+    reads: Reads, size: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None
 ) -> PlainTextResponse:
     return PlainTextResponse(reads.checkpoint(size), media_type="text/plain; charset=utf-8")
 
 
-@router.get("/v1/entries", summary="a page of entries, decoded")
+@router.get("/v1/entries", summary="a page of entries, decoded", responses=declare())
 async def list_entries(
     reads: Reads,
-    since: Annotated[int, Query(ge=0, description="first index")] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_INT64, description="first index")] = 0,
     limit: Limit = DEFAULT_PAGE,
-    kind: Annotated[str | None, Query(description="filter by kind name")] = None,
+    kind: Annotated[EntryKind | None, Query(description="filter by kind name")] = None,
 ) -> dict[str, Any]:
     page = reads.entries(since, limit, kind)
     return {
@@ -38,29 +44,39 @@ async def list_entries(
     }
 
 
-@router.get("/v1/entries/{index}", summary="one entry: exact bytes and decoded view")
+@router.get(
+    "/v1/entries/{index}",
+    summary="one entry: exact bytes and decoded view",
+    responses=declare(404),
+)
 async def get_entry(index: Index, reads: Reads) -> dict[str, Any]:
     return reads.entry(index).to_json()
 
 
-@router.get("/v1/proof/inclusion", summary="RFC 9162 inclusion proof")
+@router.get("/v1/proof/inclusion", summary="RFC 9162 inclusion proof", responses=declare())
 async def proof_inclusion(
     reads: Reads,
-    index: Annotated[int, Query(ge=0)],
-    size: Annotated[int | None, Query(ge=1)] = None,
+    index: Count,
+    size: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
 ) -> dict[str, Any]:
     return reads.prove_inclusion(index, size)
 
 
-@router.get("/v1/proof/consistency", summary="RFC 9162 consistency proof")
+@router.get("/v1/proof/consistency", summary="RFC 9162 consistency proof", responses=declare())
 async def proof_consistency(
     reads: Reads,
-    old: Annotated[int, Query(ge=0)],
-    new: Annotated[int | None, Query(ge=0)] = None,
+    old: Count,
+    new: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None,
 ) -> dict[str, Any]:
     return reads.prove_consistency(old, new)
 
 
-@router.get("/v1/bundle/{index}", summary="the offline proof bundle of an entry")
-async def get_bundle(index: Index, reads: Reads) -> dict[str, Any]:
-    return await reads.bundle(index)
+@router.get(
+    "/v1/bundle/{index}",
+    summary="the offline proof bundle of an entry",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, **declare(404, 409)},
+)
+async def get_bundle(index: Index, reads: Reads) -> Response:
+    # the bundle's canonical bytes, never re-serialised: a verifier refuses any other form
+    return Response(await reads.bundle_bytes(index), media_type="application/json")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.api.deps import NodeDep, Reads
+from gateway.api.responses import declare
 
 router = APIRouter()
 
@@ -29,26 +30,33 @@ async def root(request: Request) -> Response:
     return JSONResponse({"api": "/openapi.json", "docs": "/docs"})
 
 
-@router.get("/healthz", summary="liveness and a summary")
+@router.get(
+    "/healthz",
+    summary="liveness and a summary",
+    responses={**declare(), 503: {"description": "starting or stopping: the same body"}},
+)
 async def healthz(node: NodeDep) -> JSONResponse:
     sizes = node.reads.sizes()
+    storage = node.sequencer.uploads.storage  # the full-disk alarm (docs/operations.md)
+    status = ("degraded" if storage.alarm else "ok") if node.phase == "running" else node.phase
     body = {
-        "status": "ok" if node.phase == "running" else node.phase,
+        "status": status,
         "tree_size": sizes.tree_size if sizes else None,
         "sequenced_size": sizes.sequenced_size if sizes else None,
         "pending": sizes.pending if sizes else None,
         "ble": node.ble.status if node.ble.mode != "off" else "off",
+        "storage": storage.to_json(),
         "uptime_s": round(time.monotonic() - node.started_at, 3),
     }
     return JSONResponse(body, status_code=200 if node.phase == "running" else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=declare())
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/v1/gateway", summary="origin, verifier key, sizes, BLE status")
+@router.get("/v1/gateway", summary="origin, verifier key, sizes, BLE status", responses=declare())
 async def gateway_info(node: NodeDep, reads: Reads) -> dict[str, Any]:
     led = reads.ledger()
     return {

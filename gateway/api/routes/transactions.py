@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import bundle as bundles
 from gateway.api.deps import AddressLimited, Limits, Reads, TxHash, Writer
+from gateway.api.responses import declare
+from gateway.bounds import MAX_BODY_BYTES
 from gateway.errors import EdgesealError, RequestError
 
 router = APIRouter()
 
-# why: a transaction body is at most 16 KiB (gateway.contracts.tx.MAX_BODY_BYTES) + 4 signatures,
-# base64 grows it by 4/3; anything larger is not a valid request.
-MAX_BODY_BYTES = 64 * 1024
-
 
 class TxRequest(BaseModel):
-    """A participant transaction payload (n_sigs || signatures || body), base64."""
+    """A participant transaction payload (n_sigs || signatures || body), base64; the request
+    body as a whole is at most bounds.MAX_BODY_BYTES (RequestGuard)."""
+
+    model_config = ConfigDict(extra="forbid")  # the schema says so: no other fields
 
     payload: str = Field(min_length=4, max_length=MAX_BODY_BYTES)
 
@@ -29,6 +30,7 @@ class TxRequest(BaseModel):
     status_code=201,
     summary="submit a participant transaction",
     dependencies=[AddressLimited],
+    responses=declare(422, 503),
 )
 async def submit(body: TxRequest, writer: Writer, limits: Limits) -> dict[str, Any]:
     try:
@@ -41,7 +43,11 @@ async def submit(body: TxRequest, writer: Writer, limits: Limits) -> dict[str, A
     return {"index": admitted.index, "tx_hash": admitted.tx_hash, "events": admitted.events}
 
 
-@router.get("/v1/transactions/{tx_hash}", summary="an accepted transaction's place in the log")
+@router.get(
+    "/v1/transactions/{tx_hash}",
+    summary="an accepted transaction's place in the log",
+    responses=declare(404),
+)
 async def get_tx(tx_hash: TxHash, reads: Reads) -> dict[str, Any]:
     loc = reads.tx_location(tx_hash)
     return {
@@ -52,6 +58,6 @@ async def get_tx(tx_hash: TxHash, reads: Reads) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/participants", summary="registered participants and roles")
+@router.get("/v1/participants", summary="registered participants and roles", responses=declare())
 async def participants(reads: Reads) -> dict[str, Any]:
     return {"participants": reads.participants()}

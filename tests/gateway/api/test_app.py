@@ -5,88 +5,22 @@ from __future__ import annotations
 import base64
 import re
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.routing import APIRoute
 from prometheus_client.parser import text_string_to_metric_families
 
-with warnings.catch_warnings():  # Starlette 1.10 warns that its TestClient still uses httpx
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
 from gateway import wire
-from gateway.api import IP_BURST, PARTICIPANT_BURST, create_app
+from gateway.api import IP_BURST, PARTICIPANT_BURST
 from gateway.bundle import verify_bundle
 from gateway.ledger import NoteVerifier, merkle, verify_checkpoint
-from gateway.node import Node
+from tests.gateway.api.helpers import ADMIN, Api, assert_typed, open_api
 from tests.gateway.contracts.helpers import Board, Party
-from tests.gateway.node.helpers import CAR, PARKING, World, make_settings
+from tests.gateway.node.helpers import CAR, PARKING, World
 
 ROOT = Path(__file__).resolve().parents[3]
-TOKEN = "operator-token-for-tests-0123456789"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class Api:
-    """A TestClient on the app of a started service (the portal's loop runs the service)."""
-
-    def __init__(self, client: TestClient, service: Node) -> None:
-        self.c = client
-        self.service = service
-
-    def get(self, url: str, **kw: Any) -> Any:
-        return self.c.get(url, **kw)
-
-    def post(self, url: str, **kw: Any) -> Any:
-        return self.c.post(url, **kw)
-
-    def tx(self, entry: bytes) -> Any:
-        """POST a transaction entry (kind byte stripped)."""
-        return self.post("/v1/transactions", json={"payload": base64.b64encode(entry[1:]).decode()})
-
-    def wait_integrated(self, timeout_s: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            info = self.get("/v1/gateway").json()
-            if info["pending"] == 0:
-                return info
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-
-    def run(self, coro: Any) -> Any:
-        """Run a coroutine on the service's loop."""
-        return self.c.portal.call(lambda: coro)  # type: ignore[union-attr]
-
-
-def _open(tmp_path: Path, **overrides: Any) -> Iterator[Api]:
-    service = Node(make_settings(tmp_path, **overrides))
-    app = create_app(service, clock=lambda: 1000.0)  # frozen: buckets never refill in a test
-    with TestClient(app) as client:
-        assert client.portal is not None
-        client.portal.call(service.start)
-        try:
-            yield Api(client, service)
-        finally:
-            client.portal.call(service.stop)
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    yield from _open(tmp_path)
-
-
-def assert_typed(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """Assert a typed error body with status (and code); return the body."""
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) >= {"error", "code", "message"}, body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def register(
@@ -206,8 +140,11 @@ def test_entries_proofs_and_bundle(api: Api) -> None:
     old_cp = verify_checkpoint(
         api.get("/v1/checkpoint?size=0").content, NoteVerifier.from_vkey(info["vkey"])
     )
-    cons = api.get(f"/v1/proof/consistency?old=0&new={size}").json()
-    assert cons["hashes"] == [] and old_cp.size == 0
+    # No consistency proof from the empty tree (RFC 9162 2.1.4, as transparency-dev/merkle):
+    # a client checks the size-0 checkpoint's root is MTH({}) instead (merkle.verify_extends).
+    assert_typed(api.get(f"/v1/proof/consistency?old=0&new={size}"), 400, "bad-range")
+    assert old_cp.size == 0
+    merkle.verify_extends(0, size, [], old_cp.root, cp.root)
     cons = api.get("/v1/proof/consistency?old=2").json()
     assert cons["new"] == size
     assert_typed(api.get("/v1/proof/consistency?old=4&new=3"), 400, "bad-range")
@@ -218,7 +155,7 @@ def test_entries_proofs_and_bundle(api: Api) -> None:
 
 
 def test_bundle_of_an_entry_not_yet_integrated_is_409(tmp_path: Path) -> None:
-    for api in _open(tmp_path, batch_interval_ms=600_000):
+    for api in open_api(tmp_path, batch_interval_ms=600_000):
         api.post("/v1/devices", json={"public_key": Board("nb").public_key.hex()}, headers=ADMIN)
         assert api.get("/v1/gateway").json()["pending"] == 1
         assert_typed(api.get("/v1/bundle/0"), 409, "not-integrated")

@@ -320,6 +320,32 @@ def test_rule_rejections(world, case: str) -> None:
     assert log.reject(build(actors)) == error
 
 
+BAD_LOT_IDS = ["a/b", "L 1", "", "x" * 65, "lot%2F1", "L\n1", "lös", 7]
+
+
+@pytest.mark.parametrize("bad", BAD_LOT_IDS)
+def test_lot_ids_outside_the_charset_are_refused_where_lots_are_created(world, bad: Any) -> None:
+    """A lot id is a URL path segment (GET .../lots/{lot_id}/trace): "/" and friends would make
+    the trace unreachable, so register, split and merge refuse them; nothing changes."""
+    log, _ = world
+    error = "bad-lot-id: {}: a lot id is 1..64 of the characters A-Z a-z 0-9 . _ : -"
+    assert log.reject(GROWER.tx(C, "register-lot", lot_args(bad, 5), T)) == error.format("lot")
+    log.ok(GROWER.tx(C, "register-lot", lot_args("S1", 2), T))
+    log.ok(GROWER.tx(C, "register-lot", lot_args("S2", 2), T))
+    split = {"lot": "S1", "into": [{"lot": "S1.a", "quantity": 1}, {"lot": bad, "quantity": 1}]}
+    assert log.reject(GROWER.tx(C, "split", split, T)) == error.format("lot")
+    merge = {"lots": ["S1", "S2"], "into": bad}
+    assert log.reject(GROWER.tx(C, "merge", merge, T)) == error.format("into")
+
+
+def test_lot_id_charset_is_the_route_pattern() -> None:
+    from gateway.contracts.agri import LOT_ID_PATTERN, AgriTracing
+
+    trace = next(v for v in AgriTracing.VIEWS if v.path == "lots/{lot_id}/trace")
+    assert dict(trace.patterns) == {"lot_id": LOT_ID_PATTERN}
+    assert LOT_ID_PATTERN == r"^[A-Za-z0-9._:-]{1,64}$"
+
+
 # ---- stateful ---------------------------------------------------------------------------------
 
 
