@@ -1,10 +1,19 @@
-"""Proof bundles: one JSON document per log entry that a third party checks offline.
+"""Proof bundles (format 2): one canonical JSON document per log entry, checked offline.
 
 A bundle holds the entry bytes, a decoded view, the entry's signature material, its RFC 9162
-inclusion proof and the signed C2SP checkpoint it is proven against (docs/api.md, Proof bundle).
-`verify_bundle` needs nothing but the document and the gateway's verifier key; it imports only
-gateway.ledger.merkle/note/entries, gateway.wire, gateway.errors and nacl (never the store), so it
-can be copied out with them.
+inclusion proof (2.1.3) and the signed C2SP checkpoint it is proven against (docs/api.md, Proof
+bundle). `verify_bundle_bytes` needs nothing but the file's bytes and the gateway's verifier key;
+this module imports only gateway.bounds/errors/wire, gateway.ledger.merkle/note/entries and nacl
+(never the store), so it can be copied out with them.
+
+Strict by design (docs/api.md, Proof bundle: "Canonical and strict"): a bundle is exactly one
+byte string, the canonical serialisation of its value (`encode_bundle`: sorted keys, no
+insignificant whitespace, UTF-8, integers only), and the verifier refuses anything else:
+duplicate keys, non-integer numbers, bytes that are not canonical, a field it does not check, a
+value that differs from what it derives from the entry bytes, a successor after the signed one
+that closes the chain, causes out of the event's order, a checkpoint signature it does not check.
+So any change to a bundle file, down to one bit, fails verification with a typed BundleError (or
+the ProofError/SignatureError/WireError of the failing check).
 """
 
 from __future__ import annotations
@@ -13,14 +22,14 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from gateway import wire
+from gateway import bounds, wire
 from gateway.errors import BundleError, EdgesealError, NotIntegrated
 from gateway.ledger import merkle, note
 from gateway.ledger.entries import (
@@ -33,23 +42,27 @@ from gateway.ledger.entries import (
     decode_entry,
 )
 
-BUNDLE_VERSION = 1
+# 2: canonical bytes, no `note` in an event's material, causes in the event's order, successors
+# end at the first signed record, one checkpoint signature (format 1 verifiers refuse these).
+BUNDLE_VERSION = 2
+BUNDLE_MEDIA_TYPE = "application/json"
 BUNDLE_KEYS = frozenset(
     {"version", "entry", "decoded", "signature_material", "inclusion", "checkpoint", "anchor"}
 )
 TX_DOMAIN = b"edgeseal/v1/tx\n"  # docs/contracts.md: what every transaction signer signs
 TX_SIGNATURE_BYTES = 64
-# why: an unsigned record waits for a signed successor; the board signs at least the newest
-# record of every upload, so the successor is close. This bounds the forward scan of the log.
+# why: without an index (a standalone ledger file) an unsigned record's signed successor is found
+# by scanning forward; the board signs at least the newest record of every upload, so it is
+# close. This bounds that scan.
 MAX_CHAIN_SCAN_ENTRIES = 100_000
 # why: an event names a handful of causes (a breach: first and last reading); a bound keeps a
-# hostile or buggy bundle from making the verifier recurse through the whole log.
+# hostile or buggy bundle from making the verifier recurse through the whole log. An event with
+# more causes gets a bundle proving its first MAX_CAUSES (the summary says so).
 MAX_CAUSES = 64
-EVENT_NOTE = (
-    "A contract event is an output of the contract engine: its causes are proven here with "
-    "their own signatures and inclusion proofs; that the event is exactly what the contracts "
-    "compute from the log is checked by replaying the log (edgeseal audit, Engine.audit)."
-)
+# why: an RFC 9162 inclusion proof has at most one hash per tree level; 2^64 leaves is 64 levels.
+MAX_PROOF_HASHES = 64
+# What a bug in the verifier would raise on a hostile input; _guarded turns it into a BundleError.
+_UNTYPED = (ValueError, TypeError, LookupError, ArithmeticError, AttributeError, RecursionError)
 _L = 2**252 + 27742317777372353535851937790883648493  # Ed25519 group order (RFC 8032)
 
 
@@ -68,6 +81,22 @@ class LedgerView(Protocol):
     def checkpoint(self) -> bytes: ...
 
 
+class DeviceChains(Protocol):
+    """Where a device's key rotations and signed successors are (gateway.node.index.LogIndex)."""
+
+    def rotations(self, device_id: bytes, since: int, before: int) -> Sequence[int]:
+        """Return the log indexes of the device's key-rotation records in [since, before)."""
+        ...
+
+    def successors(self, device_id: bytes, after: int, size: int) -> Sequence[int] | None:
+        """Return the log indexes of the device's records after `after` up to and including the
+        first signed one, all below size; None if no signed record below size closes them."""
+        ...
+
+
+DeviceLookup = Callable[[bytes], "tuple[bytes, int] | None"]
+
+
 # ---- shared helpers ------------------------------------------------------------------------
 
 
@@ -78,7 +107,7 @@ def b64(data: bytes) -> str:
 
 def unb64(text: Any, what: str) -> bytes:
     """Return the bytes of canonical base64 text; raise BundleError("bad-base64")."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or not text.isascii():
         raise BundleError("bad-base64", f"{what} is not a base64 string")
     try:
         data = base64.b64decode(text, validate=True)
@@ -89,6 +118,38 @@ def unb64(text: Any, what: str) -> bytes:
     return data
 
 
+def encode_bundle(bundle: Any) -> bytes:
+    """Return the canonical bytes of a bundle value: UTF-8 JSON, sorted keys, no whitespace.
+
+    The one serialisation a bundle has (the API serves exactly these bytes). Raises
+    BundleError("not-canonical") for a value JSON cannot hold (NaN, a lone surrogate, a non-JSON
+    type, nesting past Python's recursion limit).
+    """
+    try:
+        text = json.dumps(
+            bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BundleError(
+            "not-canonical", f"the bundle has no canonical JSON form: {exc}"
+        ) from None
+
+
+def _bundle_error(code: str, message: str) -> EdgesealError:
+    return BundleError(code, message)
+
+
+def _json_strict(data: bytes, what: str, code: str) -> Any:
+    """Return strict JSON data (bounds.loads_strict: no floats, no duplicates, bounded depth);
+    raise BundleError(code)."""
+
+    def error(_code: str, message: str) -> EdgesealError:
+        return BundleError(code, message)
+
+    return bounds.loads_strict(data, what, error, max_bytes=bounds.MAX_BODY_BYTES)
+
+
 def split_tx(payload: bytes) -> tuple[list[bytes], bytes, dict[str, Any]]:
     """Return (signatures, body, parsed body) of a participant-tx payload; raise BundleError."""
     if not payload or not 1 <= payload[0] <= 4:
@@ -97,12 +158,9 @@ def split_tx(payload: bytes) -> tuple[list[bytes], bytes, dict[str, Any]]:
     start = 1 + n * TX_SIGNATURE_BYTES
     if len(payload) <= start:
         raise BundleError("bad-tx", "transaction payload is truncated")
-    sigs = [payload[1 + i * 64 : 1 + (i + 1) * 64] for i in range(n)]
-    body = payload[start:]
-    try:
-        value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BundleError("bad-tx", "transaction body is not UTF-8 JSON") from None
+    sigs = [bytes(payload[1 + i * 64 : 1 + (i + 1) * 64]) for i in range(n)]
+    body = bytes(payload[start:])
+    value = _json_strict(body, "transaction body", "bad-tx")
     if not isinstance(value, dict):
         raise BundleError("bad-tx", "transaction body is not a JSON object")
     return sigs, body, value
@@ -118,41 +176,90 @@ def tx_signers(body: dict[str, Any]) -> list[str]:
     return [participant, *cosigners]
 
 
+def event_causes(payload: bytes, index: int) -> list[int]:
+    """Return the causes a contract-event payload names, in its order; raise BundleError.
+
+    Each cause is an earlier log index (0 <= cause < index), named once.
+    """
+    event = _json_strict(payload, "event", "bad-event")
+    causes = event.get("causes") if isinstance(event, dict) else None
+    if not isinstance(causes, list):
+        raise BundleError("bad-event", "event payload lacks a causes list")
+    for cause in causes:
+        bounds.check_int(cause, "event cause", _bundle_error, 0, index - 1)
+    if len(set(causes)) != len(causes):
+        raise BundleError("bad-event", "event names a cause twice")
+    return causes
+
+
+def _decode(entry: bytes) -> dict[str, Any]:
+    """Return the decoded view of entry bytes; raise the typed error if they do not decode."""
+    kind, payload = decode_entry(entry)
+    if kind == KIND_DEVICE_RECORD:
+        return wire.decode_record(payload).to_json()
+    if kind == KIND_DEVICE_ENROLLMENT:
+        enr = decode_enrollment(payload)
+        return {
+            "device_id": enr.device_id.hex(),
+            "public_key": enr.public_key.hex(),
+            "metadata": enr.metadata,
+        }
+    if kind == KIND_PARTICIPANT_TX:
+        sigs, body, value = split_tx(payload)
+        return {
+            "signers": tx_signers(value),
+            "signatures": [s.hex() for s in sigs],
+            "tx_hash": hashlib.sha256(body).hexdigest(),
+            "body": value,
+        }
+    value = _json_strict(payload, "event", "bad-event")
+    if not isinstance(value, dict):
+        raise BundleError("bad-event", "event is not a JSON object")
+    return value
+
+
 def decode_view(entry: bytes) -> dict[str, Any]:
     """Return a JSON-friendly decoded view of entry bytes; {"error": {...}} if they do not decode."""
     try:
-        kind, payload = decode_entry(entry)
-        if kind == KIND_DEVICE_RECORD:
-            return wire.decode_record(payload).to_json()
-        if kind == KIND_DEVICE_ENROLLMENT:
-            enr = decode_enrollment(payload)
-            return {
-                "device_id": enr.device_id.hex(),
-                "public_key": enr.public_key.hex(),
-                "metadata": enr.metadata,
-            }
-        if kind == KIND_PARTICIPANT_TX:
-            sigs, body, value = split_tx(payload)
-            return {
-                "signers": tx_signers(value),
-                "signatures": [s.hex() for s in sigs],
-                "tx_hash": hashlib.sha256(body).hexdigest(),
-                "body": value,
-            }
-        value = json.loads(payload.decode("utf-8"))
-        if not isinstance(value, dict):
-            raise BundleError("bad-event", "event is not a JSON object")
-        return value
+        return _decode(entry)
     except EdgesealError as exc:
         return {"error": exc.to_dict()}
-    except (UnicodeDecodeError, ValueError) as exc:
-        return {"error": {"error": "WireError", "code": "undecodable", "message": str(exc)}}
 
 
 # ---- building --------------------------------------------------------------------------------
 
 
-DeviceLookup = Callable[[bytes], "tuple[bytes, int] | None"]
+class ScanChains:
+    """DeviceChains found by scanning the log: for a standalone ledger file without an index.
+
+    O(entries since the device's enrollment) reads per bundle; a running gateway passes its
+    LogIndex instead (O(log n)).
+    """
+
+    def __init__(self, ledger: LedgerView) -> None:
+        """Scan `ledger`."""
+        self._ledger = ledger
+
+    def rotations(self, device_id: bytes, since: int, before: int) -> list[int]:
+        """Return the indexes of the device's key rotations in [since, before), in log order."""
+        out = []
+        for i, e in self._ledger.entries(since, before):
+            # entry = kind || version || record kind || flags || device id (16) || ...
+            if e[0] == KIND_DEVICE_RECORD and e[2] == wire.KEY_ROTATION and e[4:20] == device_id:
+                out.append(i)
+        return out
+
+    def successors(self, device_id: bytes, after: int, size: int) -> list[int] | None:
+        """Return the indexes of the device's records after `after` up to the first signed one
+        below min(size, after + 1 + MAX_CHAIN_SCAN_ENTRIES); None if none is signed."""
+        out = []
+        end = min(size, after + 1 + MAX_CHAIN_SCAN_ENTRIES)
+        for i, e in self._ledger.entries(after + 1, end):
+            if e[0] == KIND_DEVICE_RECORD and e[4:20] == device_id:
+                out.append(i)
+                if wire.decode_record(e[1:]).signed:
+                    return out
+        return None
 
 
 def build_bundle(
@@ -160,11 +267,16 @@ def build_bundle(
     index: int,
     device_lookup: DeviceLookup,
     checkpoint_note: bytes | None = None,
+    chains: DeviceChains | None = None,
 ) -> dict[str, Any]:
-    """Return the proof bundle of log entry `index` against the latest checkpoint.
+    """Return the proof bundle of log entry `index` against the latest checkpoint (or
+    checkpoint_note); `encode_bundle` gives its canonical bytes.
 
-    device_lookup(device_id) returns (first public key, enrollment index) or None. Raises
-    BundleError("not-integrated") if the entry is not yet covered by the checkpoint.
+    device_lookup(device_id) returns (first public key, enrollment index) or None; chains finds
+    key rotations and signed successors (default: ScanChains over the ledger). Reads the entry,
+    its RFC 9162 2.1.3 inclusion proof, and only the entries the bundle carries (with a LogIndex
+    as chains). Raises NotIntegrated("not-integrated") if the checkpoint does not cover the entry
+    (or an unsigned record's signed successor) yet, BundleError for an entry that has none.
     """
     cp_note = checkpoint_note if checkpoint_note is not None else ledger.checkpoint()
     cp = note.parse_checkpoint(note.parse_note(cp_note)[0])
@@ -173,88 +285,84 @@ def build_bundle(
             "not-integrated", f"entry {index} is not covered by the checkpoint of size {cp.size}"
         )
     entry = ledger.entry(index)
-    kind = entry[0]
-    bundle: dict[str, Any] = {
-        "version": BUNDLE_VERSION,
-        "entry": {"index": index, "kind": KIND_NAMES[kind], "base64": b64(entry)},
-        "decoded": decode_view(entry),
-        "signature_material": _material(ledger, index, entry, device_lookup, cp_note, cp.size),
-        "inclusion": {
-            "index": index,
-            "size": cp.size,
-            "hashes": [b64(h) for h in ledger.prove_inclusion(index, cp.size)],
-        },
-        "checkpoint": cp_note.decode("utf-8"),
-        "anchor": None,
-    }
-    return bundle
+    ctx = _Build(ledger, device_lookup, cp_note, cp.size, chains or ScanChains(ledger))
+    return ctx.bundle(index, entry)
 
 
-def _material(
-    ledger: LedgerView,
-    index: int,
-    entry: bytes,
-    device_lookup: DeviceLookup,
-    cp_note: bytes,
-    size: int,
-) -> dict[str, Any]:
-    kind, payload = entry[0], entry[1:]
-    if kind == KIND_DEVICE_RECORD:
-        return _record_material(ledger, index, payload, device_lookup, size)
-    if kind == KIND_PARTICIPANT_TX:
-        sigs, body, value = split_tx(payload)
+@dataclass(frozen=True)
+class _Build:
+    ledger: LedgerView
+    device_lookup: DeviceLookup
+    cp_note: bytes
+    size: int
+    chains: DeviceChains
+
+    def bundle(self, index: int, entry: bytes) -> dict[str, Any]:
         return {
-            "type": "participant-tx",
-            "signers": tx_signers(value),
-            "signatures": [s.hex() for s in sigs],
-            "tx_hash": hashlib.sha256(body).hexdigest(),
+            "version": BUNDLE_VERSION,
+            "entry": {"index": index, "kind": KIND_NAMES[entry[0]], "base64": b64(entry)},
+            "decoded": _decode(entry),
+            "signature_material": self.material(index, entry),
+            "inclusion": {
+                "index": index,
+                "size": self.size,
+                "hashes": [b64(h) for h in self.ledger.prove_inclusion(index, self.size)],
+            },
+            "checkpoint": self.cp_note.decode("utf-8"),
+            "anchor": None,
         }
-    if kind == KIND_DEVICE_ENROLLMENT:
-        enr = decode_enrollment(payload)
+
+    def material(self, index: int, entry: bytes) -> dict[str, Any]:
+        kind, payload = entry[0], entry[1:]
+        if kind == KIND_DEVICE_RECORD:
+            return self.record_material(index, payload)
+        if kind == KIND_PARTICIPANT_TX:
+            sigs, body, value = split_tx(payload)
+            return {
+                "type": "participant-tx",
+                "signers": tx_signers(value),
+                "signatures": [s.hex() for s in sigs],
+                "tx_hash": hashlib.sha256(body).hexdigest(),
+            }
+        if kind == KIND_DEVICE_ENROLLMENT:
+            enr = decode_enrollment(payload)
+            return {
+                "type": "device-enrollment",
+                "device_id": enr.device_id.hex(),
+                "public_key": enr.public_key.hex(),
+            }
+        causes = event_causes(payload, index)[:MAX_CAUSES]
         return {
-            "type": "device-enrollment",
-            "device_id": enr.device_id.hex(),
-            "public_key": enr.public_key.hex(),
+            "type": "contract-event",
+            "causes": [self.bundle(c, self.ledger.entry(c)) for c in causes],
         }
-    assert kind == KIND_CONTRACT_EVENT
-    causes = json.loads(payload.decode("utf-8"))["causes"][:MAX_CAUSES]
-    return {
-        "type": "contract-event",
-        "causes": [build_bundle(ledger, int(c), device_lookup, cp_note) for c in causes],
-        "note": EVENT_NOTE,
-    }
 
-
-def _record_material(
-    ledger: LedgerView, index: int, payload: bytes, device_lookup: DeviceLookup, size: int
-) -> dict[str, Any]:
-    rec = wire.decode_record(payload)
-    found = device_lookup(rec.device_id)
-    if found is None:
-        raise BundleError("unknown-device", f"device {rec.device_id.hex()} is not enrolled")
-    first_key, enrolled_index = found
-    dev = rec.device_id
-    rotations: list[str] = []
-    for _, e in ledger.entries(enrolled_index, index):
-        # entry = kind || version || record kind || flags || device id (16) || ...
-        if e[0] == KIND_DEVICE_RECORD and e[2] == wire.KEY_ROTATION and e[4:20] == dev:
-            rotations.append(b64(e[1:]))
-    successors: list[str] = []
-    if not rec.signed:
-        end = min(size, index + 1 + MAX_CHAIN_SCAN_ENTRIES)
-        for _, e in ledger.entries(index + 1, end):
-            if e[0] == KIND_DEVICE_RECORD and e[4:20] == dev:
-                successors.append(b64(e[1:]))
-                if wire.decode_record(e[1:]).signed:
-                    break
-    return {
-        "type": "device-record",
-        "device_id": dev.hex(),
-        "public_key": first_key.hex(),
-        "signature": rec.signature.hex() if rec.signature else None,
-        "successors": successors,
-        "rotations": rotations,
-    }
+    def record_material(self, index: int, payload: bytes) -> dict[str, Any]:
+        rec = wire.decode_record(payload)
+        found = self.device_lookup(rec.device_id)
+        if found is None:
+            raise BundleError("unknown-device", f"device {rec.device_id.hex()} is not enrolled")
+        first_key, enrolled_index = found
+        dev = rec.device_id
+        rotations = self.chains.rotations(dev, enrolled_index, index)
+        successors: Sequence[int] = []
+        if not rec.signed:
+            found_successors = self.chains.successors(dev, index, self.size)
+            if found_successors is None:
+                raise NotIntegrated(
+                    "not-integrated",
+                    f"the signed record that authenticates entry {index} is not covered by the "
+                    f"checkpoint of size {self.size} yet",
+                )
+            successors = found_successors
+        return {
+            "type": "device-record",
+            "device_id": dev.hex(),
+            "public_key": first_key.hex(),
+            "signature": rec.signature.hex() if rec.signature else None,
+            "successors": [b64(self.ledger.entry(i)[1:]) for i in successors],
+            "rotations": [b64(self.ledger.entry(i)[1:]) for i in rotations],
+        }
 
 
 # ---- verifying -------------------------------------------------------------------------------
@@ -283,79 +391,131 @@ class Verified:
         return text
 
 
-def _field(obj: Any, key: str, typ: type, where: str) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise BundleError("bad-bundle", f"{where} lacks {key!r}")
-    value = obj[key]
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise BundleError("bad-bundle", f"{where}.{key} must be {typ.__name__}")
-    return value
+def verify_bundle_bytes(data: bytes, vkey: str) -> Verified:
+    """Return what the bundle file `data` proves after checking all of it against vkey.
 
-
-def _hex(value: Any, n_bytes: int, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * n_bytes:
-        raise BundleError("bad-bundle", f"{what} must be {2 * n_bytes} hex digits")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise BundleError("bad-bundle", f"{what} is not hex") from None
+    The strict path for files and API responses: data must be at most bounds.MAX_BUNDLE_BYTES of
+    strict JSON (no duplicate keys, no floats or NaN, bounded depth) and exactly the canonical
+    serialisation of its value (encode_bundle). Raises BundleError (codes of gateway.bounds,
+    "not-canonical", or those of verify_bundle) and never anything untyped.
+    """
+    verifier = _verifier(vkey)
+    data = bytes(data)
+    doc = bounds.loads_strict(data, "bundle", _bundle_error, max_bytes=bounds.MAX_BUNDLE_BYTES)
+    if encode_bundle(doc) != data:
+        raise BundleError("not-canonical", "the bundle is not in canonical form (docs/api.md)")
+    return _guarded(doc, verifier)
 
 
 def verify_bundle(bundle: Any, vkey: str) -> Verified:
-    """Return what the bundle proves after checking all of it against the verifier key vkey.
+    """Return what a parsed bundle value proves after checking all of it against vkey.
 
-    Raises BundleError (or the ProofError/SignatureError/WireError of the failing check) with
-    a message naming the first thing that does not verify.
+    Duplicate keys cannot be seen in a parsed value: files and API responses go through
+    verify_bundle_bytes. Raises BundleError (or the ProofError/SignatureError/WireError of the
+    failing check) with a message naming the first thing that does not verify.
     """
+    verifier = _verifier(vkey)
+    encode_bundle(bundle)  # a value with no canonical form (NaN, a non-JSON type) is refused
+    return _guarded(bundle, verifier)
+
+
+def _verifier(vkey: Any) -> note.NoteVerifier:
     try:
-        verifier = note.NoteVerifier.from_vkey(vkey)
-    except (ValueError, EdgesealError) as exc:
+        return note.NoteVerifier.from_vkey(vkey)
+    except (ValueError, TypeError, AttributeError, EdgesealError) as exc:
         raise BundleError("bad-vkey", f"the verifier key is not usable: {exc}") from None
-    return _verify(bundle, verifier, depth=0)
 
 
-def _verify(bundle: Any, verifier: note.NoteVerifier, depth: int) -> Verified:
-    if not isinstance(bundle, dict):
-        raise BundleError("bad-bundle", "a bundle is a JSON object")
-    extra = set(bundle) - BUNDLE_KEYS
-    missing = BUNDLE_KEYS - set(bundle)
-    if extra or missing:
-        raise BundleError(
-            "bad-bundle", f"bundle fields: missing {sorted(missing)}, unexpected {sorted(extra)}"
-        )
-    if bundle["version"] != BUNDLE_VERSION or isinstance(bundle["version"], bool):
-        raise BundleError("bad-version", f"unsupported bundle version {bundle['version']!r}")
-    if bundle["anchor"] is not None:
-        raise BundleError("anchor-unsupported", "this verifier cannot check an anchor yet")
-
-    # 1. the checkpoint: signed by the gateway key
-    cp_text = _field(bundle, "checkpoint", str, "bundle")
+def _guarded(bundle: Any, verifier: note.NoteVerifier) -> Verified:
+    """Return _verify(bundle); turn an untyped failure (a bug) into BundleError("internal")."""
     try:
-        cp = note.verify_checkpoint(cp_text.encode("utf-8"), verifier)
+        return _verify(bundle, verifier, depth=0)
+    except EdgesealError:
+        raise
+    except _UNTYPED as exc:
+        raise BundleError(
+            "internal", f"the verifier failed on this input ({type(exc).__name__}): {exc}"
+        ) from None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Return True if a and b have the same canonical JSON (so 6 != 6.0 and 1 != true)."""
+    return encode_bundle(a) == encode_bundle(b)
+
+
+def _object(value: Any, keys: set[str] | frozenset[str], where: str) -> dict[str, Any]:
+    """Return value if it is a JSON object with exactly `keys`; raise BundleError("bad-bundle")."""
+    if not isinstance(value, dict):
+        raise BundleError("bad-bundle", f"{where} must be a JSON object")
+    if set(value) != set(keys):
+        extra, missing = sorted(set(value) - set(keys)), sorted(set(keys) - set(value))
+        raise BundleError("bad-bundle", f"{where} fields: missing {missing}, unexpected {extra}")
+    return value
+
+
+def _int(value: Any, what: str, lo: int = 0, hi: int = bounds.MAX_INT64) -> int:
+    return bounds.check_int(value, what, _bundle_error, lo, hi)
+
+
+def _hex(value: Any, n_bytes: int, what: str) -> bytes:
+    """Return the bytes of lowercase hex `value` of n_bytes; raise BundleError("bad-hex")."""
+    if not isinstance(value, str) or len(value) != 2 * n_bytes:
+        raise BundleError("bad-hex", f"{what} must be {2 * n_bytes} hex digits")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise BundleError("bad-hex", f"{what} is not hex") from None
+    if raw.hex() != value:
+        raise BundleError("bad-hex", f"{what} must be lowercase hex")
+    return raw
+
+
+def _checkpoint(text: Any, verifier: note.NoteVerifier) -> note.Checkpoint:
+    """Return the checkpoint of a bundle's note: exactly one signature, the gateway's."""
+    if not isinstance(text, str):
+        raise BundleError("bad-checkpoint", "checkpoint must be the signed note text")
+    try:
+        raw = text.encode("utf-8")
+        if len(note.parse_note(raw)[1]) != 1:
+            raise BundleError("bad-checkpoint", "the checkpoint must carry one signature")
+        return note.verify_checkpoint(raw, verifier)
+    except BundleError:
+        raise
     except (EdgesealError, ValueError) as exc:
         raise BundleError(
             "bad-checkpoint", f"checkpoint does not verify with {verifier.name}: {exc}"
         ) from None
 
-    # 2. the entry and its inclusion proof against the checkpoint's root
-    ent = _field(bundle, "entry", dict, "bundle")
-    if set(ent) != {"index", "kind", "base64"}:
-        raise BundleError("bad-bundle", "entry fields must be index, kind, base64")
-    index = _field(ent, "index", int, "entry")
-    entry = unb64(_field(ent, "base64", str, "entry"), "entry.base64")
+
+def _verify(bundle: Any, verifier: note.NoteVerifier, depth: int) -> Verified:
+    _object(bundle, BUNDLE_KEYS, "bundle")
+    version = bundle["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version != BUNDLE_VERSION:
+        raise BundleError("bad-version", f"unsupported bundle version {version!r}")
+    if bundle["anchor"] is not None:
+        raise BundleError("anchor-unsupported", "this verifier cannot check an anchor yet")
+
+    # 1. the checkpoint: signed by the gateway key, and by nothing else
+    cp_text = bundle["checkpoint"]
+    cp = _checkpoint(cp_text, verifier)
+
+    # 2. the entry and its RFC 9162 2.1.3 inclusion proof against the checkpoint's root
+    ent = _object(bundle["entry"], {"index", "kind", "base64"}, "entry")
+    index = _int(ent["index"], "entry.index")
+    entry = unb64(ent["base64"], "entry.base64")
     if not entry or entry[0] not in KIND_NAMES:
         raise BundleError("bad-entry", "entry bytes have no known kind")
     kind = KIND_NAMES[entry[0]]
-    if ent["kind"] != kind:
+    if not _same(ent["kind"], kind):
         raise BundleError("bad-entry", f"entry.kind says {ent['kind']!r}, the bytes say {kind!r}")
-    inc = _field(bundle, "inclusion", dict, "bundle")
-    if set(inc) != {"index", "size", "hashes"}:
-        raise BundleError("bad-bundle", "inclusion fields must be index, size, hashes")
-    if _field(inc, "index", int, "inclusion") != index:
+    inc = _object(bundle["inclusion"], {"index", "size", "hashes"}, "inclusion")
+    if not _same(inc["index"], index):
         raise BundleError("index-mismatch", "inclusion.index differs from entry.index")
-    if _field(inc, "size", int, "inclusion") != cp.size:
+    if not _same(inc["size"], cp.size):
         raise BundleError("size-mismatch", "inclusion.size differs from the checkpoint size")
-    hashes = [unb64(h, "inclusion hash") for h in _field(inc, "hashes", list, "inclusion")]
+    if not isinstance(inc["hashes"], list) or len(inc["hashes"]) > MAX_PROOF_HASHES:
+        raise BundleError("bad-inclusion", f"inclusion.hashes must be <= {MAX_PROOF_HASHES}")
+    hashes = [unb64(h, "inclusion hash") for h in inc["hashes"]]
     try:
         merkle.verify_inclusion(merkle.leaf_hash(entry), index, cp.size, hashes, cp.root)
     except EdgesealError as exc:
@@ -363,25 +523,24 @@ def _verify(bundle: Any, verifier: note.NoteVerifier, depth: int) -> Verified:
             "bad-inclusion", f"inclusion proof of entry {index} fails at size {cp.size}: {exc}"
         ) from None
 
-    # 3. the decoded view must be what the bytes say
-    if bundle["decoded"] != decode_view(entry):
+    # 3. the decoded view must be what the bytes say (compared as canonical JSON)
+    if not _same(bundle["decoded"], _decode(entry)):
         raise BundleError("decoded-mismatch", "decoded view differs from the entry bytes")
 
     # 4. the entry's own signatures
-    sm = _field(bundle, "signature_material", dict, "bundle")
-    detail, causes = _verify_material(entry, sm, cp_text, verifier, depth)
+    sm = bundle["signature_material"]
+    detail, causes = _verify_material(index, entry, sm, cp_text, verifier, depth)
     return Verified(index, kind, cp.size, cp.origin, b64(cp.root), detail, causes)
 
 
-def _expect(sm: dict[str, Any], keys: set[str], typ: str) -> None:
-    if sm.get("type") != typ or set(sm) != keys | {"type"}:
-        raise BundleError(
-            "bad-signature-material", f"signature_material must be a {typ} with {sorted(keys)}"
-        )
+def _material(sm: Any, keys: set[str], typ: str) -> dict[str, Any]:
+    if not isinstance(sm, dict) or not _same(sm.get("type"), typ):
+        raise BundleError("bad-signature-material", f"signature_material must be a {typ}")
+    return _object(sm, keys | {"type"}, "signature_material")
 
 
 def _verify_material(
-    entry: bytes, sm: dict[str, Any], cp_text: str, verifier: note.NoteVerifier, depth: int
+    index: int, entry: bytes, sm: Any, cp_text: str, verifier: note.NoteVerifier, depth: int
 ) -> tuple[str, tuple[int, ...]]:
     kind, payload = entry[0], entry[1:]
     if kind == KIND_DEVICE_RECORD:
@@ -389,51 +548,72 @@ def _verify_material(
     if kind == KIND_PARTICIPANT_TX:
         return _verify_tx(payload, sm), ()
     if kind == KIND_DEVICE_ENROLLMENT:
-        _expect(sm, {"device_id", "public_key"}, "device-enrollment")
+        _material(sm, {"device_id", "public_key"}, "device-enrollment")
         enr = decode_enrollment(payload)
-        if sm["device_id"] != enr.device_id.hex() or sm["public_key"] != enr.public_key.hex():
+        want = {"device_id": enr.device_id.hex(), "public_key": enr.public_key.hex()}
+        if not _same(sm, {"type": "device-enrollment", **want}):
             raise BundleError("material-mismatch", "signature_material differs from the entry")
         if wire.device_id_for(enr.public_key) != enr.device_id:
             raise BundleError("wrong-device", "device id is not SHA-256(public key)[0:16]")
         return f"enrollment of device {enr.device_id.hex()} (self-certifying id)", ()
-    return _verify_event(payload, sm, cp_text, verifier, depth)
+    return _verify_event(index, payload, sm, cp_text, verifier, depth)
 
 
-def _verify_record(payload: bytes, sm: dict[str, Any]) -> str:
-    _expect(
-        sm,
-        {"device_id", "public_key", "signature", "successors", "rotations"},
-        "device-record",
-    )
+def _current_key(rec: wire.Record, key: bytes, rotations: Any) -> bytes:
+    """Return the device key after the bundle's rotations (each an earlier signed key rotation
+    of the device, in seq order, signed by the key before it); raise on the first bad one."""
+    if not isinstance(rotations, list):
+        raise BundleError("bad-signature-material", "rotations must be a list")
+    last_seq = -1
+    for i, text in enumerate(rotations):
+        rot = wire.decode_record(unb64(text, f"rotation {i}"))
+        if (
+            rot.device_id != rec.device_id
+            or rot.kind != wire.KEY_ROTATION
+            or not last_seq < rot.seq < rec.seq
+            or rot.signature is None
+        ):
+            raise BundleError("bad-rotation", f"rotation {i} is not an earlier rotation of device")
+        wire.verify_signature(rot, key)
+        new_key = rot.value(wire.Ch.NEW_PUBLIC_KEY)
+        if not isinstance(new_key, bytes):
+            raise BundleError("bad-rotation", f"rotation {i} carries no new key")
+        wire.check_public_key(new_key)
+        key, last_seq = new_key, rot.seq
+    return key
+
+
+def _verify_record(payload: bytes, sm: Any) -> str:
+    keys = {"device_id", "public_key", "signature", "successors", "rotations"}
+    _material(sm, keys, "device-record")
     rec = wire.decode_record(payload)
-    if sm["device_id"] != rec.device_id.hex():
+    if not _same(sm["device_id"], rec.device_id.hex()):
         raise BundleError("material-mismatch", "signature_material.device_id differs from record")
     key = _hex(sm["public_key"], 32, "public_key")
     if wire.device_id_for(key) != rec.device_id:
         raise BundleError("wrong-device", "the public key's device id is not the record's")
-    want_sig = rec.signature.hex() if rec.signature else None
-    if sm["signature"] != want_sig:
+    if not _same(sm["signature"], rec.signature.hex() if rec.signature else None):
         raise BundleError("material-mismatch", "signature_material.signature differs from record")
-    if not isinstance(sm["rotations"], list) or not isinstance(sm["successors"], list):
-        raise BundleError("bad-signature-material", "rotations and successors must be lists")
-    for i, text in enumerate(sm["rotations"]):
-        rot = wire.decode_record(unb64(text, f"rotation {i}"))
-        if rot.device_id != rec.device_id or rot.kind != wire.KEY_ROTATION or rot.seq >= rec.seq:
-            raise BundleError("bad-rotation", f"rotation {i} is not an earlier rotation of device")
-        wire.verify_signature(rot, key)
-        new_key = rot.value(wire.Ch.NEW_PUBLIC_KEY)
-        assert isinstance(new_key, bytes)
-        key = new_key
+    key = _current_key(rec, key, sm["rotations"])
+    successors = sm["successors"]
+    if not isinstance(successors, list):
+        raise BundleError("bad-signature-material", "successors must be a list")
     if rec.signed:
+        if successors:
+            raise BundleError("extra-successor", "a signed record needs no successors")
         wire.verify_signature(rec, key)
         return (
             f"device record seq {rec.seq} of device {rec.device_id.hex()} signed by the device key"
         )
     chain = wire.DeviceChain(rec.device_id, key, None, rec.prev_hash)
     chain.push(rec)
-    for i, text in enumerate(sm["successors"]):
+    for i, text in enumerate(successors):
         nxt = wire.decode_record(unb64(text, f"successor {i}"))
         if chain.push(nxt):
+            if i != len(successors) - 1:
+                raise BundleError(
+                    "extra-successor", "successors must end at the first signed record"
+                )
             return (
                 f"device record seq {rec.seq} of device {rec.device_id.hex()} authenticated by "
                 f"the signed record seq {nxt.seq} through {i + 1} hash-chain links"
@@ -441,16 +621,16 @@ def _verify_record(payload: bytes, sm: dict[str, Any]) -> str:
     raise BundleError("unauthenticated", "unsigned record has no signed successor in the bundle")
 
 
-def _verify_tx(payload: bytes, sm: dict[str, Any]) -> str:
-    _expect(sm, {"signers", "signatures", "tx_hash"}, "participant-tx")
+def _verify_tx(payload: bytes, sm: Any) -> str:
+    _material(sm, {"signers", "signatures", "tx_hash"}, "participant-tx")
     sigs, body, value = split_tx(payload)
     signers = tx_signers(value)
     if len(signers) != len(sigs):
         raise BundleError("bad-tx", f"{len(sigs)} signatures for {len(signers)} signers")
-    if sm["signers"] != signers or sm["signatures"] != [s.hex() for s in sigs]:
+    tx_hash = hashlib.sha256(body).hexdigest()
+    want = {"signers": signers, "signatures": [s.hex() for s in sigs], "tx_hash": tx_hash}
+    if not _same(sm, {"type": "participant-tx", **want}):
         raise BundleError("material-mismatch", "signature_material differs from the transaction")
-    if sm["tx_hash"] != hashlib.sha256(body).hexdigest():
-        raise BundleError("material-mismatch", "signature_material.tx_hash is not SHA-256(body)")
     for signer, sig in zip(signers, sigs, strict=True):
         public_key = _hex(signer, 32, "signer key")
         wire.check_public_key(public_key)
@@ -462,35 +642,38 @@ def _verify_tx(payload: bytes, sm: dict[str, Any]) -> str:
             raise BundleError(
                 "bad-signature", f"signature of {signer[:16]}... does not verify"
             ) from None
-    return f"participant transaction {hashlib.sha256(body).hexdigest()} signed by {len(signers)}"
+    return f"participant transaction {tx_hash} signed by {len(signers)}"
 
 
 def _verify_event(
-    payload: bytes, sm: dict[str, Any], cp_text: str, verifier: note.NoteVerifier, depth: int
+    index: int,
+    payload: bytes,
+    sm: Any,
+    cp_text: str,
+    verifier: note.NoteVerifier,
+    depth: int,
 ) -> tuple[str, tuple[int, ...]]:
-    _expect(sm, {"causes", "note"}, "contract-event")
+    _material(sm, {"causes"}, "contract-event")
     if depth > 0:
         raise BundleError("bad-bundle", "an event's cause cannot be an event")
-    try:
-        event = json.loads(payload.decode("utf-8"))
-        named = sorted({int(c) for c in event["causes"]})
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise BundleError("bad-event", "event payload lacks a causes list") from None
-    if not isinstance(sm["causes"], list) or len(sm["causes"]) > MAX_CAUSES:
-        raise BundleError("bad-signature-material", f"causes must be a list of <= {MAX_CAUSES}")
-    proven: list[int] = []
-    for cause in sm["causes"]:
-        if not isinstance(cause, dict) or cause.get("checkpoint") != cp_text:
+    named = event_causes(payload, index)
+    want = named[:MAX_CAUSES]
+    if not isinstance(sm["causes"], list) or len(sm["causes"]) != len(want):
+        raise BundleError("bad-cause", "the proven causes are not exactly the ones the event names")
+    for cause, expected in zip(sm["causes"], want, strict=True):
+        if not isinstance(cause, dict) or not _same(cause.get("checkpoint"), cp_text):
             raise BundleError("bad-cause", "every cause must be proven against the same checkpoint")
         try:
             res = _verify(cause, verifier, depth + 1)
         except EdgesealError as exc:
             raise BundleError("bad-cause", f"cause does not verify: {exc}") from None
-        proven.append(res.index)
-    if sorted(proven) != named[:MAX_CAUSES] or len(set(proven)) != len(proven):
-        raise BundleError("bad-cause", "the proven causes are not exactly the ones the event names")
+        if res.index != expected:
+            raise BundleError("bad-cause", "the proven causes are not in the event's order")
+    event = _decode(bytes((KIND_CONTRACT_EVENT,)) + payload)
     detail = (
         f"contract event {event.get('type')!r} of contract {event.get('contract')!r}; "
         f"its content is checked by replaying the log (edgeseal audit)"
     )
-    return detail, tuple(sorted(proven))
+    if len(named) > len(want):
+        detail += f"; {len(want)} of its {len(named)} causes are in the bundle"
+    return detail, tuple(want)

@@ -166,15 +166,23 @@ class ReadModel:
         }
 
     async def bundle(self, index: int) -> dict[str, Any]:
-        """Return the offline proof bundle of entry index (gateway.bundle).
+        """Return the offline proof bundle of entry index (gateway.bundle) as a value.
 
         Raises NotFound for an index past the log, NotIntegrated if no checkpoint covers it yet.
-        Runs in a thread: an unsigned record or a rotated key means scanning part of the log.
+        Reads the entries the bundle carries and the RFC 9162 2.1.3 proof: O(log n) with the
+        LogIndex's device records (never a scan of the log); runs in a thread (SQLite reads).
         """
         led = self.ledger()
         if index >= led.sequenced_size:
             raise NotFound("not-found", f"no entry at index {index}")
-        return await asyncio.to_thread(bundles.build_bundle, led, index, self._device_lookup)
+        return await asyncio.to_thread(
+            bundles.build_bundle, led, index, self._device_lookup, None, self._index
+        )
+
+    async def bundle_bytes(self, index: int) -> bytes:
+        """Return the canonical bytes of the bundle of entry index (what the API serves and
+        `edgeseal verify-bundle` checks: gateway.bundle.encode_bundle); raises as bundle()."""
+        return bundles.encode_bundle(await self.bundle(index))
 
     def _device_lookup(self, device_id: bytes) -> tuple[bytes, int] | None:
         dev = self._index.devices.get(device_id)

@@ -958,8 +958,8 @@ async function loadBundle(index, scroll) {
   $("bundle-index").value = index;
   if (scroll) $("verify").scrollIntoView({ behavior: "instant", block: "start" });
   try {
-    const b = await getJson(`/v1/bundle/${index}`);
-    $("bundle-text").value = JSON.stringify(b, null, 2);
+    // the exact bytes the API serves: a bundle has one canonical form, checked on Verify
+    $("bundle-text").value = await getText(`/v1/bundle/${index}`);
     out.replaceChildren(h("p", { class: "muted" }, `Bundle of entry ${index} loaded: press Verify.`));
   } catch (e) {
     out.replaceChildren(h("p", { class: "verdict bad" }, `Could not fetch the bundle of entry ${index}: ${e.message}`));
@@ -970,33 +970,36 @@ async function loadBundle(index, scroll) {
 async function verifyBundle(bundle, vkey, depth = 0, checkpointNote = null) {
   const checks = [];
   const add = (name, ok, message, extra = {}) => checks.push({ name, ok, message, ...extra });
-  if (!bundle || typeof bundle !== "object" || bundle.version !== 1) {
-    add("bundle format", false, "not a version 1 proof bundle");
+  const shape = V.bundleShapeProblem(bundle);
+  if (shape) {
+    add("bundle format", false, `not a version ${V.BUNDLE_VERSION} proof bundle: ${shape}`);
     return checks;
   }
   let entry;
   try {
     entry = V.unb64(bundle.entry.base64);
-    add("bundle format", true, `version 1, entry ${bundle.entry.index} (${entry.length} bytes)`);
+    add("bundle format", true, `version ${V.BUNDLE_VERSION}, entry ${bundle.entry.index} (${entry.length} bytes), no unchecked field`);
   } catch (e) {
     add("bundle format", false, `entry bytes: ${e.message}`);
     return checks;
   }
-  // 1. the checkpoint, signed by the gateway key
+  // 1. the checkpoint, signed by the gateway key and by nothing else
   const cp = await V.verifyCheckpoint(bundle.checkpoint, vkey);
+  const oneSig = cp.ok && cp.lines === 1;
   if (depth === 0 || bundle.checkpoint !== checkpointNote) {
-    add("checkpoint signature (Ed25519, gateway key)", cp.ok, cp.message, { engine: cp.engine });
+    const msg = cp.ok && !oneSig ? `the checkpoint must carry one signature, the gateway's (it has ${cp.lines})` : cp.message;
+    add("checkpoint signature (Ed25519, gateway key)", oneSig, msg, { engine: cp.engine });
   }
   // 2. the inclusion proof against the checkpoint root
-  const inc = bundle.inclusion || {};
+  const inc = bundle.inclusion;
   if (!cp.checkpoint) {
     add("inclusion proof (RFC 9162)", false, "no verified checkpoint to check it against");
-  } else if (BigInt(inc.size ?? -1) !== cp.checkpoint.size || inc.index !== bundle.entry.index) {
+  } else if (typeof inc.size !== "number" || BigInt(inc.size) !== cp.checkpoint.size || inc.index !== bundle.entry.index) {
     add("inclusion proof (RFC 9162)", false, `the proof is for index ${inc.index} in size ${inc.size}, the checkpoint has size ${cp.checkpoint.size}`);
   } else {
     let hashes;
     try {
-      hashes = (inc.hashes || []).map(V.unb64);
+      hashes = (Array.isArray(inc.hashes) ? inc.hashes : [null]).map(V.unb64);
     } catch (e) {
       hashes = null;
       add("inclusion proof (RFC 9162)", false, e.message);
@@ -1008,101 +1011,127 @@ async function verifyBundle(bundle, vkey, depth = 0, checkpointNote = null) {
   }
   // 3. the decoded view and the signature material describe these bytes
   const kindName = { 1: "device-record", 2: "participant-tx", 3: "contract-event", 4: "device-enrollment" }[entry[0]];
-  const sm = bundle.signature_material || {};
-  add("entry kind", kindName === bundle.entry.kind && (!sm.type || sm.type === kindName), kindName ? `${V.KIND_NAMES[entry[0]]}` : `unknown kind byte ${entry[0]}`);
-  for (const c of await entrySignatureChecks(entry, sm, bundle.decoded || {}, vkey, bundle.checkpoint, depth)) checks.push(c);
+  const sm = bundle.signature_material;
+  add("entry kind", kindName === bundle.entry.kind && sm.type === kindName, kindName ? `${V.KIND_NAMES[entry[0]]}` : `unknown kind byte ${entry[0]}`);
+  for (const c of await entrySignatureChecks(entry, sm, bundle.decoded, vkey, bundle.checkpoint, depth, bundle.entry.index)) checks.push(c);
   if (depth === 0) {
-    add("on-chain anchor", null, bundle.anchor ? `anchored: ${JSON.stringify(bundle.anchor)}` : "not anchored on a chain yet (the signed checkpoint is the evidence)");
+    add("on-chain anchor", null, "not anchored on a chain yet (the signed checkpoint is the evidence)");
   }
   return checks;
 }
 
-async function entrySignatureChecks(entry, sm, decoded, vkey, note, depth) {
+// The same canonical JSON (so 6 and 6.0, 1 and true differ); false if either has none.
+function same(a, b) {
+  try {
+    return V.canonicalJson(a) === V.canonicalJson(b);
+  } catch {
+    return false;
+  }
+}
+
+async function recordChecks(payload, sm, decoded, add) {
+  const rec = V.splitRecord(payload);
+  const idHex = V.hex(rec.deviceId);
+  const { n_values: nValues, ...header } = await V.recordHeaderView(rec);
+  const want = { ...header, values: decoded && Array.isArray(decoded.values) && decoded.values.length === nValues ? decoded.values : null };
+  add(
+    "decoded view matches the bytes",
+    same(decoded, want) && sm.device_id === idHex && sm.signature === header.signature,
+    `device ${short(idHex, 12)}, seq ${rec.seq}, ${header.signature ? "signed" : "unsigned"}`,
+  );
+  let key = V.unhex(sm.public_key || "");
+  const idOk = key.length === 32 && V.hex(key) === sm.public_key && V.hex((await V.sha256(key)).slice(0, 16)) === idHex;
+  add("device key: device id = SHA-256(first key)[0:16]", idOk, idOk ? "the key is the device's first key" : "the key does not belong to this device");
+  let lastSeq = -1;
+  for (const [i, r64] of (Array.isArray(sm.rotations) ? sm.rotations : [null]).entries()) {
+    const rot = V.splitRecord(V.unb64(r64));
+    const rotOk = rot.body[1] === 4 && V.equal(rot.deviceId, rec.deviceId) && lastSeq < rot.seq && rot.seq < rec.seq && rot.signature;
+    const res = rotOk ? await V.ed25519Verify(key, rot.body, rot.signature) : { ok: false, message: "not an earlier signed key rotation of this device, in order" };
+    add(`key rotation ${i + 1} (seq ${rot.seq}) signed by the previous key`, res.ok, res.message, { engine: res.engine });
+    key = rot.body.subarray(rot.body.length - 32); // its one value: new_public_key (32 bytes)
+    lastSeq = rot.seq;
+  }
+  const successors = Array.isArray(sm.successors) ? sm.successors : [null];
+  if (rec.signature) {
+    const res = await V.ed25519Verify(key, rec.body, rec.signature);
+    add("device signature (Ed25519 over the record body)", res.ok, res.message, { engine: res.engine });
+    if (successors.length) add("successors", false, "a signed record needs no successors");
+    return;
+  }
+  // an unsigned record is authenticated by the hash chain up to the first signed successor
+  let prev = await V.sha256(rec.body);
+  let seq = rec.seq;
+  let closed = false;
+  for (const [i, s64] of successors.entries()) {
+    if (closed) {
+      add(`successor ${i + 1}`, false, "successors must end at the first signed record");
+      break;
+    }
+    const s = V.splitRecord(V.unb64(s64));
+    const link = V.equal(s.deviceId, rec.deviceId) && s.seq > seq && V.equal(s.body.subarray(31, 63), prev);
+    add(`successor ${i + 1} (seq ${s.seq}) links by prev_hash`, link, link ? "hash chain intact" : "chain broken");
+    if (!link) break;
+    if (s.signature) {
+      const res = await V.ed25519Verify(key, s.body, s.signature);
+      add(`successor seq ${s.seq} signature closes the chain`, res.ok, res.message, { engine: res.engine });
+      if (!res.ok) break;
+      closed = true;
+    }
+    prev = await V.sha256(s.body);
+    seq = s.seq;
+  }
+  if (!closed) add("unsigned record authenticated", false, "no signed successor closes the chain");
+}
+
+async function eventChecks(payload, sm, decoded, vkey, note, depth, index, add) {
+  let ev;
+  try {
+    ev = V.parseCanonical(V.fromUtf8(payload));
+  } catch {
+    ev = null;
+  }
+  add("decoded view matches the bytes", !!ev && same(decoded, ev), ev ? `${ev.contract}: ${ev.type}` : "event is not canonical JSON");
+  add("contract event", null, "an event is the gateway's output: its checkpoint signature covers it; replay (edgeseal audit) shows the contracts compute it");
+  const named = ev && Array.isArray(ev.causes) ? ev.causes : [];
+  const valid = named.every((c) => Number.isSafeInteger(c) && c >= 0 && c < index) && new Set(named).size === named.length;
+  const want = named.slice(0, 64);
+  const causes = Array.isArray(sm.causes) ? sm.causes : [];
+  const got = causes.map((b) => (b && b.entry ? b.entry.index : null));
+  add("the bundle proves exactly the causes the event names, in its order", valid && same(got, want), `causes ${want.join(", ") || "none"}`);
+  if (depth > 0) {
+    add("cause", false, "an event's cause cannot be an event");
+    return;
+  }
+  for (const cb of causes) {
+    const sub = cb && cb.checkpoint === note ? await verifyBundle(cb, vkey, depth + 1, note) : [{ name: "checkpoint", ok: false, message: "a cause must be proven against the same checkpoint" }];
+    const ok = !sub.some((x) => x.ok === false);
+    add(`cause: entry ${cb && cb.entry ? cb.entry.index : "?"}${cb && cb.entry ? ` (${cb.entry.kind})` : ""}`, ok, ok ? "proven: inclusion and signatures" : "does not verify", { sub });
+  }
+}
+
+async function entrySignatureChecks(entry, sm, decoded, vkey, note, depth, index) {
   const out = [];
   const add = (name, ok, message, extra = {}) => out.push({ name, ok, message, ...extra });
   const payload = entry.subarray(1);
   try {
     if (entry[0] === 1) {
-      const rec = V.splitRecord(payload);
-      const idHex = V.hex(rec.deviceId);
-      const sigHex = rec.signature ? V.hex(rec.signature) : null;
-      add(
-        "decoded view matches the bytes",
-        decoded.device_id === idHex && decoded.seq === rec.seq && sm.device_id === idHex && (sm.signature ?? null) === sigHex,
-        `device ${short(idHex, 12)}, seq ${rec.seq}, ${sigHex ? "signed" : "unsigned"}`,
-      );
-      let key = V.unhex(sm.public_key || "");
-      const idOk = key.length === 32 && V.hex((await V.sha256(key)).slice(0, 16)) === idHex;
-      add("device key: device id = SHA-256(first key)[0:16]", idOk, idOk ? "the key is the device's first key" : "the key does not belong to this device");
-      for (const [i, r64] of (sm.rotations || []).entries()) {
-        const rot = V.splitRecord(V.unb64(r64));
-        const rotOk = rot.body[1] === 4 && V.equal(rot.deviceId, rec.deviceId) && rot.seq < rec.seq && rot.signature;
-        const res = rotOk ? await V.ed25519Verify(key, rot.body, rot.signature) : { ok: false, message: "not an earlier signed key rotation of this device" };
-        add(`key rotation ${i + 1} (seq ${rot.seq}) signed by the previous key`, res.ok, res.message, { engine: res.engine });
-        key = rot.body.subarray(rot.body.length - 32); // its one value: new_public_key (32 bytes)
-      }
-      if (rec.signature) {
-        const res = await V.ed25519Verify(key, rec.body, rec.signature);
-        add("device signature (Ed25519 over the record body)", res.ok, res.message, { engine: res.engine });
-      } else {
-        // an unsigned record is authenticated by the hash chain up to a signed successor
-        let prev = await V.sha256(rec.body);
-        let seq = rec.seq;
-        let closed = false;
-        for (const [i, s64] of (sm.successors || []).entries()) {
-          const s = V.splitRecord(V.unb64(s64));
-          const link = V.equal(s.deviceId, rec.deviceId) && s.seq > seq && V.equal(s.body.subarray(31, 63), prev);
-          add(`successor ${i + 1} (seq ${s.seq}) links by prev_hash`, link, link ? "hash chain intact" : "chain broken");
-          if (!link) break;
-          if (s.signature) {
-            const res = await V.ed25519Verify(key, s.body, s.signature);
-            add(`successor seq ${s.seq} signature closes the chain`, res.ok, res.message, { engine: res.engine });
-            closed = res.ok;
-            break;
-          }
-          prev = await V.sha256(s.body);
-          seq = s.seq;
-        }
-        if (!closed) add("unsigned record authenticated", false, "no signed successor closes the chain");
-      }
+      await recordChecks(payload, sm, decoded, add);
     } else if (entry[0] === 2) {
       const tx = V.splitTx(payload);
       const txHash = V.hex(await V.sha256(tx.body));
-      const sigs = tx.sigs.map(V.hex);
-      const same =
-        sm.tx_hash === txHash &&
-        decoded.tx_hash === txHash &&
-        JSON.stringify(sm.signers) === JSON.stringify(tx.signers) &&
-        JSON.stringify(sm.signatures) === JSON.stringify(sigs);
-      add("decoded view matches the bytes", same, `tx ${short(txHash, 12)}: ${tx.obj.contract}/${tx.obj.action}`);
+      const material = { signers: tx.signers, signatures: tx.sigs.map(V.hex), tx_hash: txHash };
+      const ok = same(sm, { type: "participant-tx", ...material }) && same(decoded, { ...material, body: tx.obj });
+      add("decoded view matches the bytes", ok, `tx ${short(txHash, 12)}: ${tx.obj.contract}/${tx.obj.action}`);
       for (const c of await V.verifyEntrySignatures(entry, null)) add(c.name, c.ok, c.message, { engine: c.engine });
     } else if (entry[0] === 3) {
-      let ev;
-      try {
-        ev = JSON.parse(V.fromUtf8(payload));
-      } catch {
-        ev = null;
-      }
-      add("decoded view matches the bytes", !!ev && JSON.stringify(ev.causes) === JSON.stringify(decoded.causes) && ev.type === decoded.type, ev ? `${ev.contract}: ${ev.type}` : "event is not JSON");
-      add("contract event", null, "an event is the gateway's output: its checkpoint signature covers it; replay (edgeseal audit) shows the contracts compute it");
-      const causes = Array.isArray(sm.causes) ? sm.causes : [];
-      const want = ev ? [...new Set(ev.causes.map(Number))].sort((a, b) => a - b).slice(0, 64) : [];
-      const got = causes.map((b) => (b && b.entry ? b.entry.index : null)).sort((a, b) => a - b);
-      add("the bundle proves exactly the causes the event names", JSON.stringify(got) === JSON.stringify(want), `causes ${want.join(", ") || "none"}`);
-      if (depth > 0) {
-        add("cause", false, "an event's cause cannot be an event");
-      } else {
-        for (const cb of causes) {
-          const same = cb && cb.checkpoint === note;
-          const sub = same ? await verifyBundle(cb, vkey, depth + 1, note) : [{ name: "checkpoint", ok: false, message: "a cause must be proven against the same checkpoint" }];
-          const ok = !sub.some((x) => x.ok === false);
-          add(`cause: entry ${cb && cb.entry ? cb.entry.index : "?"}${cb && cb.entry ? ` (${cb.entry.kind})` : ""}`, ok, ok ? "proven: inclusion and signatures" : "does not verify", { sub });
-        }
-      }
+      await eventChecks(payload, sm, decoded, vkey, note, depth, index, add);
     } else if (entry[0] === 4) {
       for (const c of await V.verifyEntrySignatures(entry, null)) add(c.name, c.ok, c.message);
-      const id = V.hex(payload.subarray(1, 17));
-      add("decoded view matches the bytes", (!decoded.device_id || decoded.device_id === id) && (!sm.device_id || sm.device_id === id), `device ${short(id, 12)}`);
+      const material = { device_id: V.hex(payload.subarray(1, 17)), public_key: V.hex(payload.subarray(17, 49)) };
+      const rest = payload.subarray(49);
+      const metadata = rest.length ? JSON.parse(V.fromUtf8(rest)) : {};
+      const ok = same(sm, { type: "device-enrollment", ...material }) && same(decoded, { ...material, metadata });
+      add("decoded view matches the bytes", ok, `device ${short(material.device_id, 12)}`);
     } else {
       add("entry", false, `unknown entry kind ${entry[0]}`);
     }
@@ -1135,22 +1164,28 @@ function checkList(checks) {
 async function onVerify(ev) {
   ev.preventDefault();
   const out = $("verify-result");
-  const text = $("bundle-text").value.trim();
+  const text = $("bundle-text").value; // not trimmed: the canonical form has no whitespace
   const vkey = $("vkey").value.trim();
   out.replaceChildren(h("p", { class: "muted" }, "Verifying…"));
   let bundle;
+  const canonical = { name: "canonical form (sorted keys, no whitespace, no duplicate keys, integers)", ok: true, message: "the text is the bundle's one serialisation" };
   try {
-    bundle = JSON.parse(text);
+    bundle = V.parseCanonical(text);
   } catch (e) {
-    out.replaceChildren(h("p", { class: "verdict bad", "data-verdict": "fail" }, `✗ Not valid JSON: ${e.message}`));
-    return;
+    try {
+      bundle = JSON.parse(text);
+    } catch (e2) {
+      out.replaceChildren(h("p", { class: "verdict bad", "data-verdict": "fail" }, `✗ Not valid JSON: ${e2.message}`));
+      return;
+    }
+    Object.assign(canonical, { ok: false, message: `${e.code || "error"}: ${e.message}; the checks below are for information` });
   }
   const t0 = performance.now();
   let checks;
   try {
-    checks = await verifyBundle(bundle, vkey);
+    checks = [canonical, ...(await verifyBundle(bundle, vkey))];
   } catch (e) {
-    checks = [{ name: "bundle", ok: false, message: `${e.code || "error"}: ${e.message}` }];
+    checks = [canonical, { name: "bundle", ok: false, message: `${e.code || "error"}: ${e.message}` }];
   }
   const failed = (function count(cs) {
     return cs.reduce((a, c) => a + (c.ok === false ? 1 : 0) + (c.sub ? count(c.sub) : 0), 0);

@@ -1,5 +1,6 @@
 // In-browser verification of edgeseal evidence: SHA-256/512, Ed25519 (RFC 8032, libsodium
-// policy), C2SP signed notes and checkpoints, RFC 9162 inclusion proofs, ledger entries.
+// policy), C2SP signed notes and checkpoints, RFC 9162 inclusion proofs, ledger entries, and the
+// canonical form and shape of proof bundles (format 2, docs/api.md "Proof bundle").
 //
 // WebCrypto (crypto.subtle) is used when the page has it; it exists only in a secure context
 // (https, or http on localhost). A dashboard opened over plain http from another machine (a
@@ -379,6 +380,7 @@ export async function ed25519Verify(publicKey, message, signature) {
 // ---------------------------------------------------------------- C2SP signed notes
 
 export const SIG_PREFIX = "\u2014 ";
+const MAX_NOTE_SIGNATURES = 100; // as Go's note.Open and gateway/ledger/note.py
 
 const validKeyName = (n) => n.length > 0 && !n.includes("+") && !/\s/.test(n);
 
@@ -424,7 +426,43 @@ export function parseNote(note) {
       if (raw.length < 5) throw new VerifyError("bad-note", "signature too short");
       return { name: f[0], keyId: raw.slice(0, 4), signature: raw.slice(4) };
     });
+  if (sigs.length > MAX_NOTE_SIGNATURES) throw new VerifyError("bad-note", "too many signatures");
   return { text, sigs };
+}
+
+// Go's note.Open with a verifier list, as gateway/ledger/note.py open_note: a signature by a key
+// not among `verifiers` ({name, keyId, publicKey}, e.g. from parseVkey) goes to `unknown`
+// (identical lines kept once); of several lines by one known key only the first is verified
+// and decides, the rest are ignored; a signature naming a key two verifiers share is refused
+// ("duplicate-verifier"); a known key's failing signature is refused ("bad-signature"); no
+// known signer is "unknown-key". Returns {text, verified, unknown, lines, engine}; throws
+// VerifyError.
+export async function openNote(noteText, verifiers) {
+  const { text, sigs } = parseNote(noteText);
+  const keyOf = (name, id) => `${name}+${hex(id)}`;
+  const known = new Map();
+  for (const v of verifiers) known.set(keyOf(v.name, v.keyId), [...(known.get(keyOf(v.name, v.keyId)) || []), v]);
+  const verified = [];
+  const unknown = [];
+  const seen = new Set();
+  let engine;
+  for (const s of sigs) {
+    const k = keyOf(s.name, s.keyId);
+    const matches = known.get(k);
+    if (!matches) {
+      if (!unknown.some((u) => keyOf(u.name, u.keyId) === k && equal(u.signature, s.signature))) unknown.push(s);
+      continue;
+    }
+    if (matches.length > 1) throw new VerifyError("duplicate-verifier", `ambiguous key ${k}: two verifiers`);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    const r = await ed25519Verify(matches[0].publicKey, utf8(text), s.signature);
+    if (!r.ok) throw new VerifyError("bad-signature", `signature by ${k} does not verify: ${r.message}`);
+    engine = r.engine;
+    verified.push(s);
+  }
+  if (!verified.length) throw new VerifyError("unknown-key", "note is not signed by a known key");
+  return { text, verified, unknown, lines: sigs.length, engine };
 }
 
 export function parseCheckpoint(text) {
@@ -440,26 +478,21 @@ export function parseCheckpoint(text) {
   return { origin, size: BigInt(sizeText), root, extensions: lines.slice(3) };
 }
 
-// Verify a signed checkpoint note with the log's vkey. Returns {ok, code, message, checkpoint}.
+// Verify a signed checkpoint note with the log's vkey (openNote with that one verifier).
+// Returns {ok, code, message, checkpoint, lines (signature lines in the note), engine}.
 export async function verifyCheckpoint(noteText, vkey) {
   try {
     const v = await parseVkey(vkey);
-    const { text, sigs } = parseNote(noteText);
-    const mine = sigs.filter((s) => s.name === v.name && equal(s.keyId, v.keyId));
-    if (!mine.length) return { ok: false, code: "unknown-key", message: "not signed by the gateway key" };
-    let engine;
-    for (const s of mine) {
-      const r = await ed25519Verify(v.publicKey, utf8(text), s.signature);
-      if (!r.ok) return { ...r, code: "bad-signature", message: `checkpoint signature: ${r.message}` };
-      engine = r.engine;
-    }
-    const checkpoint = parseCheckpoint(text);
+    const opened = await openNote(noteText, [v]);
+    const checkpoint = parseCheckpoint(opened.text);
     if (checkpoint.origin !== v.name) {
       return { ok: false, code: "bad-checkpoint", message: "origin is not the key name" };
     }
-    return { ok: true, engine, code: "ok", message: `signed by ${v.name}, tree size ${checkpoint.size}`, checkpoint };
+    const message = `signed by ${v.name}, tree size ${checkpoint.size}`;
+    return { ok: true, engine: opened.engine, code: "ok", message, checkpoint, lines: opened.lines };
   } catch (e) {
-    return { ok: false, code: e.code || "error", message: e.message };
+    const message = e.code === "unknown-key" ? "not signed by the gateway key" : e.message;
+    return { ok: false, code: e.code || "error", message };
   }
 }
 
@@ -613,4 +646,123 @@ export async function verifyEntrySignatures(entry, devicePublicKey) {
   } catch (e) {
     return [{ name: "entry signature", ok: false, code: e.code || "error", message: e.message }];
   }
+}
+
+// ---------------------------------------------------------------- proof bundles (format 2)
+
+export const BUNDLE_VERSION = 2;
+
+// Python's str order (code points); JS's default sort compares UTF-16 code units, which differs
+// for characters above U+FFFF against U+E000..U+FFFF.
+export function compareCodePoints(a, b) {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const x = ia.next();
+    const y = ib.next();
+    if (x.done || y.done) return x.done === y.done ? 0 : x.done ? -1 : 1;
+    const d = x.value.codePointAt(0) - y.value.codePointAt(0);
+    if (d) return d;
+  }
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+// The canonical JSON of a value, as gateway/bundle.py encode_bundle writes it: sorted keys, no
+// whitespace, integers only, strings as JSON.stringify escapes them (the same escapes as
+// Python's json.dumps with ensure_ascii=False). Throws VerifyError for a value with no
+// canonical form (a fraction, a lone surrogate, a non-JSON type).
+export function canonicalJson(value) {
+  if (value === null || typeof value === "boolean") return String(value);
+  if (typeof value === "string") {
+    if (LONE_SURROGATE.test(value)) throw new VerifyError("not-canonical", "a string holds a lone surrogate");
+    return JSON.stringify(value);
+  }
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value) || Object.is(value, -0)) throw new VerifyError("not-integer", `the number ${value} is not an integer`);
+    return String(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object") {
+    const keys = Object.keys(value).sort(compareCodePoints);
+    return `{${keys.map((k) => `${canonicalJson(k)}:${canonicalJson(value[k])}`).join(",")}}`;
+  }
+  throw new VerifyError("not-canonical", `a ${typeof value} is not JSON`);
+}
+
+const INTEGER_LITERAL = /^-?(0|[1-9][0-9]*)$/;
+
+// Parse bundle text strictly, as gateway/bundle.py verify_bundle_bytes: the text must be exactly
+// the canonical JSON of its value (so duplicate keys, which JSON.parse silently merges, and any
+// whitespace, escape or key order of another serialisation are refused), and numbers must be
+// integers (kept exact as BigInt past 2^53 where the browser passes the source text to the
+// reviver). Returns the value; throws VerifyError ("bad-json", "not-integer", "not-canonical").
+export function parseCanonical(text) {
+  let value;
+  try {
+    value = JSON.parse(text, (key, v, context) => {
+      if (typeof v !== "number" || !context || typeof context.source !== "string") return v;
+      if (!INTEGER_LITERAL.test(context.source)) throw new VerifyError("not-integer", `the number ${context.source.slice(0, 32)} is not an integer`);
+      return Number.isSafeInteger(v) ? v : BigInt(context.source);
+    });
+  } catch (e) {
+    if (e instanceof VerifyError) throw e;
+    throw new VerifyError("bad-json", `not JSON: ${e.message}`);
+  }
+  if (canonicalJson(value) !== text) {
+    throw new VerifyError("not-canonical", "not the canonical form (sorted keys, no whitespace, no duplicate keys, one serialisation)");
+  }
+  return value;
+}
+
+const BUNDLE_KEYS = ["anchor", "checkpoint", "decoded", "entry", "inclusion", "signature_material", "version"];
+const MATERIAL_KEYS = {
+  "device-record": ["device_id", "public_key", "rotations", "signature", "successors", "type"],
+  "participant-tx": ["signatures", "signers", "tx_hash", "type"],
+  "device-enrollment": ["device_id", "public_key", "type"],
+  "contract-event": ["causes", "type"],
+};
+
+// True if o is a plain JSON object whose keys are exactly `keys` (sorted).
+export function hasKeys(o, keys) {
+  if (!o || typeof o !== "object" || Array.isArray(o)) return false;
+  return canonicalJson(Object.keys(o).sort()) === canonicalJson(keys);
+}
+
+// Check every object of a bundle has exactly its fields (docs/api.md, Proof bundle): no field
+// the verifier does not check. Returns null if so, else what is wrong.
+export function bundleShapeProblem(bundle) {
+  if (!hasKeys(bundle, BUNDLE_KEYS)) return `bundle fields must be ${BUNDLE_KEYS.join(", ")}`;
+  if (bundle.version !== BUNDLE_VERSION) return `version ${bundle.version} is not ${BUNDLE_VERSION}`;
+  if (!hasKeys(bundle.entry, ["base64", "index", "kind"])) return "entry fields must be index, kind, base64";
+  if (!hasKeys(bundle.inclusion, ["hashes", "index", "size"])) return "inclusion fields must be index, size, hashes";
+  const sm = bundle.signature_material;
+  const keys = sm && MATERIAL_KEYS[sm.type];
+  if (!keys || !hasKeys(sm, keys)) return "signature_material has other fields than its type's";
+  if (bundle.anchor !== null) return "anchor must be null (anchors are not checked yet)";
+  return null;
+}
+
+const RECORD_KINDS = { 1: "reading", 2: "heartbeat", 3: "event", 4: "key_rotation" };
+
+// The fields of a device record's decoded view (gateway/wire.py Record.to_json) that the header
+// fixes, plus how many values it has; the values' names, units and scales need the channel
+// registry, which the browser does not carry. `rec` is splitRecord(record bytes).
+export async function recordHeaderView(rec) {
+  const b = rec.body;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    version: b[0],
+    kind: RECORD_KINDS[b[1]],
+    time_synced: Boolean(b[2] & 1),
+    device_id: hex(rec.deviceId),
+    seq: dv.getUint32(19),
+    boot: dv.getUint32(23),
+    time_s: dv.getUint32(27),
+    prev_hash: hex(b.subarray(31, 63)),
+    record_hash: hex(await sha256(b)),
+    signature: rec.signature ? hex(rec.signature) : null,
+    n_values: b[63],
+  };
 }

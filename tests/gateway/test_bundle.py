@@ -1,4 +1,5 @@
-"""Proof bundles: every kind round-trips; any tampering is rejected with a reason; wrong key fails."""
+"""Proof bundles (format 2): every kind round-trips as canonical bytes; any tampering, down to one
+bit anywhere in a bundle file, is rejected with a typed reason; a wrong key fails."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ import base64
 import copy
 import hashlib
 import json
+import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.bundle import BundleError, build_bundle, verify_bundle
+from gateway.bundle import (
+    BundleError,
+    build_bundle,
+    encode_bundle,
+    verify_bundle,
+    verify_bundle_bytes,
+)
 from gateway.errors import EdgesealError
 from gateway.ledger import Ledger, NoteSigner
 from gateway.node import Node
@@ -35,8 +44,11 @@ class Built:
 
     def bundle(self, index: int) -> dict[str, Any]:
         """Return the bundle of entry index against the latest checkpoint (JSON round trip)."""
-        doc = build_bundle(self.ledger, index, self.devices.get)
-        return json.loads(json.dumps(doc))
+        return json.loads(self.bundle_bytes(index))
+
+    def bundle_bytes(self, index: int) -> bytes:
+        """Return the canonical bytes of the bundle of entry index (what the API serves)."""
+        return encode_bundle(build_bundle(self.ledger, index, self.devices.get))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +129,8 @@ def test_event_bundle_proves_its_causes(built: Built) -> None:
     assert doc["decoded"]["contract"] == PARKING
     res = verify_bundle(doc, built.vkey)
     assert list(res.causes) == doc["decoded"]["causes"]
-    assert "replaying the log" in doc["signature_material"]["note"]
+    assert "replaying the log" in res.detail
+    assert set(doc["signature_material"]) == {"type", "causes"}  # no free-text note (format 2)
 
 
 def _flip_b64(text: str) -> str:
@@ -151,7 +164,8 @@ def _change_ext(lines: list[str]) -> None:
 
 
 TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
-    "version": _set(("version",), lambda v: 2),
+    "version 1": _set(("version",), lambda v: 1),
+    "version 3": _set(("version",), lambda v: 3),
     "extra field": lambda d: d.__setitem__("extra", 1),
     "missing field": lambda d: d.pop("decoded"),
     "entry.index": _set(("entry", "index"), lambda v: v + 1),
@@ -232,5 +246,273 @@ def test_entry_not_yet_integrated_has_no_bundle(built: Built) -> None:
 
 def test_bundle_file_is_self_contained(built: Built, tmp_path: Path) -> None:
     path = tmp_path / "bundle.json"
-    path.write_text(json.dumps(built.bundle(built.by_kind["record"][0])))
-    verify_bundle(json.loads(path.read_text()), built.vkey)
+    path.write_bytes(built.bundle_bytes(built.by_kind["record"][0]))
+    verify_bundle_bytes(path.read_bytes(), built.vkey)
+
+
+# ---- format 2: canonical bytes, strictness, every bit covered ---------------------------------
+
+
+def _samples(built: Built) -> dict[str, int]:
+    """Return one log index per kind of bundle the bit-flip and mutation tests cover."""
+    records = built.by_kind["record"]
+    signed = [i for i in records if built.bundle(i)["decoded"]["signature"]]
+    unsigned = [i for i in built.unsigned if not built.bundle(i)["decoded"]["signature"]]
+    assert built.charged is not None and signed and unsigned
+    return {
+        "signed record": signed[0],
+        "unsigned record": unsigned[0],
+        "rotated record": built.rotated[-1],
+        "participant tx": built.by_kind["tx"][0],
+        "enrollment": built.by_kind["enrollment"][0],
+        "event with causes": built.charged,
+    }
+
+
+def test_every_kind_verifies_as_canonical_bytes(built: Built) -> None:
+    for what, index in _samples(built).items():
+        data = built.bundle_bytes(index)
+        assert encode_bundle(json.loads(data)) == data, what
+        assert b" " not in data.split(b'"checkpoint":')[0], what  # no insignificant whitespace
+        assert verify_bundle_bytes(data, built.vkey).index == index, what
+
+
+def _flip_positions(n_bytes: int, rng: random.Random, max_bits: int) -> list[int]:
+    """Return bit positions to flip: every bit of a small file, else a sample of max_bits (plus
+    every bit of the first and last 8 bytes)."""
+    total = 8 * n_bytes
+    if total <= max_bits:
+        return list(range(total))
+    edges = [*range(64), *range(total - 64, total)]
+    return sorted(set(edges) | set(rng.sample(range(total), max_bits)))
+
+
+# why: every bit of the smallest bundle (an enrollment: ~1.3 KB, ~10,000 flips) and a fixed
+# sample of the larger ones keep this test at a few seconds. EDGESEAL_FLIP_EVERY_BIT=1 flips
+# every bit of every sample (about a minute).
+MAX_FLIPPED_BITS = 12_000
+SAMPLED_BITS = 2_000
+FLIP_EVERY_BIT = bool(os.environ.get("EDGESEAL_FLIP_EVERY_BIT"))
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        "enrollment",
+        "signed record",
+        "unsigned record",
+        "rotated record",
+        "participant tx",
+        "event with causes",
+    ],
+)
+def test_any_single_bit_flip_fails_with_a_typed_error(built: Built, what: str) -> None:
+    data = built.bundle_bytes(_samples(built)[what])
+    verify_bundle_bytes(data, built.vkey)
+    rng = random.Random(f"bit flips of {what}")
+    budget = MAX_FLIPPED_BITS if what == "enrollment" else SAMPLED_BITS
+    if FLIP_EVERY_BIT:
+        budget = 8 * len(data)
+    positions = _flip_positions(len(data), rng, budget)
+    if what == "enrollment":
+        assert len(positions) == 8 * len(data)  # every byte of one whole bundle
+    codes: dict[str, int] = {}
+    for bit in positions:
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(EdgesealError) as info:
+            verify_bundle_bytes(bytes(flipped), built.vkey)
+        assert info.value.code != "internal", (bit, info.value)
+        codes[info.value.code] = codes.get(info.value.code, 0) + 1
+    assert len(codes) > 3, codes  # refused by many different checks, not one catch-all
+
+
+def _replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) >= 1, old
+    return data.replace(old, new, 1)
+
+
+def _encode(fn: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    """Return a bytes mutation that edits the parsed bundle and re-encodes it canonically."""
+
+    def mutate(data: bytes) -> bytes:
+        doc = json.loads(data)
+        fn(doc)
+        return encode_bundle(doc)
+
+    return mutate
+
+
+def _sm(key: str, value: Callable[[Any], Any]) -> Callable[[bytes], bytes]:
+    return _encode(_set(("signature_material", key), value))
+
+
+def _extra_signature_line(data: bytes) -> bytes:
+    doc = json.loads(data)
+    other = NoteSigner.generate("witness.example/w1")
+    sig = base64.b64encode(other.key_id + other.sign(b"x")).decode()
+    doc["checkpoint"] += f"\u2014 witness.example/w1 {sig}\n"
+    return encode_bundle(doc)
+
+
+def _duplicate_signature_line(data: bytes) -> bytes:
+    doc = json.loads(data)
+    doc["checkpoint"] += doc["checkpoint"].rstrip("\n").rsplit("\n", 1)[1] + "\n"
+    return encode_bundle(doc)
+
+
+# (sample, mutation of the canonical bytes, expected code): issue 14 item 9's list and more
+MUTATIONS: dict[str, tuple[str, Callable[[bytes], bytes], str]] = {
+    "free-text note on an event": (
+        "event with causes",
+        _encode(_set(("signature_material",), lambda v: {**v, "note": "causes prove it"})),
+        "bad-bundle",
+    ),
+    "decoded 6 -> 6.0": (
+        "signed record",
+        lambda d: _replace_once(d, b'"boot":1,', b'"boot":1.0,'),
+        "not-integer",
+    ),
+    "decoded 1 -> true": (
+        "signed record",
+        lambda d: _replace_once(d, b'"boot":1,', b'"boot":true,'),
+        "decoded-mismatch",
+    ),
+    "decoded true -> 1": (
+        "signed record",
+        lambda d: _replace_once(d, b'"time_synced":true', b'"time_synced":1'),
+        "decoded-mismatch",
+    ),
+    "decoded extra field": (
+        "participant tx",
+        _encode(_set(("decoded",), lambda v: {**v, "comment": "paid"})),
+        "decoded-mismatch",
+    ),
+    "version 2.0": (
+        "enrollment",
+        lambda d: _replace_once(d, b'"version":2}', b'"version":2.0}'),
+        "not-integer",
+    ),
+    "version 1": (
+        "enrollment",
+        lambda d: _replace_once(d, b'"version":2}', b'"version":1}'),
+        "bad-version",
+    ),  # fmt: skip
+    "version 1e0": (
+        "enrollment",
+        lambda d: _replace_once(d, b'"version":2}', b'"version":2e0}'),
+        "not-integer",
+    ),  # fmt: skip
+    "duplicate key": (
+        "enrollment",
+        lambda d: _replace_once(d, b'{"anchor":null,', b'{"anchor":null,"anchor":null,'),
+        "duplicate-key",
+    ),
+    "whitespace": ("enrollment", lambda d: d.replace(b'","', b'", "', 1), "not-canonical"),
+    "trailing newline": ("enrollment", lambda d: d + b"\n", "not-canonical"),
+    "keys out of order": (
+        "enrollment",
+        lambda d: b'{"version":2,' + d[1:].replace(b',"version":2}', b"}"),
+        "not-canonical",
+    ),
+    "escaped character": (
+        "enrollment",
+        lambda d: _replace_once(d, b'"anchor"', b'"\\u0061nchor"'),
+        "not-canonical",
+    ),
+    "NaN": (
+        "enrollment",
+        lambda d: _replace_once(d, b'"anchor":null', b'"anchor":NaN'),
+        "non-finite",
+    ),  # fmt: skip
+    "Infinity": (
+        "enrollment",
+        lambda d: _replace_once(d, b'"version":2}', b'"version":Infinity}'),
+        "non-finite",
+    ),  # fmt: skip
+    "uppercase hex key": (
+        "signed record",
+        _sm("public_key", lambda v: v.upper()),
+        "bad-hex",
+    ),
+    "successor on a signed record": (
+        "signed record",
+        _sm("successors", lambda v: [base64.b64encode(b"\x01" * 64).decode()]),
+        "extra-successor",
+    ),
+    "reordered causes": (
+        "event with causes",
+        _sm("causes", lambda v: v[::-1]),
+        "bad-cause",
+    ),
+    "a cause twice": (
+        "event with causes",
+        _sm("causes", lambda v: [*v, v[0]]),
+        "bad-cause",
+    ),
+    "an unknown key's signature in the checkpoint": (
+        "enrollment",
+        _extra_signature_line,
+        "bad-checkpoint",
+    ),
+    "the gateway's signature twice": (
+        "enrollment",
+        _duplicate_signature_line,
+        "bad-checkpoint",
+    ),
+    "extra field in entry": (
+        "enrollment",
+        _encode(_set(("entry",), lambda v: {**v, "leaf_hash": "x"})),
+        "bad-bundle",
+    ),
+    "tx_hash as uppercase": (
+        "participant tx",
+        _sm("tx_hash", lambda v: v.upper()),
+        "material-mismatch",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", sorted(MUTATIONS))
+def test_strict_mutations_are_refused(built: Built, what: str) -> None:
+    sample, mutate, code = MUTATIONS[what]
+    data = built.bundle_bytes(_samples(built)[sample])
+    bad = mutate(data)
+    assert bad != data
+    with pytest.raises(EdgesealError) as info:
+        verify_bundle_bytes(bad, built.vkey)
+    assert info.value.code == code, info.value
+
+
+def test_extra_successor_after_the_signed_one_is_refused(built: Built) -> None:
+    index = _samples(built)["unsigned record"]
+    doc = built.bundle(index)
+    successors = doc["signature_material"]["successors"]
+    closing = base64.b64decode(successors[-1])
+    following = [
+        e[1:]
+        for i, e in built.ledger.entries(index + 1)
+        if e[0] == 1 and e[4:20] == closing[3:19] and e[1:] not in map(base64.b64decode, successors)
+    ]
+    assert following
+    successors.append(base64.b64encode(following[0]).decode())
+    with pytest.raises(BundleError) as info:
+        verify_bundle_bytes(encode_bundle(doc), built.vkey)
+    assert info.value.code == "extra-successor"
+
+
+def test_type_confusion_is_refused_in_a_parsed_bundle_too(built: Built) -> None:
+    """The dict API (no bytes to check) compares as canonical JSON: 6 != 6.0, 1 != true."""
+    doc = built.bundle(_samples(built)["signed record"])
+    for key, value in (("seq", float(doc["decoded"]["seq"])), ("boot", True)):
+        bad = copy.deepcopy(doc)
+        bad["decoded"][key] = value
+        with pytest.raises(BundleError, match="decoded-mismatch"):
+            verify_bundle(bad, built.vkey)
+    bad = copy.deepcopy(doc)
+    bad["version"] = 2.0
+    with pytest.raises(BundleError, match="bad-version"):
+        verify_bundle(bad, built.vkey)
+    bad["version"] = float("nan")
+    with pytest.raises(BundleError, match="not-canonical"):
+        verify_bundle(bad, built.vkey)

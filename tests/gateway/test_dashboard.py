@@ -225,7 +225,7 @@ def _verify(page: Any, index: int | None = None, text: str | None = None) -> tup
         page.fill("#bundle-index", str(index))
         page.click("#fetch-bundle")
         page.wait_for_function(
-            "i => document.querySelector('#bundle-text').value.includes('\"index\": ' + i)",
+            "i => document.querySelector('#bundle-text').value.includes('\"index\":' + i + ',')",
             arg=index,
         )
     if text is not None:
@@ -236,13 +236,19 @@ def _verify(page: Any, index: int | None = None, text: str | None = None) -> tup
     return verdict.get_attribute("data-verdict") or "", result
 
 
+def _canonical(bundle: Any) -> str:
+    """Return the bundle's canonical text (gateway.bundle.encode_bundle): only the check under
+    test fails, not the canonical-form one."""
+    return json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _tamper_entry(bundle_text: str) -> str:
     """Return the bundle with one bit of the entry bytes flipped."""
     bundle = json.loads(bundle_text)
     raw = bytearray(base64.b64decode(bundle["entry"]["base64"]))
     raw[len(raw) // 2] ^= 0x01
     bundle["entry"]["base64"] = base64.b64encode(bytes(raw)).decode()
-    return json.dumps(bundle, indent=2)
+    return _canonical(bundle)
 
 
 # ---- the test ----------------------------------------------------------------------------------
@@ -313,6 +319,15 @@ def test_dashboard_renders_and_verifies(gateway: dict[str, Any], browser: Any) -
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     good = page.input_value("#bundle-text")
+    assert good == client.get(f"/v1/bundle/{breach}").text  # the served bytes, verbatim
+    # the same bundle in another serialisation: only the canonical-form check fails
+    verdict, result = _verify(page, text=json.dumps(json.loads(good), indent=2))
+    assert verdict == "fail"
+    failed = result.locator("li[data-ok=false]")
+    assert failed.count() == 1 and "canonical form" in (failed.text_content() or "")
+    verdict, result = _verify(page, text=good[:-1] + ',"note":"proven"}')
+    assert verdict == "fail"
+    assert result.locator("li[data-ok=false]", has_text="bundle format").count() == 1
     verdict, result = _verify(page, text=_tamper_entry(good))
     assert verdict == "fail"
     assert result.locator("li[data-ok=false]", has_text="inclusion proof").count() == 1
@@ -323,7 +338,7 @@ def test_dashboard_renders_and_verifies(gateway: dict[str, Any], browser: Any) -
     bundle["checkpoint"] = bundle["checkpoint"].replace(
         sig_line, sig_line.rsplit(" ", 1)[0] + " " + base64.b64encode(forged).decode()
     )
-    tampered_cp = json.dumps(bundle)
+    tampered_cp = _canonical(bundle)
     verdict, result = _verify(page, text=tampered_cp)
     assert verdict == "fail"
     assert result.locator("li[data-ok=false]", has_text="checkpoint signature").count() >= 1
@@ -347,7 +362,7 @@ def test_dashboard_verifies_without_webcrypto(gateway: dict[str, Any], browser: 
     raw = bytearray(base64.b64decode(bundle["entry"]["base64"]))
     raw[1 + 64 + 5] ^= 0x40  # a bit of the cosigner's signature
     bundle["entry"]["base64"] = base64.b64encode(bytes(raw)).decode()
-    verdict, result = _verify(page, text=json.dumps(bundle))
+    verdict, result = _verify(page, text=_canonical(bundle))
     assert verdict == "fail"
     assert result.locator("li[data-ok=false]", has_text="cosigner 1").count() == 1
 

@@ -24,6 +24,11 @@ STARTUP_TIMEOUT_S = 60
 TOKEN = "operator-token-for-smoke-0123456789"
 
 
+def get_bytes(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return resp.read()
+
+
 def get(port: int, path: str) -> Any:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
         body = resp.read()
@@ -87,7 +92,8 @@ def test_gateway_with_the_virtual_fleet(tmp_path: Path) -> None:
         assert checkpoint.startswith(info["origin"] + "\n")
         assert "edgeseal-state " in checkpoint
         bundle = tmp_path / "bundle.json"
-        bundle.write_text(json.dumps(get(port, f"/v1/bundle/{record_index}")))
+        # the bundle's canonical bytes as served: a re-serialised copy does not verify
+        bundle.write_bytes(get_bytes(port, f"/v1/bundle/{record_index}"))
         res = cli("verify-bundle", str(bundle), "--key", info["vkey"])
         assert res.returncode == 0, res.stderr
         assert f"entry {record_index} (device-record)" in res.stdout
