@@ -143,20 +143,20 @@ def _metadata_error(code: str, message: str) -> EdgesealError:
     return WireError("bad-metadata", message)
 
 
-def check_metadata(value: Any) -> dict[str, Any]:
+def check_metadata(value: Any, max_bytes: int = MAX_METADATA_BYTES) -> dict[str, Any]:
     """Return device metadata if it has the allowed shape; raise WireError("bad-metadata").
 
-    Shape: a JSON object of at most MAX_METADATA_BYTES canonical bytes and MAX_METADATA_DEPTH
-    levels; keys are non-empty strings of at most MAX_METADATA_KEY_CHARS; values are strings,
-    int64 integers, booleans, null, arrays or objects of the same (no floats: DESIGN 1, values
-    are scaled integers; no NaN/Infinity, which JSON cannot carry).
+    Shape: a JSON object of at most max_bytes (default MAX_METADATA_BYTES) canonical bytes and
+    MAX_METADATA_DEPTH levels; keys are non-empty strings of at most MAX_METADATA_KEY_CHARS;
+    values are strings, int64 integers, booleans, null, arrays or objects of the same (no floats:
+    DESIGN 1, values are scaled integers; no NaN/Infinity, which JSON cannot carry).
     """
     if not isinstance(value, dict):
         raise WireError("bad-metadata", "metadata must be a JSON object")
     _check_meta_value(value, 1, "metadata")
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
-        raise WireError("bad-metadata", f"metadata is over {MAX_METADATA_BYTES} bytes")
+    if len(text.encode("utf-8")) > max_bytes:
+        raise WireError("bad-metadata", f"metadata is over {max_bytes} bytes")
     return value
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 EXIT_OK = 0
@@ -30,74 +30,134 @@ def audit_contracts(db: str) -> list[str]:
 
     Replays every entry with the contract engine (DESIGN 4): each contract event in the log must
     be exactly the next event the engine emits, and each checkpoint's "edgeseal-state" line must
-    equal the state hash of the prefix it covers.
+    equal the state hash of the prefix it covers. Never raises for a bad file: what cannot be
+    read becomes a problem (the ledger audit, gateway.ledger.audit, says what is wrong with it).
     """
-    from gateway.contracts.engine import EXTENSION_PREFIX, Engine, state_hash
-    from gateway.errors import EdgesealError
-    from gateway.ledger import Ledger
-    from gateway.ledger.note import parse_checkpoint
+    import sqlite3
 
-    ledger = Ledger.open_readonly(db)
+    from gateway.contracts.engine import Engine, state_hash
+    from gateway.errors import EdgesealError
+    from gateway.ledger.store import connect
+
     try:
-        claimed: dict[int, str] = {}
-        for size, note in ledger.checkpoints():
-            text = note.decode().split("\n\n", 1)[0] + "\n"
-            for line in parse_checkpoint(text).extensions:
-                if line.startswith(EXTENSION_PREFIX + " "):
-                    claimed[size] = line.split(" ", 1)[1]
-        problems: list[str] = []
+        conn = connect(db, readonly=True)
+    except (OSError, sqlite3.Error, ValueError) as exc:
+        return [f"not replayed: cannot open the ledger: {exc}"]
+    problems: list[str] = []
+    try:
+        claimed = _claimed_state_hashes(
+            conn.execute("SELECT size, CAST(note AS BLOB) FROM checkpoint ORDER BY size")
+        )
 
         def observe(size: int, state: Any) -> None:
             want = claimed.get(size)
             if want is not None and state_hash(state).hex() != want:
                 problems.append(f"checkpoint {size}: state hash differs from the replay")
 
-        try:
-            Engine().audit(ledger.entries(), observe)
-        except EdgesealError as exc:
-            problems.append(str(exc))
-        return problems
+        rows = conn.execute("SELECT idx, typeof(data), CAST(data AS BLOB) FROM entry ORDER BY idx")
+        Engine().audit(_blob_entries(rows), observe)
+    except EdgesealError as exc:
+        problems.append(str(exc))
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a non-UTF-8 SQLite message
+        problems.append(f"replay stopped: SQLite error: {exc}")
+    except Exception as exc:  # last resort: the audit reports, it never crashes
+        problems.append(f"replay stopped at {type(exc).__name__}: {str(exc)[:200]}")
     finally:
-        ledger.close()
+        conn.close()
+    return problems
+
+
+def _claimed_state_hashes(checkpoints: Iterable[tuple[Any, Any]]) -> dict[int, str]:
+    """Return {size: hex state hash} of the "edgeseal-state" lines of the stored checkpoints;
+    a note that does not parse is skipped (the ledger audit reports it)."""
+    from gateway.contracts.engine import EXTENSION_PREFIX
+    from gateway.errors import ProofError
+    from gateway.ledger.note import parse_checkpoint, parse_note
+
+    claimed: dict[int, str] = {}
+    for size, note in checkpoints:
+        if not isinstance(size, int) or not isinstance(note, bytes):
+            continue
+        try:
+            extensions = parse_checkpoint(parse_note(note)[0]).extensions
+        except ProofError:
+            continue
+        for line in extensions:
+            if line.startswith(EXTENSION_PREFIX + " "):
+                claimed[size] = line.split(" ", 1)[1]
+    return claimed
+
+
+def _blob_entries(rows: Iterable[tuple[Any, Any, Any]]) -> Iterator[tuple[int, bytes]]:
+    """Yield (index, entry bytes) of (idx, SQLite type, CAST(data AS BLOB)) rows; raise
+    WireError("not-a-blob") at the first entry not stored as a BLOB (the store writes BLOBs
+    only) and ("missing-entry") at a gap in the indexes."""
+    from gateway.errors import WireError
+
+    for expect, (index, sql_type, data) in enumerate(rows):
+        if index != expect:
+            raise WireError("missing-entry", f"entry {expect} is missing")
+        if sql_type != "blob" or not isinstance(data, bytes):
+            raise WireError("not-a-blob", f"entry {index} is not stored as a BLOB")
+        yield index, data
+
+
+def _printable(text: str) -> str:
+    """Return text with every non-printable character escaped (values from a hostile file
+    must not drive the terminal)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Audit the ledger at --db; print findings; return EXIT_OK or EXIT_FAILED."""
+    """Audit the ledger at --db (and the published checkpoints of --checkpoint); print a report;
+    return EXIT_OK, or EXIT_FAILED when anything is wrong, an unreadable file included."""
     from gateway.ledger.audit import audit
 
-    report = audit(args.db, vkey=args.vkey)
-    out = sys.stdout
+    report = audit(args.db, vkey=args.vkey, published=args.checkpoint or ())
+    lines: list[str] = []
     if report.vkey_from_file:
-        print(
+        lines.append(
             "audit: checkpoints checked with the vkey stored in the ledger "
-            "(pass --vkey to check against a key you trust)",
-            file=out,
+            "(pass --vkey to check against a key you trust)"
         )
-    print(
+    lines.append(
         f"audit: {args.db}: origin {report.origin}, {report.entries} entries, "
         f"tree size {report.tree_size}, {report.checkpoints} checkpoints, "
-        f"{report.devices} devices, {report.device_records} device records",
-        file=out,
+        f"{report.devices} devices, {report.device_records} device records"
     )
+    for check in report.published:
+        size = f" (size {check.size})" if check.size is not None else ""
+        if check.ok:
+            status = "OK, the ledger extends it"
+        elif check.codes:
+            status = "FAILED: " + ", ".join(dict.fromkeys(check.codes))
+        else:
+            status = "not checked (the ledger is unreadable)"
+        lines.append(f"audit: published checkpoint {check.name}{size}: {status}")
     contract_problems: list[str] = []
-    if not args.ledger_only and os.path.exists(args.db):
-        contract_problems = audit_contracts(args.db)
-    for problem in contract_problems:
-        print(f"  contracts: {problem}", file=out)
-    if report.ok and not contract_problems:
+    if not args.ledger_only:
+        if report.readable:
+            contract_problems = audit_contracts(args.db)
+        else:
+            lines.append("audit: contracts not replayed (the ledger is unreadable)")
+    lines += [f"  contracts: {problem}" for problem in contract_problems]
+    ok = report.ok and not contract_problems
+    if ok:
         checked = "" if args.ledger_only else ", contract replay"
-        print(f"audit: OK (log, checkpoints, device chains{checked})", file=out)
-        return EXIT_OK
-    first = report.first_bad_index
-    if first is not None:
-        print(f"audit: FAILED: first bad index {first}", file=out)
+        published = f", {len(report.published)} published checkpoints" if report.published else ""
+        lines.append(f"audit: OK (log, checkpoints, device chains{published}{checked})")
     else:
-        print("audit: FAILED", file=out)
-    for finding in report.sorted_findings():
-        print(f"  {finding}", file=out)
-    if report.truncated:
-        print("  ... (more findings not shown)", file=out)
-    return EXIT_FAILED
+        first = report.first_bad_index
+        where = f": first bad index {first}" if first is not None else ""
+        lines.append(f"audit: FAILED{where}")
+        lines += [f"  {finding}" for finding in report.sorted_findings()]
+        if report.truncated:
+            lines.append("  ... (more findings not shown)")
+    for line in lines:
+        print(_printable(line), file=sys.stdout)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -162,6 +222,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             ble=False if args.no_ble else None,
+            accept_loss=True if args.accept_loss else None,
         )
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"serve: bad configuration: {exc}", file=sys.stderr)
@@ -177,26 +238,49 @@ def configure_logging(level: str) -> None:
     )
 
 
+# why: a C2SP vkey is one line of about 100 characters; a bound keeps `--key /dev/zero` or a
+# mistaken large file from being read whole.
+MAX_VKEY_FILE_BYTES = 4096
+
+
+def _read_at_most(path: str, max_bytes: int) -> bytes:
+    """Return the bytes of the file at path; raise OSError, or ValueError if over max_bytes."""
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"it is over the limit of {max_bytes} bytes")
+    return data
+
+
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
-    """Verify a proof bundle offline against --key; print a summary; EXIT_OK or EXIT_FAILED."""
-    from gateway.bundle import verify_bundle
+    """Verify a proof bundle file offline against --key (a vkey, or a file holding one); print a
+    summary and return EXIT_OK, or print "FAILED: <code>: <reason>" and return EXIT_FAILED.
+
+    The file's bytes go through gateway.bundle.verify_bundle_bytes (strict canonical JSON, at
+    most MAX_BUNDLE_BYTES): no input gives a traceback.
+    """
+    from gateway.bounds import MAX_BUNDLE_BYTES
+    from gateway.bundle import verify_bundle_bytes
     from gateway.errors import EdgesealError
+
+    def failed(reason: str) -> int:
+        print(f"verify-bundle: FAILED: {reason}", file=sys.stderr)
+        return EXIT_FAILED
 
     vkey = args.key
     if os.path.isfile(vkey):
-        with open(vkey) as f:
-            vkey = f.read().strip()
+        try:
+            vkey = _read_at_most(vkey, MAX_VKEY_FILE_BYTES).decode("utf-8").strip()
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            return failed(f"bad-vkey: cannot read the key file {args.key}: {exc}")
     try:
-        with open(args.file, encoding="utf-8") as f:
-            document = json.load(f)
+        data = _read_at_most(args.file, MAX_BUNDLE_BYTES)
     except (OSError, ValueError) as exc:
-        print(f"verify-bundle: FAILED: cannot read {args.file}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return failed(f"cannot read {args.file}: {exc}")
     try:
-        result = verify_bundle(document, vkey)
+        result = verify_bundle_bytes(data, vkey)
     except EdgesealError as exc:
-        print(f"verify-bundle: FAILED: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+        return failed(f"{exc.code}: {exc.message}")
     print(f"verify-bundle: {result.summary()}")
     return EXIT_OK
 
@@ -265,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, help="path of the ledger SQLite file")
     p.add_argument("--vkey", help="the log's verifier key (C2SP vkey), obtained out of band")
     p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a signed checkpoint published earlier (any file holding one signed note, e.g. "
+        "a participant's copy or the gateway's data_dir/checkpoint): the ledger must extend it "
+        "and still store it; repeatable",
+    )
+    p.add_argument(
         "--ledger-only",
         action="store_true",
         help="skip the contract replay (a log of another application's entries)",
@@ -292,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="API port (default 8000)")
     p.add_argument("--virtual-fleet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-ble", action="store_true", help="do not start the BLE link")
+    p.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="start although acknowledged history was lost: rebuild derived state from the "
+        "ledger as it is and raise an alarm (docs/operations.md, Recovery)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("verify-bundle", help="check a proof bundle offline with the gateway vkey")

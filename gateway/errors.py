@@ -120,6 +120,12 @@ class TooLarge(RequestError):
     status = 413
 
 
+class RequestTimeout(RequestError):
+    """A request body that did not arrive in time ("request-timeout"): a slow client."""
+
+    status = 408
+
+
 class NotFound(EdgesealError):
     """No such entry, device, contract, lot or transaction."""
 
@@ -149,4 +155,20 @@ class ServiceUnavailable(EdgesealError):
     """The gateway is starting or stopping and cannot take writes."""
 
     kind = "Unavailable"
+    status = 503
+
+
+# ---- start-up -------------------------------------------------------------------------------
+
+
+class StartupRefused(EdgesealError):
+    """The gateway refuses to start because its files disagree with what it signed or acked,
+    or a secret is missing or unusable (docs/operations.md, Recovery). Never raised by a request;
+    `edgeseal serve` exits with the code gateway.server.exit_code_for(code) gives.
+
+    Codes: "ledger-missing", "ledger-behind-checkpoint", "ledger-fork", "bad-checkpoint-file",
+    "ledger-unreadable", "acked-data-lost", "key-missing", "bad-operator-token".
+    """
+
+    kind = "StartupRefused"
     status = 503

@@ -11,11 +11,18 @@ and sends them again with the next upload.
 
 Derived state (registry, the (device, seq) index, events) lives in a separate SQLite file that
 is rebuilt from the log: after every append, and at start-up for anything the log has that the
-derived state has not seen yet (a crash between the two commits loses nothing).
+derived state has not seen yet (a crash between the two commits loses nothing). The file records
+the log prefix it was derived from (its size and the leaf hash of its last entry). At start-up an
+unreadable file is moved aside and rebuilt; a file derived from entries the log no longer holds
+means acknowledged records were lost (e.g. a deleted WAL): start-up is refused
+(StartupRefused "acked-data-lost") unless the operator accepts the loss, and then the file is
+moved aside, rebuilt from the log and the loss is recorded as an alarm (EV_ACKED_DATA_LOST).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -23,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import wire
-from gateway.errors import ChainError, EdgesealError, SignatureError, WireError
-from gateway.ledger import Ledger
+from gateway.errors import ChainError, EdgesealError, SignatureError, StartupRefused, WireError
+from gateway.ledger import Ledger, leaf_hash
 from gateway.ledger.entries import KIND_DEVICE_ENROLLMENT, KIND_DEVICE_RECORD, decode_entry
 from gateway.registry import DeviceRegistry
 
@@ -38,7 +45,11 @@ EV_CHAIN_BREAK = "chain-break"
 EV_CLONE = "clone-or-rollback"
 EV_SEQ_GAP = "seq-gap"
 EV_DUPLICATE = "duplicate"
-ALARMS = frozenset({EV_BAD_SIGNATURE, EV_CHAIN_BREAK, EV_CLONE, EV_WRONG_DEVICE, EV_MALFORMED})
+EV_ACKED_DATA_LOST = "acked-data-lost"  # the operator started on a log that lost acked entries
+ALARMS = frozenset(
+    {EV_BAD_SIGNATURE, EV_CHAIN_BREAK, EV_CLONE, EV_WRONG_DEVICE, EV_MALFORMED, EV_ACKED_DATA_LOST}
+)
+log = logging.getLogger("edgeseal.ingest")
 
 # Rebuilding derived state reads the log in chunks of this many entries: bounded memory on a Pi.
 CATCH_UP_CHUNK_ENTRIES = 10_000
@@ -94,11 +105,36 @@ class Event:
 
 
 def open_state(path: str) -> sqlite3.Connection:
-    """Return a connection to the derived-state database (WAL; NORMAL sync: it is rebuildable)."""
+    """Return a connection to the derived-state database (WAL; NORMAL sync: it is rebuildable)
+    with its schema. Raises sqlite3.DatabaseError if the file is not a usable database."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        conn.execute("SELECT value FROM meta WHERE key = 'through'").fetchall()
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def move_aside(path: str, reason: str) -> str:
+    """Rename the SQLite file at `path` (and its -wal, -shm) to `<path>.<reason>-<unix time>`;
+    return the new name of the main file. Files that do not exist are skipped."""
+    aside = f"{path}.{reason}-{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, aside + suffix)
+    return aside
+
+
+def derived_from(conn: sqlite3.Connection) -> tuple[int, bytes | None]:
+    """Return (number of log entries the derived state was built from, leaf hash of the last
+    of them or None if not recorded) (RFC 9162 2.1.1 leaf hash)."""
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    leaf = meta.get("through_leaf")
+    return int(meta.get("through", 0)), bytes(leaf) if leaf is not None else None
 
 
 class Ingest:
@@ -109,21 +145,68 @@ class Ingest:
         ledger: Ledger,
         state_path: str,
         clock_ms: Callable[[], int] | None = None,
+        *,
+        accept_loss: bool = False,
+        losses: Iterable[str] = (),
     ) -> None:
-        """Open (or rebuild) the derived state next to `ledger` and catch up with the log."""
+        """Open (or rebuild) the derived state next to `ledger` and catch up with the log.
+
+        Raises StartupRefused("acked-data-lost") if the derived state was built from entries
+        the log does not hold, unless accept_loss (module doc). `losses` are descriptions of
+        losses the caller accepted (gateway.ledger.trusted); each becomes an alarm event.
+        """
         self.ledger = ledger
-        self._conn = open_state(state_path)
-        self._conn.executescript(SCHEMA)
-        self.registry = DeviceRegistry(self._conn, ledger)
+        self._state_path = state_path
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._events: list[tuple] = []
+        self._conn, lost = self._open_checked(accept_loss)
+        self.registry = DeviceRegistry(self._conn, ledger)
         self.catch_up()
+        for what in [*losses, *lost]:
+            self._event(EV_ACKED_DATA_LOST, None, None, what)
+        self._flush_events()
 
     def close(self) -> None:
         """Close the derived-state database (the ledger is closed by its owner)."""
         self._conn.close()
 
     # ------------------------------------------------------------ derived state
+
+    def _open_checked(self, accept_loss: bool) -> tuple[sqlite3.Connection, list[str]]:
+        """Return (connection to a derived state that is a prefix of the log, descriptions of
+        accepted losses). An unreadable file is moved aside (rebuilt by catch_up); one derived
+        from entries the log does not hold raises StartupRefused unless accept_loss."""
+        path = self._state_path
+        try:
+            conn = open_state(path)
+            through, leaf = derived_from(conn)
+        except sqlite3.DatabaseError as exc:
+            aside = move_aside(path, "corrupt")
+            log.error(
+                "%s is unreadable (%s): moved to %s; rebuilding it from the log", path, exc, aside
+            )
+            return open_state(path), []
+        size = self.ledger.sequenced_size
+        if through <= size and (
+            through == 0 or leaf is None or leaf_hash(self.ledger.entry(through - 1)) == leaf
+        ):
+            return conn, []
+        conn.close()
+        why = (
+            f"{path} was derived from {through} log entries but the ledger holds {size}"
+            if through > size
+            else f"{path} was derived from a log whose entry {through - 1} differs from the ledger's"
+        )
+        why += ": records acknowledged to boards are not in the ledger"
+        if not accept_loss:
+            raise StartupRefused(
+                "acked-data-lost",
+                f"{why}. Restore the newest backup of the ledger, or start with --accept-loss to "
+                "rebuild the derived state from what is left (docs/operations.md, section Recovery)",
+            )
+        aside = move_aside(path, "lost")
+        log.error("ACCEPTING LOST HISTORY (--accept-loss): %s; old state kept in %s", why, aside)
+        return open_state(path), [f"{why}; the old derived state is kept in {aside}"]
 
     @property
     def through_index(self) -> int:
@@ -166,12 +249,17 @@ class Ingest:
                 "INSERT OR IGNORE INTO record_index(device_id, seq, entry_index) VALUES (?, ?, ?)",
                 index_rows,
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('through', ?)", (last + 1,)
+            _, kind, payload, _ = applied[-1]
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [("through", last + 1), ("through_leaf", leaf_hash(bytes((kind,)) + payload))],
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (SQLITE_FULL) may have rolled back already: a second ROLLBACK
+            # would raise "no transaction is active" over the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             self.registry._cache.clear()
             raise
 
@@ -216,14 +304,24 @@ class Ingest:
         )
 
     def _flush_events(self) -> None:
-        """Write buffered events in one transaction (after the records they are about)."""
+        """Write buffered events in one transaction (after the records they are about).
+
+        All or nothing: on failure (a full disk) the events stay buffered for the next flush.
+        """
         if self._events:
-            with self._conn:
-                self._conn.executemany(
+            conn = self._conn
+            conn.execute("BEGIN")  # autocommit connection: without it each row commits alone
+            try:
+                conn.executemany(
                     "INSERT INTO event(time_ms, kind, alarm, device_id, seq, detail, evidence) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     self._events,
                 )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             self._events.clear()
 
     def events(self, since_id: int = 0, limit: int = 1000) -> list[Event]:
@@ -283,13 +381,14 @@ class Ingest:
         results: list[UploadResult] = []
         batch: list[tuple[list[wire.Record], _Verdict]] = []
         seen: set[bytes] = set()
+        mark = len(self._events)  # events buffered before this batch (a failed flush) are kept
         for device_id, raws in uploads:
             if device_id in seen:  # a second upload of one device must see the first's commit
-                results += self._commit(batch)
-                batch, seen = [], set()
+                results += self._commit(batch, mark)
+                batch, seen, mark = [], set(), len(self._events)
             seen.add(device_id)
             batch.append(self._verify_upload(device_id, raws))
-        results += self._commit(batch)
+        results += self._commit(batch, mark)
         return results
 
     def _verify_upload(
@@ -338,15 +437,30 @@ class Ingest:
         ack = authentic[-1].seq if authentic else dev.last_seq
         return authentic, _Verdict(ack, duplicates, len(chain.pending), rejected)
 
-    def _commit(self, batch: list[tuple[list[wire.Record], _Verdict]]) -> list[UploadResult]:
-        """Append every authentic record of the batch durably, derive, flush events; return results."""
+    def _commit(
+        self, batch: list[tuple[list[wire.Record], _Verdict]], mark: int
+    ) -> list[UploadResult]:
+        """Append every authentic record of the batch durably, derive, flush events; return results.
+
+        mark: how many buffered events predate the batch. If the append or the derivation
+        fails (a full disk: sqlite3.OperationalError propagates, nothing is acked), the batch's
+        own events are dropped, since verifying the resent upload records them again; a record
+        appended before the derivation failed is derived by the next catch_up.
+        """
         records = [r for authentic, _ in batch for r in authentic]
         indexes: list[int] = []
         if records:
-            indexes = self.ledger.append([(KIND_DEVICE_RECORD, r.raw) for r in records])
-            self._apply_decoded(
-                [(i, KIND_DEVICE_RECORD, r.raw, r) for i, r in zip(indexes, records, strict=True)]
-            )
+            try:
+                indexes = self.ledger.append([(KIND_DEVICE_RECORD, r.raw) for r in records])
+                self._apply_decoded(
+                    [
+                        (i, KIND_DEVICE_RECORD, r.raw, r)
+                        for i, r in zip(indexes, records, strict=True)
+                    ]
+                )
+            except BaseException:
+                del self._events[mark:]
+                raise
         self._flush_events()
         results = []
         pos = 0

@@ -21,6 +21,7 @@ from gateway.ledger.entries import (
     KIND_DEVICE_RECORD,
     decode_enrollment,
     enrollment_entry,
+    readable_metadata,
 )
 
 # The columns _row_to_device reads, in its order.
@@ -151,7 +152,8 @@ class DeviceRegistry:
             raise RegistryConflict(
                 "already-revoked", f"device {device_id.hex()} is already revoked"
             )
-        meta = dict(dev.metadata, status=STATUS_REVOKED, reason=reason)
+        # metadata stored before its shape was enforced is re-logged as its typed error
+        meta = dict(readable_metadata(dev.metadata), status=STATUS_REVOKED, reason=reason)
         return enrollment_entry(device_id, dev.first_key, meta)[1]
 
     # --------------------------------------------------------------- derivation

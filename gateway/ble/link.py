@@ -38,7 +38,7 @@ from bleak.exc import (
 )
 
 from gateway.ble import protocol as p
-from gateway.errors import WireError
+from gateway.errors import ServiceUnavailable, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ SCAN_WATCHDOG_S = 60.0
 # TIME_SYNC: contracts use device time, checked against receive time, so it must stay close;
 # 2 s leaves room for the BLE round trip and the board's 1 s clock resolution.
 TIME_SYNC_TOLERANCE_S = 2.0
+# Records one SEND_FROM round may bring: a board's journal is 64 KB (firmware/journal.py), at
+# most ~1,100 records of the smallest size; 4096 leaves room for a bigger journal while bounding
+# what a hostile peripheral streaming records without end makes the gateway hold (~1 MB).
+MAX_RECORDS_PER_ROUND = 4096
 
 
 class BleakBackends(NamedTuple):
@@ -128,6 +132,7 @@ class LinkConfig:
     max_rounds_per_connection: int = MAX_ROUNDS_PER_CONNECTION
     scan_watchdog_s: float = SCAN_WATCHDOG_S
     time_sync_tolerance_s: float = TIME_SYNC_TOLERANCE_S
+    max_records_per_round: int = MAX_RECORDS_PER_ROUND
 
 
 class LinkError(Exception):
@@ -160,13 +165,17 @@ def classify(exc: BaseException) -> LinkError:
     """Return exc as a LinkError with a stable code and its transient/permanent class.
 
     Transient (retry with backoff): timeouts, le-connection-abort-by-local, InProgress, a
-    disconnect or stall mid-upload, a busy board, any other bleak/D-Bus/OS error (the radio is
-    the usual suspect). Permanent (retry only after PERMANENT_BACKOFF_S): wrong device, protocol
-    errors (WireError), a GATT layout without our characteristics, GATT protocol errors, and
-    anything unexpected (a bug must not hot-loop).
+    disconnect or stall mid-upload, a busy board, ingest unavailable (`ingest/<code>`: a full
+    disk, a stopping gateway; nothing was acked, the board keeps its records), any other
+    bleak/D-Bus/OS error (the radio is the usual suspect). Permanent (retry only after
+    PERMANENT_BACKOFF_S): wrong device, protocol errors (WireError), a GATT layout without our
+    characteristics, GATT protocol errors, too many records in a round, and anything
+    unexpected (a bug must not hot-loop).
     """
     if isinstance(exc, LinkError):
         return exc
+    if isinstance(exc, ServiceUnavailable):
+        return LinkError(f"ingest/{exc.code}", exc.message, transient=True)
     if isinstance(exc, WireError):
         return LinkError(f"protocol/{exc.code}", exc.message, transient=False)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
@@ -192,7 +201,12 @@ def classify(exc: BaseException) -> LinkError:
 
 @dataclass
 class DeviceState:
-    """Retry bookkeeping of one device: consecutive failures and when to try next."""
+    """Retry bookkeeping of one device at one address: consecutive failures, when to try next.
+
+    Keyed by (device id, address) in BleLink.states, not by device id alone: anything can
+    advertise an enrolled board's 4-byte id prefix, and an imposter's failures (a wrong device,
+    garbage Info) must not put the real board into PERMANENT_BACKOFF_S.
+    """
 
     failures: int = 0
     next_attempt_s: float = 0.0
@@ -292,7 +306,7 @@ class BleLink:
         self.backend = backend or BleakBackends()
         self.config = config or LinkConfig()
         self.stats = LinkStats()
-        self.states: dict[bytes, DeviceState] = {}
+        self.states: dict[tuple[bytes, str], DeviceState] = {}  # (device id, address)
         self._rng = rng or random.Random()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -358,14 +372,14 @@ class BleLink:
             return
         if device_id in self._tasks:
             return
-        state = self.states.setdefault(device_id, DeviceState())
+        state = self.states.setdefault((device_id, device.address), DeviceState())
         if self._clock() < state.next_attempt_s:
             return
         task = asyncio.get_running_loop().create_task(self._upload_with_retry(device, device_id))
         self._tasks[device_id] = task
 
     async def _upload_with_retry(self, device: BLEDevice, device_id: bytes) -> None:
-        state = self.states.setdefault(device_id, DeviceState())
+        state = self.states.setdefault((device_id, device.address), DeviceState())
         try:
             async with self._slots:
                 await self.collect(device, device_id)
@@ -465,6 +479,8 @@ class BleLink:
             return
         try:
             await self.collector.deliver(device_id, records)
+        except ServiceUnavailable as e:  # a full disk: ingest raised the alarm, the board resends
+            logger.info("a partial upload of %s was not stored: %s", device_id.hex(), e)
         except Exception:
             logger.exception("delivering a partial upload of %s failed", device_id.hex())
 
@@ -474,7 +490,8 @@ class BleLink:
         """Append reassembled records to out until END; return the End frame.
 
         Raises LinkError "stalled" (no frame for stall_timeout_s), "disconnected", "busy"
-        (STATUS busy to SEND_FROM, transient) or "refused" (another SEND_FROM status, permanent).
+        (STATUS busy to SEND_FROM, transient), "refused" (another SEND_FROM status, permanent)
+        or "too-many-records" (more than max_records_per_round, permanent: a hostile peripheral).
         """
         while True:
             try:
@@ -493,6 +510,9 @@ class BleLink:
                     record = reasm.feed(frame)
                     if record is not None:
                         out.append(record)
+                        if len(out) > self.config.max_records_per_round:
+                            raise LinkError("too-many-records", f"over {len(out) - 1} records "
+                                            "in one round", transient=False)  # fmt: skip
                     continue
             except WireError as e:
                 self.stats.bad_frames += 1

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from gateway.ble.link import BleakBackends, BleLink
 from gateway.config import Settings
 from gateway.contracts import Engine
+from gateway.errors import StartupRefused
 from gateway.node.index import Counters, LogIndex
 from gateway.node.reads import ReadModel
 from gateway.node.sequencer import Sequencer
@@ -40,6 +41,9 @@ WRITER_PING_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 15.0
 TOKEN_FILE_MODE = 0o600
 TOKEN_BYTES = 32  # 256-bit operator token
+# why: the same floor as a configured token (gateway/config.py): a short token can be guessed
+# over the API, and an empty one would make an empty bearer header an admin credential.
+MIN_TOKEN_CHARS = 16
 
 
 @dataclass
@@ -81,16 +85,34 @@ class Extension(Protocol):
         ...
 
 
+def check_token(token: str, source: str) -> str:
+    """Return token without surrounding whitespace; raise StartupRefused("bad-operator-token")
+    if, stripped, it is shorter than MIN_TOKEN_CHARS (empty and whitespace-only included).
+
+    source names where the token came from (a file path or "the configuration") for the message.
+    """
+    stripped = token.strip()
+    if len(stripped) < MIN_TOKEN_CHARS:
+        raise StartupRefused(
+            "bad-operator-token",
+            f"the operator token from {source} has {len(stripped)} characters (whitespace "
+            f"stripped); it needs at least {MIN_TOKEN_CHARS}: delete the file to have a new one "
+            "generated, or configure a longer one",
+        )
+    return stripped
+
+
 def load_or_create_token(path: Path) -> str:
     """Return the operator token stored at path, creating it (mode 0600) on first use.
 
-    Raises PermissionError if the file is readable by group or others.
+    Raises PermissionError if the file is readable by group or others, StartupRefused
+    ("bad-operator-token") if it holds fewer than MIN_TOKEN_CHARS non-blank characters.
     """
     if path.exists():
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise PermissionError(f"{path} has mode {mode:o}; it must be 0600")
-        return path.read_text().strip()
+        return check_token(path.read_text(), str(path))
     token = secrets.token_urlsafe(TOKEN_BYTES)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TOKEN_FILE_MODE)
     with os.fdopen(fd, "w") as f:
@@ -104,7 +126,8 @@ class Node:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         """Open (or create) everything under settings.data_dir and replay the log (blocking).
 
-        Raises what Sequencer raises (a ledger of another key, an event mismatch).
+        Raises what Sequencer raises (a ledger of another key, an event mismatch, the
+        StartupRefused codes) and StartupRefused("bad-operator-token").
         """
         self.settings = settings
         self.started_at = time.monotonic()
@@ -113,7 +136,10 @@ class Node:
         self.phase = "starting"
         self.notifier = Notifier()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.operator_token = settings.operator_token or load_or_create_token(settings.token_path)
+        if settings.operator_token is not None:
+            self.operator_token = check_token(settings.operator_token, "the configuration")
+        else:
+            self.operator_token = load_or_create_token(settings.token_path)
         self.index = LogIndex()
         self.sequencer = Sequencer(settings, engine or Engine(), self.index, lambda: self.phase)
         self.reads = ReadModel(self.sequencer, self.index)
@@ -167,8 +193,9 @@ class Node:
             if led.pending and led.due():
                 try:
                     await seq.write(seq.integrate_if_due)
-                except Exception:
-                    log.exception("integration failed; retrying at the next tick")
+                except Exception as exc:  # a full disk raises the storage alarm (logged there)
+                    if seq.uploads.storage.failed("integration", exc) is None:
+                        log.exception("integration failed; retrying at the next tick")
 
     async def _watchdog_loop(self, interval_s: float) -> None:
         """Ping systemd's watchdog while the event loop and the writer thread both answer."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +33,12 @@ from gateway.config import Settings
 from gateway.contracts import Engine, decode_event, decode_tx, extension_line, rejection
 from gateway.contracts.engine import State
 from gateway.contracts.tx import Tx
-from gateway.errors import ContractError, ServiceUnavailable, TxError
+from gateway.errors import ContractError, ServiceUnavailable, StartupRefused, TxError
 from gateway.ingest import Ingest
 from gateway.ingest import UploadResult as IngestResult
-from gateway.ledger import Ledger, load_or_create_signer
+from gateway.ledger import Ledger, NoteSigner, load_or_create_signer
 from gateway.ledger.entries import KIND_PARTICIPANT_TX
+from gateway.ledger.trusted import TrustedCheckpoint
 from gateway.node.groupcommit import GroupCommit
 from gateway.node.index import LogIndex
 
@@ -49,6 +51,26 @@ T = TypeVar("T")
 TX_MAX_SKEW_S = 300
 # why: the ingest events counted per registry refresh; far above what one commit produces.
 MAX_INGEST_EVENTS_PER_REFRESH = 100_000
+
+
+def open_signer(settings: Settings) -> NoteSigner:
+    """Return the gateway's signer, creating the key file only for a gateway with no log yet.
+
+    Raises StartupRefused("key-missing") without writing anything if the key file is missing
+    while a ledger or the checkpoint file exists: a new key would start a new log over the old
+    one (docs/operations.md, Keys and trust). Raises KeyFileError for an unusable key file.
+    """
+    key, ledger, cp = settings.key_path, settings.ledger_path, settings.checkpoint_path
+    has_log = (ledger.exists() and ledger.stat().st_size > 0) or cp.exists()
+    if has_log and not key.exists():
+        raise StartupRefused(
+            "key-missing",
+            f"{key} is missing but {ledger} ({ledger.stat().st_size if ledger.exists() else 0}"
+            f" bytes) and {cp} ({'present' if cp.exists() else 'missing'}) hold this gateway's "
+            "log: restore the key file from its backup; a new key would start a new log "
+            "(docs/operations.md, section Recovery)",
+        )
+    return load_or_create_signer(str(key), settings.origin)
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,9 @@ class Sequencer:
         the log into the engine and the index.
 
         Synchronous and blocking; raises ContractError("event-mismatch") if the log's contract
-        events are not what the engine computes (the log was written by other contract code).
+        events are not what the engine computes (the log was written by other contract code),
+        StartupRefused if the ledger, the checkpoint file, the derived state or the key disagree
+        (open_signer, gateway.ledger.trusted, gateway.ingest; docs/operations.md, Recovery).
         """
         self.settings = settings
         self.engine = engine
@@ -83,21 +107,51 @@ class Sequencer:
         self._state: State | None = None
         self._applied = 0  # the engine state covers log entries [0, _applied)
         self.ledger: Ledger | None = None
-        signer = load_or_create_signer(str(settings.key_path), settings.origin)
-        self.ledger = Ledger.open(
+        self.trusted = TrustedCheckpoint(
+            str(settings.checkpoint_path),
             str(settings.ledger_path),
-            signer,
-            settings.origin,
-            max_batch_entries=settings.max_batch_entries,
-            batch_interval_ms=settings.batch_interval_ms,
-            extension_lines=self._extension_lines,
+            accept_loss=settings.accept_loss,
         )
-        self.ingest = Ingest(self.ledger, str(settings.state_path))
+        self.ledger = self._open_ledger(open_signer(settings))
+        try:
+            self.ingest = Ingest(
+                self.ledger,
+                str(settings.state_path),
+                accept_loss=settings.accept_loss,
+                losses=[self.trusted.loss] if self.trusted.loss else [],
+            )
+        except BaseException:
+            self.ledger.close()
+            raise
         self._replay()
         self._refresh_devices()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="edgeseal-writer")
         self.uploads = GroupCommit(self._commit_uploads, self._after_commit)
         self._closed = False
+
+    def _open_ledger(self, signer: NoteSigner) -> Ledger:
+        """Return the open ledger, checked against the checkpoint file (self.trusted).
+
+        Raises StartupRefused: what TrustedCheckpoint raises, or "ledger-unreadable" (naming
+        the file) if SQLite cannot read it.
+        """
+        path = str(self.settings.ledger_path)
+        try:
+            return Ledger.open(
+                path,
+                signer,
+                self.settings.origin,
+                max_batch_entries=self.settings.max_batch_entries,
+                batch_interval_ms=self.settings.batch_interval_ms,
+                extension_lines=self._extension_lines,
+                trusted=self.trusted,
+            )
+        except sqlite3.DatabaseError as exc:
+            raise StartupRefused(
+                "ledger-unreadable",
+                f"{path} cannot be read ({exc}): restore the newest backup of the ledger "
+                "(docs/operations.md, section Recovery)",
+            ) from exc
 
     # ---- reads the writer keeps consistent -------------------------------------------------
 
@@ -175,9 +229,9 @@ class Sequencer:
             state, out = self.engine.apply(state, index, entry)
             self.index.observe(index, entry)
             events.extend(out)
-        self._state, self._applied = state, end
-        if events:
+        if events:  # before the state moves: if the append fails (a full disk), it is retried
             self._append_events(events)
+        self._state, self._applied = state, max(self._applied, end)
         return len(events)
 
     def integrate_if_due(self, force: bool = False) -> bytes | None:
@@ -245,15 +299,40 @@ class Sequencer:
         if phase != "running":
             raise ServiceUnavailable("unavailable", f"the service is {phase}")
 
+    async def _write_or_alarm(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(*args) on the writer thread like `write`; return its result.
+
+        A full disk or an I/O error of the store raises the storage alarm (the one the group
+        commit raises, gateway.node.groupcommit.StorageHealth) and is answered with its typed
+        ServiceUnavailable ("storage-full", "storage-io": 503), not an untyped error; a
+        success clears the alarm. Other exceptions propagate unchanged.
+        """
+        storage = self.uploads.storage
+        try:
+            result = await self.write(fn, *args)
+        except Exception as exc:
+            err = storage.failed(what, exc)
+            if err is None:
+                raise
+            raise err from exc
+        storage.ok()
+        return result
+
     async def enroll(self, public_key: bytes, metadata: dict[str, Any] | None = None) -> int:
-        """Enroll a device key; return the enrollment's log index. Raises the Ingest errors."""
+        """Enroll a device key; return the enrollment's log index. Raises the Ingest errors,
+        ServiceUnavailable when not running or the store is full."""
         self._require_accepting()
-        return await self.write(self._registry_change, self.ingest.enroll, public_key, metadata)
+        return await self._write_or_alarm(
+            "enrollment", self._registry_change, self.ingest.enroll, public_key, metadata
+        )
 
     async def revoke(self, device_id: bytes, reason: str) -> int:
-        """Revoke a device; return the revocation's log index. Raises WireError."""
+        """Revoke a device; return the revocation's log index. Raises WireError,
+        ServiceUnavailable when not running or the store is full."""
         self._require_accepting()
-        return await self.write(self._registry_change, self.ingest.revoke, device_id, reason)
+        return await self._write_or_alarm(
+            "revocation", self._registry_change, self.ingest.revoke, device_id, reason
+        )
 
     def _registry_change(self, change: Callable[..., int], *args: Any) -> int:
         """Run an Ingest registry change (enroll, revoke) on the writer thread; return its index."""
@@ -281,7 +360,7 @@ class Sequencer:
         self._require_accepting()
         tx = self.check_tx(payload, now_s)
         try:
-            admitted = await self.write(self._admit, tx, payload)
+            admitted = await self._write_or_alarm("transaction", self._admit, tx, payload)
         except ContractError:
             self.index.counters.tx_rejected += 1
             raise
@@ -314,12 +393,17 @@ class Sequencer:
     # ---- closing ---------------------------------------------------------------------------
 
     async def drain(self) -> None:
-        """Integrate everything sequenced (writer thread), then close. Safe to call twice."""
+        """Integrate everything sequenced (writer thread), then close. Safe to call twice.
+
+        Closes even if the integration fails (a full disk), then raises its error; pending
+        entries stay durable and are integrated on the next open."""
         if self._closed:
             return
         self._closed = True
-        await self.write(self.integrate_if_due, True)
-        self.close()
+        try:
+            await self.write(self.integrate_if_due, True)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close the databases (pending entries stay durable and integrate on the next open)."""

@@ -9,7 +9,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from gateway import wire
-from gateway.bundle import build_bundle
+from gateway.bundle import build_bundle, encode_bundle
 from gateway.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from gateway.ledger import Ledger, NoteSigner, enrollment_entry
 
@@ -24,7 +24,7 @@ def bundle_file(tmp_path: Path) -> tuple[Path, str]:
         led.integrate()
         doc = build_bundle(led, 1, lambda _d: None)
     path = tmp_path / "bundle.json"
-    path.write_text(json.dumps(doc))
+    path.write_bytes(encode_bundle(doc))
     return path, signer.vkey
 
 
@@ -43,14 +43,14 @@ def test_verify_bundle_failures(
     path, vkey = bundle_file
     doc = json.loads(path.read_text())
     doc["inclusion"]["index"] = 0
-    path.write_text(json.dumps(doc))
+    path.write_bytes(encode_bundle(doc))
     assert main(["verify-bundle", str(path), "--key", vkey]) == EXIT_FAILED
     assert "FAILED: index-mismatch" in capsys.readouterr().err
     assert main(["verify-bundle", str(path), "--key", NoteSigner.generate().vkey]) == EXIT_FAILED
     assert "bad-checkpoint" in capsys.readouterr().err
     path.write_text("{not json")
     assert main(["verify-bundle", str(path), "--key", vkey]) == EXIT_FAILED
-    assert "cannot read" in capsys.readouterr().err
+    assert "FAILED: bad-json" in capsys.readouterr().err
     missing = str(path.parent / "missing.json")
     assert main(["verify-bundle", missing, "--key", vkey]) == EXIT_FAILED
 

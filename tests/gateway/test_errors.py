@@ -21,10 +21,12 @@ EXPECTED = {  # class -> (kind a client sees, HTTP status), docs/api.md Errors
     "RequestError": ("RequestError", 400),
     "WrongContractType": ("RequestError", 409),
     "TooLarge": ("RequestError", 413),
+    "RequestTimeout": ("RequestError", 408),
     "NotFound": ("NotFound", 404),
     "AuthError": ("AuthError", 401),
     "RateLimited": ("RateLimited", 429),
     "ServiceUnavailable": ("Unavailable", 503),
+    "StartupRefused": ("StartupRefused", 503),
 }
 
 

@@ -17,6 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.server import (
+    EXIT_ACKED_DATA_LOST,
+    EXIT_BAD_CONFIG,
+    EXIT_KEY_MISSING,
+    EXIT_LEDGER_ROLLED_BACK,
+)
 from gateway.systemd import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +61,8 @@ def test_unit_is_hardened_and_commented() -> None:
         "AF_BLUETOOTH",
     }
     assert s["ExecStart"].endswith("edgeseal serve") and s["KillSignal"] == "SIGTERM"
+    refusals = (EXIT_BAD_CONFIG, EXIT_LEDGER_ROLLED_BACK, EXIT_ACKED_DATA_LOST, EXIT_KEY_MISSING)
+    assert s["RestartPreventExitStatus"].split() == [str(code) for code in refusals]
     assert d["Install.WantedBy"] == ["multi-user.target"]
     # every directive of [Service] follows a comment explaining it (directly or in its group)
     lines = UNIT.read_text().splitlines()

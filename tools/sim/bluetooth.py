@@ -6,7 +6,9 @@ constants, UUID, and the _IRQ event codes with their tuple shapes. Behaviour fol
 (NimBLE) port where the docs leave room: a write stores the value (truncated to the attribute
 buffer, 20 bytes unless gatts_set_buffer) and then raises _IRQ_GATTS_WRITE; gatts_notify sends
 whether or not the central subscribed (that is why the gateway subscribes before SEND_FROM);
-_IRQ_GATTS_READ_REQUEST is not raised (ESP32 does not); a connection stops advertising; the
+_IRQ_GATTS_READ_REQUEST is not raised (ESP32 does not); a central's write or read of an attribute
+whose flags do not allow it is refused with ATT "Write/Read Not Permitted", as NimBLE does
+(bumble's GATT server leaves that check to the application); a connection stops advertising; the
 preferred MTU is 23 until config(mtu=...). The IRQ handler runs synchronously on the event loop,
 as MicroPython's scheduler runs it between bytecodes of the main task. Scanning reports what the
 virtual link carries: bumble's virtual controller delivers only connectable (ADV_IND) adverts and
@@ -442,8 +444,8 @@ class BLE:
             uuid.bumble, props, perms, CharacteristicValue(read=lambda _c: attr.value), descriptors
         )
         char.value = CharacteristicValue(
-            read=lambda _c: attr.value,
-            write=lambda conn, value: self._on_write(conn, char, attr, value),
+            read=lambda _c: self._on_read(flags, attr),
+            write=lambda conn, value: self._on_write(conn, char, attr, value, flags),
         )
 
         def bind() -> None:
@@ -461,8 +463,8 @@ class BLE:
             perms |= Descriptor.WRITEABLE
         desc = Descriptor(uuid.bumble, perms, CharacteristicValue(read=lambda _c: attr.value))
         desc.value = CharacteristicValue(
-            read=lambda _c: attr.value,
-            write=lambda conn, value: self._on_write(conn, desc, attr, value),
+            read=lambda _c: self._on_read(flags, attr),
+            write=lambda conn, value: self._on_write(conn, desc, attr, value, flags),
         )
 
         def bind() -> None:
@@ -471,7 +473,20 @@ class BLE:
         self._binds.append(bind)
         return desc
 
-    def _on_write(self, conn: Connection, attribute: Any, attr: _Attr, value: bytes) -> None:
+    @staticmethod
+    def _on_read(flags: int, attr: _Attr) -> bytes:
+        """Return a central's read of attr; raise ATT_Error unless flags has FLAG_READ."""
+        if not flags & FLAG_READ:
+            raise att.ATT_Error(att.ATT_READ_NOT_PERMITTED_ERROR)
+        return attr.value
+
+    def _on_write(
+        self, conn: Connection, attribute: Any, attr: _Attr, value: bytes, flags: int
+    ) -> None:
+        """Store a central's write and raise _IRQ_GATTS_WRITE; raise ATT_Error (nothing stored,
+        no IRQ) unless flags allow a write."""
+        if not flags & (FLAG_WRITE | FLAG_WRITE_NO_RESPONSE):
+            raise att.ATT_Error(att.ATT_WRITE_NOT_PERMITTED_ERROR)
         value = bytes(value)
         if attr.append:
             attr.value = (attr.value + value)[-attr.capacity :]

@@ -1111,7 +1111,7 @@ class Timelines:
 
 
 class SimBuses(dict):
-    """What build_buses returns: the bus dict of firmware/main.py make_buses, plus the models."""
+    """What build_buses returns: the bus dict of firmware/app.py make_buses, plus the models."""
 
     def __init__(self, time: BoardTime) -> None:
         super().__init__()
@@ -1130,10 +1130,10 @@ _LOG_TRANSFERS = 256  # transfers kept in a simulated bus's log (the fakes keep 
 
 
 def _rxbuf_bytes() -> int:
-    """Return the UART receive buffer firmware/main.py make_buses configures."""
-    from firmware import main as fw_main
+    """Return the UART receive buffer firmware/app.py make_buses configures."""
+    from firmware.app import _UART_RXBUF_BYTES
 
-    return int(getattr(fw_main, "_UART_RXBUF_BYTES", 1024))
+    return _UART_RXBUF_BYTES
 
 
 def _defaults(sensor: dict) -> dict[str, Any]:
@@ -1182,7 +1182,7 @@ def build_buses(
 ) -> SimBuses:
     """Return the buses of a board profile with every sensor's chip model attached.
 
-    Same keys as firmware/main.py make_buses: every bus name, and "<sensor>.<role>" for every
+    Same keys as firmware/app.py make_buses: every bus name, and "<sensor>.<role>" for every
     dedicated pin (ADCs included). world, clock, start_ms: see the module docstring (clock is
     required). hx711_sps: None (conversions always ready) or the HX711's real 10/80 SPS.
     waited(): the board's blocking waits that took no time on its clock (BoardTime).
@@ -1193,7 +1193,7 @@ def build_buses(
         world = Timelines()
     elif isinstance(world, Mapping):
         world = Timelines(world)
-    from firmware.main import _ATTEN
+    from firmware.app import _ATTEN
 
     time = BoardTime(clock, start_ms, waited)
     buses = SimBuses(time)

@@ -1,14 +1,41 @@
-"""Test helpers: a tiny board on MicroPython's `bluetooth` API, and an in-memory Collector."""
+"""Test helpers: a tiny board on MicroPython's `bluetooth` API, an in-memory Collector, and the
+virtual fleet's profiles, journal recorder and sampling freeze."""
 
 import asyncio
+import contextlib
+from pathlib import Path
+from unittest import mock
 
+from firmware import board as fw_board
+from firmware.journal import Journal
 from gateway import wire
 from gateway.ble import protocol as p
+from gateway.ble.link import LinkConfig
 from gateway.errors import ChainError
-from tests.support import ChainDevice
-from tests.support.aio import run, wait_until  # noqa: F401  (the BLE tests import them from here)
+from tests.support import ChainDevice, aio
+from tests.support.aio import wait_until  # noqa: F401  (the BLE tests import it from here)
 from tools.sim import bluetooth
 
+ROOT = Path(__file__).resolve().parents[3]
+# Link timers of the BLE tests, made for a loaded machine (2 busy cores stall the one event loop
+# that runs the boards, the radio and the link for seconds): every timeout is generous, since a
+# spurious one is a flaky failure, and every backoff or cooldown is short, so retries come fast
+# once their cause is gone. A test never waits for a timeout to pass; it waits on conditions.
+TEST_LINK = LinkConfig(
+    connect_timeout_s=20,
+    gatt_timeout_s=10,
+    stall_timeout_s=10,
+    ack_timeout_s=10,
+    disconnect_timeout_s=5,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.5,
+    success_cooldown_s=0.2,
+    permanent_backoff_s=2,
+    scan_watchdog_s=10,
+)
+# why: the deadline of every wait on a condition; a quiet machine reaches each in about a
+# second, a loaded one in a few, and only a bug takes a minute.
+WAIT_S = 60
 _IRQ_CENTRAL_CONNECT = 1
 _IRQ_CENTRAL_DISCONNECT = 2
 _IRQ_GATTS_WRITE = 3
@@ -166,7 +193,13 @@ class MemoryCollector:
         return seq
 
 
-async def find_board(central, timeout_s=5):
+def run(coro, timeout_s=3 * WAIT_S):
+    """tests.support.aio.run with an overall timeout above the WAIT_S of the waits inside, so a
+    condition that is never reached fails with its own message, not the overall timeout."""
+    return aio.run(coro, timeout_s)
+
+
+async def find_board(central, timeout_s=WAIT_S):
     """Return the first advertiser of the edgeseal service a BumbleCentral's scanner sees."""
     from bleak import BleakScanner
 
@@ -177,3 +210,32 @@ async def find_board(central, timeout_s=5):
     )
     assert found is not None, "no board advertising the edgeseal service"
     return found
+
+
+def load_profiles(names):
+    """Return the board profiles boards/<name>.json, in order."""
+    return [fw_board.load(str(ROOT / "boards" / f"{n}.json")) for n in names]
+
+
+@contextlib.contextmanager
+def recording_journals():
+    """Wrap firmware Journal.append (class level: the boot record is journaled inside start());
+    yield {device id: [(seq, record bytes)]} of every record stored, in append order."""
+    produced: dict[bytes, list[tuple[int, bytes]]] = {}
+    original = Journal.append
+
+    def append(self, seq, record, overflow=False):
+        original(self, seq, record, overflow)  # raises JournalFull before storing anything
+        raw = bytes(record)
+        produced.setdefault(raw[3:19], []).append((seq, raw))  # record bytes 3..19: device id
+
+    with mock.patch.object(Journal, "append", append):
+        yield produced
+
+
+def freeze_sampling(boards):
+    """Stop the sampling and heartbeat tasks of VirtualBoards (they check sampler.running before
+    every step); the peripheral keeps serving uploads (its close_chain may still journal a
+    signed heartbeat)."""
+    for vb in boards:
+        vb.board.sampler.running = False

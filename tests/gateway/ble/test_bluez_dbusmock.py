@@ -13,6 +13,7 @@ Covers scan (Discovery + PropertiesChanged on Device1), connect, read, notify, w
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import select
 import shutil
@@ -23,8 +24,8 @@ import time
 import pytest
 
 from gateway.ble import protocol as p
-from gateway.ble.link import BleLink, LinkConfig
-from tests.gateway.ble.helpers import MemoryCollector, make_chain
+from gateway.ble.link import BleLink
+from tests.gateway.ble.helpers import TEST_LINK, WAIT_S, MemoryCollector, make_chain, wait_until
 
 dbus_fast = pytest.importorskip("dbus_fast", reason="dbus-fast comes with bleak; bleak missing")
 from dbus_fast import BusType, Message, MessageType, Variant  # noqa: E402
@@ -34,10 +35,8 @@ MOCK = "org.freedesktop.DBus.Mock"
 CHAR = "org.bluez.GattCharacteristic1"
 DEVICE = "org.bluez.Device1"
 ADDRESS = "C0:FF:EE:00:00:01"
-FAST = LinkConfig(
-    connect_timeout_s=10, stall_timeout_s=5, backoff_initial_s=0.1, backoff_max_s=1,
-    success_cooldown_s=0.5, permanent_backoff_s=2, scan_watchdog_s=10,
-)  # fmt: skip
+# The tests' link timers (helpers.py); no second upload on an advert still saying pending > 0.
+FAST = dataclasses.replace(TEST_LINK, success_cooldown_s=WAIT_S)
 # Wait for the daemon and the mock to come up: a cold python start on a loaded CI machine.
 STARTUP_TIMEOUT_S = 20.0
 
@@ -296,10 +295,16 @@ def test_bleak_bluez_backend_scan_connect_notify_write_disconnect(monkeypatch):
                 col = MemoryCollector({board.dev_id: board.pk})
                 link = BleLink(col, None, FAST)  # None: bleak's default backend, BlueZ on Linux
                 run_task = asyncio.create_task(link.run(stop))
-                deadline = time.monotonic() + 30
-                while board.journal and time.monotonic() < deadline and not run_task.done():
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(0.3)  # let the disconnect land
+                await wait_until(
+                    lambda: (
+                        run_task.done()
+                        or not board.journal
+                        and link.stats.uploads_ok >= 1
+                        and any(name == "Disconnect" for _path, name in board.calls)
+                    ),
+                    WAIT_S,
+                    "the upload drained the board and disconnected",
+                )
                 stop.set()
                 await run_task
                 await adverts
@@ -308,7 +313,7 @@ def test_bleak_bluez_backend_scan_connect_notify_write_disconnect(monkeypatch):
                 bus.disconnect()
             return board, col, link
 
-        board, col, link = asyncio.run(asyncio.wait_for(scenario(), 60))
+        board, col, link = asyncio.run(asyncio.wait_for(scenario(), 3 * WAIT_S))
     assert [r.seq for r in col.committed[board.dev_id]] == list(range(1, 17, 2)), link.stats
     assert board.send_from == [0] and board.acks == [15]
     called = [name for _path, name in board.calls]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import sqlite3
 
 import pytest
 
 from gateway.errors import ServiceUnavailable
 from gateway.ingest import UploadResult
-from gateway.node.groupcommit import MAX_GROUP_UPLOADS, GroupCommit
+from gateway.node.groupcommit import (
+    MAX_GROUP_UPLOADS,
+    STORAGE_FULL,
+    STORAGE_IO,
+    GroupCommit,
+    storage_error_code,
+)
 from tests.gateway.node.helpers import run
 
 
@@ -94,5 +103,78 @@ def test_close_commits_what_is_queued_then_refuses() -> None:
         assert await queued == 1
         with pytest.raises(ServiceUnavailable):
             await gc.deliver(b"q" * 16, [b"r"])
+
+    run(scenario())
+
+
+def _sqlite_full() -> sqlite3.OperationalError:
+    """Return the error SQLite raises on a full disk (SQLITE_FULL), made by SQLite itself."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("PRAGMA max_page_count = 2")
+    try:
+        conn.executemany("INSERT INTO t VALUES (?)", [(b"x" * 1000,)] * 20)
+    except sqlite3.OperationalError as e:
+        return e
+    finally:
+        conn.close()
+    raise AssertionError("SQLite took 20 KB into 2 pages")
+
+
+def test_storage_errors_are_classified() -> None:
+    assert storage_error_code(_sqlite_full()) == STORAGE_FULL
+    assert storage_error_code(OSError(errno.ENOSPC, "No space left on device")) == STORAGE_FULL
+    assert storage_error_code(OSError(errno.EIO, "I/O error")) == STORAGE_IO
+    assert storage_error_code(sqlite3.OperationalError("no such table: t")) is None
+    assert storage_error_code(ValueError("bug")) is None
+
+
+def test_a_full_disk_raises_the_alarm_refuses_typed_and_clears_on_the_next_commit(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="edgeseal.groupcommit")
+
+    async def scenario() -> None:
+        rec = Recorder()
+        rec.fail = _sqlite_full()
+        gc = GroupCommit(rec.commit, rec.after)
+        loop = asyncio.create_task(gc.run())
+        for _ in range(3):
+            with pytest.raises(ServiceUnavailable) as err:
+                await gc.deliver(b"a" * 16, [b"r"])
+            assert err.value.code == STORAGE_FULL and err.value.status == 503
+        s = gc.storage
+        assert s.alarm and s.code == STORAGE_FULL and (s.failures, s.alarms) == (3, 1)
+        assert s.to_json()["status"] == STORAGE_FULL and rec.after_calls == []
+        rec.fail = None
+        assert await gc.deliver(b"a" * 16, [b"r"]) == 1  # space is back: no restart needed
+        assert not s.alarm and s.to_json()["status"] == "ok" and s.failures == 3
+        gc.close()
+        await loop
+
+    run(scenario())
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and STORAGE_FULL in errors[0].getMessage()  # once per episode
+    assert any("cleared" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_follow_up_does_not_stop_the_loop() -> None:
+    """Regression: an integration that failed after a commit (a full disk) ended `run`, and every
+    later delivery waited forever for a commit that never came."""
+
+    async def scenario() -> None:
+        rec = Recorder()
+        failing = [_sqlite_full()]
+
+        async def after() -> None:
+            if failing:
+                raise failing.pop()
+
+        gc = GroupCommit(rec.commit, after)
+        loop = asyncio.create_task(gc.run())
+        assert await gc.deliver(b"a" * 16, [b"r"]) == 1  # acked: the commit itself succeeded
+        assert gc.storage.alarm  # the integration after it did not
+        assert await asyncio.wait_for(gc.deliver(b"a" * 16, [b"r", b"s"]), 10) == 2
+        assert not gc.storage.alarm
+        gc.close()
+        await loop
 
     run(scenario())

@@ -760,15 +760,15 @@ def test_tamper_open_at_boot_and_an_active_low_switch() -> None:
 
 
 def _make_buses_keys(profile: dict, monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """Return the keys firmware/main.py make_buses gives on a board (host machine shim)."""
+    """Return the keys firmware/app.py make_buses gives on a board (host machine shim)."""
     import machine  # tests/shims/machine.py (tests/conftest.py puts tests/shims on sys.path)
 
-    from firmware import main as fw_main
+    from firmware import app as fw_app
 
     onewire = types.ModuleType("onewire")
     onewire.OneWire = lambda pin: FakeOneWire()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "onewire", onewire)
-    return set(fw_main.make_buses(profile, machine))
+    return set(fw_app.make_buses(profile, machine))
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
