@@ -83,6 +83,8 @@ class ReadModel:
         """Read through sequencer (ledger, state) and index (transactions, events, devices)."""
         self._seq = sequencer
         self._index = index
+        self._hashed_state: State | None = None  # the state whose hash is cached (state_hash_hex)
+        self._hashed_hex = ""
 
     # ---- the log ---------------------------------------------------------------------------
 
@@ -221,8 +223,17 @@ class ReadModel:
         return self._seq.state
 
     def state_hash_hex(self) -> str:
-        """Return the hex state hash of the current state (the checkpoints' extension line)."""
-        return state_hash(self.state).hex()
+        """Return the hex state hash of the current state (the checkpoints' extension line).
+
+        Hashing the canonical state costs ~10 ms at a few thousand entries, and /v1/gateway is
+        polled by every dashboard; the writer replaces the state object on every change and
+        never mutates it, so the hash is cached for as long as the same object is current.
+        """
+        state = self.state
+        if self._hashed_state is not state:
+            self._hashed_hex = state_hash(state).hex()
+            self._hashed_state = state
+        return self._hashed_hex
 
     def tx_location(self, tx_hash: str) -> TxLocation:
         """Return where an accepted transaction went; raise NotFound if none has this hash."""

@@ -153,15 +153,15 @@ def gateway() -> Iterator[dict[str, Any]]:
     )
     thread.start()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    client = httpx.Client(base_url=base, timeout=5)
-    deadline = time.monotonic() + 30
+    client = httpx.Client(base_url=base, timeout=60)
+    deadline = time.monotonic() + 120
     try:
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if client.get("/healthz").status_code == 200:
                     break
             assert thread.is_alive(), "the gateway thread exited"
-            assert time.monotonic() < deadline, "the gateway did not start within 30 s"
+            assert time.monotonic() < deadline, "the gateway did not start within 120 s"
             time.sleep(0.05)
         yield {"base": base, "client": client}
     finally:

@@ -126,7 +126,7 @@ def test_notifier_messages(tmp_path: Path) -> None:
         n = Notifier({"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "2000000"})
         assert n.enabled and n.watchdog_interval_s == 1.0
         assert n.ready("up") and n.watchdog() and n.stopping() and n.status("x")
-        ns.wait_for("STATUS=x", 2)
+        ns.wait_for("STATUS=x", 30)
         assert ns.messages[:3] == ["READY=1\nSTATUS=up", "WATCHDOG=1", "STOPPING=1"]
     finally:
         ns.close()
@@ -168,7 +168,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_0(tmp_path: Path) -> None:
     )
     try:
         ns.wait_for("READY=1", 30)
-        ns.wait_for("WATCHDOG=1", 10)
+        ns.wait_for("WATCHDOG=1", 60)
         from nacl.signing import SigningKey
 
         for i in range(3):
@@ -187,7 +187,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_0(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
         assert "stopped cleanly" in out
-        ns.wait_for("STOPPING=1", 5)
+        ns.wait_for("STOPPING=1", 60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,8 +4,8 @@ schemathesis (a dev dependency, pinned in pyproject.toml) generates requests fro
 valid and invalid, for every operation, sends them to the real gateway under uvicorn on a
 loopback port, and checks each response: never a 5xx, a documented status, content type,
 headers and body schema; invalid data refused. Admin operations are also sent with no token and
-a wrong one, which must never succeed. The run is bounded: about MAX_REQUESTS requests, and it
-stops generating after TIME_BUDGET_S.
+a wrong one, which must never succeed. The run is bounded: at least MIN_REQUESTS and about
+MAX_REQUESTS requests, and it stops generating after TIME_BUDGET_S.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from schemathesis import checks as st_checks  # noqa: E402
 from schemathesis.config import SchemathesisConfig  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
 
-# why: 2,000 requests cover every operation with ~35 valid and ~35 invalid examples (about 1,600
-# are sent: operations without input have no invalid ones) and take ~20 s on loopback on this
-# machine; the time budget keeps a loaded 2-core CI machine under a minute.
-MAX_REQUESTS = 2000
-TIME_BUDGET_S = 40.0
+# why: issue 14 asks for a run of at least MIN_REQUESTS; operations without input have no
+# invalid examples, so ~80% of the examples asked for are sent: 2,600 asked gives ~2,100 sent
+# (about 45 valid and 45 invalid per operation), ~30 s on loopback on this 2-core machine. The
+# time budget is 4x that, so a loaded CI machine still completes the run.
+MIN_REQUESTS = 2000
+MAX_REQUESTS = 2600
+TIME_BUDGET_S = 150.0
 # the statuses that refuse invalid data: typed 4xx only (docs/api.md, Errors)
 REFUSALS = [400, 401, 404, 405, 408, 409, 413, 429]
 ADMIN_OPERATIONS = {"POST /v1/devices", "POST /v1/devices/{device_id}/revoke"}
@@ -156,5 +158,5 @@ def test_schemathesis_finds_no_5xx_and_every_response_conforms(tmp_path: Path) -
     assert {k: n for k, n in seen.statuses.items() if k[1] >= 500} == {}
     assert seen.unauthorised_2xx == []
     assert seen.failures == [], "\n".join(seen.failures[:10])
-    assert total >= MAX_REQUESTS // 4, total  # the time budget did not cut the run to nothing
+    assert total >= MIN_REQUESTS, total  # the time budget did not cut the run short
     assert any(200 <= status < 300 for (_, status) in seen.statuses)

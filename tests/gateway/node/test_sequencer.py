@@ -144,3 +144,55 @@ def test_rejected_transaction_appends_nothing(tmp_path: Path) -> None:
             await service.stop()
 
     run(scenario())
+
+
+MAX_ENROLLMENTS_TO_FILL = 200  # ~2 KB each: far more than the free room of the last pages
+
+
+def test_admin_write_on_a_full_disk_is_a_typed_503_and_raises_the_storage_alarm(
+    tmp_path: Path,
+) -> None:
+    """A full disk answers an enrollment with ServiceUnavailable("storage-full") (503), appends
+    nothing, raises the storage alarm; once space returns the same write succeeds and clears it."""
+    import pytest
+
+    from gateway.errors import ServiceUnavailable
+
+    async def scenario() -> None:
+        service = await started(make_settings(tmp_path))
+        seq = service.sequencer
+        try:
+            led = seq.open_ledger()
+
+            def limit(pages: int | None) -> None:
+                conn = led._conn  # the writer thread owns the ledger's one connection
+                if pages is None:
+                    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {pages}")
+
+            default_pages = await seq.write(lambda: led._conn.execute("PRAGMA max_page_count"))
+            default_pages = default_pages.fetchone()[0]
+            await seq.write(limit, None)
+            # the last pages still have room for a few enrollments; the disk is full once the
+            # ledger must grow by a page
+            for i in range(MAX_ENROLLMENTS_TO_FILL):
+                size = led.sequenced_size
+                board = Board(f"full-disk-admin-{i}")
+                try:
+                    await seq.enroll(board.public_key, {"site": "x" * 2000})
+                except ServiceUnavailable as exc:
+                    err = exc
+                    break
+            else:
+                pytest.fail(f"{MAX_ENROLLMENTS_TO_FILL} enrollments fit in a full ledger")
+            assert err.code == "storage-full" and err.status == 503
+            assert led.sequenced_size == size
+            assert seq.uploads.storage.alarm
+            await seq.write(limit, default_pages)
+            await seq.enroll(board.public_key, {"site": "x" * 2000})
+            assert led.sequenced_size > size
+            assert not seq.uploads.storage.alarm
+        finally:
+            await service.stop()
+
+    run(scenario())
