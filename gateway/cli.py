@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -33,8 +34,6 @@ def audit_contracts(db: str) -> list[str]:
     equal the state hash of the prefix it covers. Never raises for a bad file: what cannot be
     read becomes a problem (the ledger audit, gateway.ledger.audit, says what is wrong with it).
     """
-    import sqlite3
-
     from gateway.contracts.engine import Engine, state_hash
     from gateway.errors import EdgesealError
     from gateway.ledger.store import connect
@@ -169,6 +168,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         print(f"keygen: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # no such directory, permission denied, read-only filesystem
+        print(f"keygen: cannot create {args.key}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(signer.vkey)
     return EXIT_OK
 
@@ -187,12 +189,12 @@ def cmd_vkey(args: argparse.Namespace) -> int:
     from gateway.ledger.store import Ledger
 
     try:
-        ledger = Ledger.open_readonly(args.db)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"vkey: {args.db}: {exc}", file=sys.stderr)
+        with Ledger.open_readonly(args.db) as ledger:
+            print(ledger.vkey)
+    except (OSError, ValueError, KeyError, sqlite3.Error) as exc:
+        # ValueError covers the EdgesealErrors of a damaged stored key or origin
+        print(f"vkey: {args.db} is not a readable edgeseal ledger: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with ledger:
-        print(ledger.vkey)
     return EXIT_OK
 
 
@@ -411,9 +413,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `edgeseal` command line; return the process exit code."""
+    """Run the `edgeseal` command line; return the process exit code.
+
+    Every subcommand reports bad input itself, with a message and an exit code. An exception
+    none of them expected is still one line on stderr and EXIT_FAILED, never a traceback
+    (EDGESEAL_DEBUG=1 shows it): a person given a hostile file learns what failed, not where.
+    """
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as exc:
+        if os.environ.get("EDGESEAL_DEBUG"):
+            raise
+        print(
+            f"edgeseal {args.command}: FAILED: unexpected {type(exc).__name__}: {exc}"[:2000],
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -121,3 +121,46 @@ def test_audit_replays_the_contracts_and_checks_state_lines(tmp_path: Path, caps
     assert any("state hash differs" in p for p in problems)
     assert any("event-mismatch" in p for p in problems)
     assert main(["audit", "--db", db]) == EXIT_FAILED
+
+
+@pytest.mark.parametrize(
+    "make",
+    {
+        "garbage": lambda p: p.write_bytes(bytes(range(256)) * 12),
+        "empty": lambda p: p.write_bytes(b""),
+        "directory": lambda p: p.mkdir(),
+        "missing": lambda p: None,
+    }.items(),
+    ids=lambda item: item[0],
+)
+def test_vkey_of_an_unreadable_ledger_is_a_message_not_a_traceback(
+    make: tuple, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    db = tmp_path / "ledger.db"
+    make[1](db)
+    assert main(["vkey", "--db", str(db)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "is not a readable edgeseal ledger" in err and "Traceback" not in err
+
+
+def test_keygen_into_a_missing_directory_is_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["keygen", "--key", str(tmp_path / "no" / "such" / "gateway.key")]) == EXIT_USAGE
+    assert "cannot create" in capsys.readouterr().err
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import gateway.cli as cli
+
+    def boom(_args: object) -> int:
+        raise RuntimeError("a bug nobody foresaw")
+
+    monkeypatch.setattr(cli, "cmd_keygen", boom)
+    monkeypatch.delenv("EDGESEAL_DEBUG", raising=False)
+    assert main(["keygen", "--key", "x"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseal keygen: FAILED: unexpected RuntimeError: a bug nobody foresaw")
+    assert "Traceback" not in err
