@@ -338,6 +338,77 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_witness_keygen(args: argparse.Namespace) -> int:
+    """Create a witness key file (mode 0600, gateway.ledger.note format); print its vkey."""
+    from gateway.ledger.note import KeyFileError, create_signer
+    from gateway.publish.cosignature import CosignatureSigner
+
+    try:
+        signer = create_signer(args.key, origin=args.name)
+    except KeyFileError as exc:
+        print(f"witness keygen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # no such directory, permission denied, read-only filesystem
+        print(f"witness keygen: cannot create {args.key}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(CosignatureSigner(signer).vkey)
+    return EXIT_OK
+
+
+def cmd_witness_vkey(args: argparse.Namespace) -> int:
+    """Print the witness's cosignature/v1 vkey (type 0x04) of the key file --key."""
+    from gateway.ledger.note import KeyFileError, load_signer
+    from gateway.publish.cosignature import CosignatureSigner
+
+    try:
+        print(CosignatureSigner(load_signer(args.key)).vkey)
+    except KeyFileError as exc:
+        print(f"witness vkey: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_witness_serve(args: argparse.Namespace) -> int:
+    """Run the witness HTTP server until SIGTERM/SIGINT; EXIT_USAGE if a file is unusable."""
+    import sqlite3
+
+    from gateway.errors import EdgesealError
+    from gateway.ledger.note import KeyFileError
+    from gateway.publish.witness_server import open_service, serve
+
+    try:
+        service = open_service(args.key, args.logs, args.data_dir)
+    except (KeyFileError, EdgesealError, OSError, sqlite3.Error) as exc:
+        print(f"witness serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(args.log_level)
+    serve(service, args.host, args.port)
+    return EXIT_OK
+
+
+def add_witness_parser(sub: Any) -> None:
+    """Register `edgeseal witness serve|keygen|vkey` on the top-level subparsers."""
+    from gateway.publish.witness_server import DEFAULT_HOST, DEFAULT_PORT
+
+    w = sub.add_parser("witness", help="the C2SP tlog-witness a participant runs")
+    wsub = w.add_subparsers(dest="witness_command", required=True, metavar="WITNESS_COMMAND")
+    p = wsub.add_parser("serve", help="serve add-checkpoint (C2SP tlog-witness) over HTTP")
+    p.add_argument("--key", required=True, help="the witness key file (`witness keygen`)")
+    p.add_argument("--logs", required=True, help="logs file: lines 'log <vkey> [<url>]'")
+    p.add_argument("--data-dir", required=True, help="directory of the state (witness.db)")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"listen address (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    p.set_defaults(func=cmd_witness_serve)
+    p = wsub.add_parser("keygen", help="create a witness key (file mode 0600), print its vkey")
+    p.add_argument("--key", required=True, help="path of the key file to create")
+    p.add_argument("--name", required=True, help="witness name, e.g. witness.bank.example/w1")
+    p.set_defaults(func=cmd_witness_keygen)
+    p = wsub.add_parser("vkey", help="print the witness's cosignature/v1 vkey")
+    p.add_argument("--key", required=True, help="the witness key file")
+    p.set_defaults(func=cmd_witness_vkey)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -409,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the operator token",
     )
     p.set_defaults(func=cmd_enroll)
+
+    add_witness_parser(sub)
     return parser
 
 

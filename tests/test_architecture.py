@@ -99,3 +99,15 @@ def test_no_gateway_function_is_longer_than_a_screen() -> None:
                 if lines > MAX_FUNCTION_LINES and (rel, node.name) not in STRAIGHT_LINE_DECODERS:
                     long.append(f"{rel}:{node.lineno} {node.name}: {lines} lines")
     assert long == []
+
+
+def test_the_witness_server_runs_without_a_gateway() -> None:
+    # a participant runs it alone: no node, no API, no BLE link, no ledger store behind it (the
+    # witness client, gateway/publish/witness.py, is a task of the Node and may use gateway.node)
+    forbidden = ("gateway.node", "gateway.api", "gateway.ble", "gateway.ledger.store")
+    witness = {"cosignature.py", "witness_logs.py", "witness_state.py", "witness_service.py"}
+    witness.add("witness_server.py")
+    skip = {
+        p.relative_to(ROOT).as_posix() for p in _modules("gateway/publish") if p.name not in witness
+    }
+    assert _violations("gateway/publish", forbidden, skip) == []

@@ -24,6 +24,10 @@ BENCHES = [
     ("tools.bench_ingest", "ingest throughput vs bare append and bare verify"),
     ("tools.bench_bundle", "proof bundle building with the device index vs the old log scan"),
     (
+        "tools.bench_witness",
+        "witness add-checkpoint round trip on loopback vs a bare HTTP echo on the same stack",
+    ),
+    (
         "tools.bench_heap",
         "firmware heap at steady state in the MicroPython VM vs the 100 KB budget",
     ),
