@@ -23,9 +23,14 @@ from gateway.publish.witness_state import DB_NAME
 from tests.gateway.publish.helpers import ORIGIN, Log, body, write_logs
 
 ROOT = Path(__file__).resolve().parents[3]
-START_TIMEOUT_S = 20.0
-# why: kills land at different points of the stream (each request is a few ms on loopback)
-KILL_AFTER_S = (0.3, 0.55, 0.8)
+START_TIMEOUT_S = 60.0
+# why: the kill comes after this many cosigned submissions of each run, counted rather than
+# timed so that a slow, loaded machine still cosigns some before it (a timer could fire before
+# the first answer); the killer then fires while the stream goes on, so it lands mid-request.
+KILL_AFTER_COSIGNED = (3, 7, 12)
+# why: how long the killer waits for its count before failing the test (each submission is a
+# few ms on loopback; a loaded 2-core machine may be a hundred times slower).
+KILL_WAIT_S = 120.0
 
 
 def _free_port() -> int:
@@ -104,18 +109,29 @@ def test_sigkill_during_submissions_keeps_the_state_consistent(tmp_path: Path) -
     port = _free_port()
     acked = 0  # the largest size the witness answered 200 for
     known = 0  # the client's view of the witness's size
-    for kill_after_s in KILL_AFTER_S:
+    for kill_after in KILL_AFTER_COSIGNED:
         before = acked
         proc = _start(tmp_path, port)
-        killer = threading.Timer(kill_after_s, os.kill, (proc.pid, signal.SIGKILL))
+        reached = threading.Event()
+
+        def kill(pid: int = proc.pid, reached: threading.Event = reached) -> None:
+            reached.wait(KILL_WAIT_S)
+            os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill)
         killer.start()
+        cosigned = 0
         try:
             while True:
                 answered, known = _submit_next(port, log, fork, known)
                 if answered is None:
                     break  # killed mid-stream
                 acked = answered
+                cosigned += 1
+                if cosigned >= kill_after:
+                    reached.set()
         finally:
+            reached.set()
             killer.join()
             proc.wait()
         assert acked > before, "no submission was cosigned before the kill"
