@@ -151,16 +151,19 @@ def build_board(
     the key and the seq counter when nvs is None); nvs: the esp32.NVS object holding the key and
     the seq counter (the board), or None; buses: {bus name: bus} plus {"<sensor>.<role>":
     Pin/ADC}; clock: ticks_ms(), ticks_diff(a, b), async sleep_ms(ms) and optionally
-    block_ms(ms) for drivers; urandom(n) -> bytes (first boot only, makes the device key).
+    block_ms(ms) for drivers; urandom(n) -> bytes (the device key at first boot, 32 bytes, and
+    every connection's 16-byte nonce). The BLE link key is read from NVS (or the file) if
+    provisioned (firmware.keystore.load_link_key).
     sources: a list of sampler.Source replacing the profile's sensors. degraded: no sensors at
     all (main.py after a MemoryError): heartbeats and uploads only, so the journal drains.
     Raises KeyCorrupt (damaged key), ValueError (bad profile) or OSError (radio, flash).
     """
     if not ble.active(True):
         raise OSError("BLE did not become active")
-    from firmware.keystore import KeyStore
+    from firmware.keystore import KeyStore, load_link_key
 
     seed = KeyStore(fs, nvs=nvs).load_or_create(urandom)
+    link_key = load_link_key(fs, nvs)  # None until provisioned: every command is then refused
     from firmware.journal import Journal
 
     journal = Journal(fs, "journal", journal_bytes)
@@ -191,7 +194,11 @@ def build_board(
     )  # fmt: skip
     from firmware.peripheral import Peripheral
 
-    peripheral = Peripheral(ble, sampler, profile["name"], firmware_version, uuid=uuid)
+    peripheral = Peripheral(
+        ble, sampler, profile["name"], firmware_version, uuid=uuid, link_key=link_key,
+        urandom=urandom,
+    )  # fmt: skip
+    link_key = None
     if hooks.scanners:
         on_result, on_done = _fan_out(hooks.scanners)
         peripheral.set_scan_listener(on_result, on_done)

@@ -1,4 +1,5 @@
-"""Device seed store: 32 random bytes made once at first boot, in NVS (a file on boards without it)."""
+"""Device secrets: the Ed25519 seed (32 random bytes made once at first boot) and the BLE link key
+(32 bytes installed at provisioning), in NVS (a file on boards without it)."""
 
 import struct
 
@@ -9,6 +10,9 @@ from firmware.crc32 import crc32
 SEED_BYTES = const(32)
 NVS_KEY = "dev_key"  # blob in the NVS namespace main.py opens ("edgeseal"); 15 characters at most
 _MAGIC = b"EK01"
+LINK_NVS_KEY = "link_key"  # the BLE link key (docs/ble-protocol.md, Key management)
+LINK_FILE = "link.bin"  # the link key on boards without NVS (host tools, the simulated fleet)
+_LINK_MAGIC = b"LK01"
 _BLOB_BYTES = const(40)  # magic(4) seed(32) crc32(4): the same layout in NVS and in the old file
 # why: get_blob raises OSError when the buffer is too small; one spare byte detects a longer blob
 _READ_BYTES = const(41)
@@ -22,15 +26,15 @@ class KeyCorrupt(Exception):
     """The stored seed fails its check: never replaced silently (it is the device's identity)."""
 
 
-def _pack(seed):
+def _pack(seed, magic=_MAGIC):
     """Return the 40-byte stored form of seed: magic, seed, CRC-32 (big-endian)."""
-    body = _MAGIC + seed
+    body = magic + seed
     return body + struct.pack(">I", crc32(body))
 
 
-def _unpack(blob, where):
+def _unpack(blob, where, magic=_MAGIC):
     """Return the seed from a stored form; raises KeyCorrupt (naming where) when it is damaged."""
-    if len(blob) != _BLOB_BYTES or blob[:4] != _MAGIC:
+    if len(blob) != _BLOB_BYTES or blob[:4] != magic:
         raise KeyCorrupt(where + " has the wrong size or magic")
     if struct.unpack(">I", blob[36:40])[0] != crc32(blob[:36]):
         raise KeyCorrupt(where + " fails its CRC")
@@ -144,16 +148,16 @@ class KeyStore:
         return seed
 
 
-def _nvs_read(nvs):
+def _nvs_read(nvs, key=NVS_KEY, magic=_MAGIC):
     """Return the seed in nvs, None when there is none; raises KeyCorrupt when it is damaged."""
     buf = bytearray(_READ_BYTES)
     try:
-        n = nvs.get_blob(NVS_KEY, buf)
+        n = nvs.get_blob(key, buf)
     except OSError as e:
         if e.args and e.args[0] in _NVS_NOT_FOUND:
             return None
         raise
-    return _unpack(memoryview(buf)[:n], "NVS key")
+    return _unpack(memoryview(buf)[:n], "NVS " + key, magic)
 
 
 def _nvs_write(nvs, seed):
@@ -170,3 +174,45 @@ def _new_seed(urandom):
     if len(seed) != SEED_BYTES:
         raise ValueError("urandom returned the wrong length")
     return seed
+
+
+# ---- the BLE link key ---------------------------------------------------------------------------
+def load_link_key(fs, nvs, path=LINK_FILE):
+    """Return the 32-byte link key installed at provisioning, or None when there is none (the
+    board then refuses every control command and keeps its records). nvs: the esp32.NVS of the
+    "edgeseal" namespace, or None for the file at path on fs. Raises KeyCorrupt when the stored
+    key is damaged, OSError when NVS cannot be read."""
+    if nvs is not None:
+        return _nvs_read(nvs, LINK_NVS_KEY, _LINK_MAGIC)
+    try:
+        f = fs.open(path, "rb")
+    except OSError:
+        return None
+    try:
+        blob = f.read(_READ_BYTES)
+    finally:
+        f.close()
+    return _unpack(blob, "link key file", _LINK_MAGIC)
+
+
+def install_link_key(fs, nvs, key, path=LINK_FILE):
+    """Store key (32 bytes) as the link key, replacing any earlier one; returns once it reads back
+    (raises KeyCorrupt if not). Provisioning runs it (tools/sim/fleet.py for virtual boards;
+    docs/ble-protocol.md shows the interim one-liner for real boards)."""
+    if len(key) != SEED_BYTES:
+        raise ValueError("link key must be 32 bytes")
+    key = bytes(key)
+    if nvs is not None:
+        nvs.set_blob(LINK_NVS_KEY, _pack(key, _LINK_MAGIC))
+        nvs.commit()
+    else:
+        tmp = path + ".tmp"
+        f = fs.open(tmp, "wb")
+        try:
+            f.write(_pack(key, _LINK_MAGIC))
+            f.flush()
+        finally:
+            f.close()
+        fs.rename(tmp, path)
+    if load_link_key(fs, nvs, path) != key:
+        raise KeyCorrupt("link key did not read back")

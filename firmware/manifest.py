@@ -23,6 +23,7 @@ package(
         "__init__.py",
         "app.py",
         "board.py",
+        "cmdauth.py",
         "crc32.py",
         "ed25519.py",
         "fs.py",

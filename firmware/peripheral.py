@@ -1,8 +1,13 @@
-"""GATT peripheral of BLE protocol v1 over MicroPython's low-level `bluetooth.BLE` API."""
+"""GATT peripheral of BLE protocol v2 over MicroPython's low-level `bluetooth.BLE` API.
+
+Every control write is authenticated (firmware.cmdauth): a tag under the board's link key, bound
+to this connection's nonce (published in Info) and to a strictly increasing counter. Writes that
+fail are answered with STATUS 4 and counted in auth_rejections; nothing else happens.
+"""
 
 from micropython import const
 
-from firmware import protocol
+from firmware import cmdauth, protocol
 
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
@@ -35,6 +40,19 @@ NOTIFY_MAX_RETRIES = const(200)
 # right after connecting and is never silent that long (its own timeouts are 5-20 s, a commit a
 # few s): 2 min is far above any pause of its and still frees the board soon enough.
 IDLE_DISCONNECT_MS = const(120000)
+# A central that has not sent one authenticated command this long after connecting is dropped
+# and advertising resumes: only the gateway holds the link key, so anything else (a phone, an
+# attacker holding the connection to keep the gateway out) is gone within seconds instead of after
+# IDLE_DISCONNECT_MS. The gateway authenticates right after connect + Info read + subscribe: a
+# few round trips, well under 1 s on a virtual link and 1-3 s for BlueZ on a busy Pi; 10 s leaves
+# room for a slow service discovery while costing the board at most 10 s of advertising per try.
+AUTH_TIMEOUT_MS = const(10000)
+# A TIME_SYNC after the clock was first set moves it by at most this much per sync: a crystal
+# clock drifts a few s per day (40 ppm is 3.5 s/day), so 120 s covers a month out of reach in one
+# sync, while a gateway with a wrong clock (or a stolen link key) can shift record times only
+# 120 s per connection, each step journaled as a time-sync event. The first sync after boot sets
+# the clock (the board has no Unix time before it).
+TIME_SYNC_MAX_STEP_S = const(120)
 # Control writes queued by the IRQ handler before the task runs: the gateway waits for each
 # answer, so more than 2 means a misbehaving central; extra writes get STATUS busy.
 _QUEUE_MAX = const(4)
@@ -56,17 +74,33 @@ class Peripheral:
     sampler: firmware.sampler.Sampler (journal, chain, clock). board_name: str (<= 32 bytes).
     firmware_version: (major, minor, patch). uuid: the UUID class (defaults to bluetooth.UUID).
     idle_disconnect_ms: drop a central that stays silent this long (IDLE_DISCONNECT_MS).
-    The IRQ handler only records events; run() (an asyncio task) does all the work.
+    link_key: the 32-byte BLE link key (keystore.load_link_key), None when none is installed
+    (every command is then refused: the board keeps its records). urandom(n) -> bytes draws the
+    per-connection nonce (default os.urandom; the radio is on, so it is truly random).
+    auth_timeout_ms: drop a central that has not authenticated this long (AUTH_TIMEOUT_MS).
+    The IRQ handler only records events (and draws the nonce); run() (an asyncio task) does the work.
     """
 
     def __init__(
         self, ble, sampler, board_name, firmware_version, mtu=protocol.PREFERRED_MTU,
         adv_interval_us=ADV_INTERVAL_US, uuid=None, idle_disconnect_ms=IDLE_DISCONNECT_MS,
+        link_key=None, urandom=None, auth_timeout_ms=AUTH_TIMEOUT_MS,
     ):  # fmt: skip
         if uuid is None:
             import bluetooth
 
             uuid = bluetooth.UUID
+        if urandom is None:
+            import os
+
+            urandom = os.urandom
+        self._urandom = urandom
+        self._auth = cmdauth.CommandAuth(link_key, sampler.dev_id)
+        self.auth_timeout_ms = auth_timeout_ms
+        self._authed = False  # this connection sent an authenticated command
+        self._conn_ms = 0  # ticks_ms of the connection's start
+        self._conn_sent = -1  # highest seq notified on this connection (the ACK bound)
+        self._synced_here = False  # this connection already applied a TIME_SYNC
         self._ble = ble
         self.sampler = sampler
         self._clock = sampler.time.clock
@@ -107,6 +141,9 @@ class Peripheral:
         self.commands = 0
         self.bad_commands = 0
         self.idle_disconnects = 0
+        self.auth_rejections = 0
+        self.auth_timeouts = 0
+        self.time_sync_clamps = 0
         self.errors = 0
 
         ble.active(True)
@@ -143,10 +180,12 @@ class Peripheral:
                 self._conn = data[0]
                 self._mtu = protocol.MIN_MTU
                 self._advertising = False  # a connection ends legacy advertising
+                self._new_session()
                 self._ev_connect = True
         elif event == _IRQ_CENTRAL_DISCONNECT:
             if data[0] == self._conn:
                 self._conn = None
+                self._auth.end_session()
                 self._ev_disconnect = True
         elif event == _IRQ_MTU_EXCHANGED:
             if data[0] == self._conn:
@@ -163,6 +202,16 @@ class Peripheral:
                 self._refresh_info()
             return _GATTS_NO_ERROR
         return None
+
+    def _new_session(self):
+        """Start a connection: draw its nonce and publish it in Info before the central can read
+        it (hence in the IRQ handler); returns nothing."""
+        self._auth.new_session(self._urandom(cmdauth.NONCE_BYTES))
+        self._authed = False
+        self._conn_sent = -1
+        self._synced_here = False
+        self._conn_ms = self._clock.ticks_ms()
+        self._refresh_info()
 
     def _on_change(self):
         """Sampler callback: pending or chain state changed (runs in task context)."""
@@ -249,8 +298,9 @@ class Peripheral:
         s = self.sampler
         time_s, flags = s.time.now()
         value = self._info.encode(
-            s.depth, s.first_seq, s.last_seq, s.acked_seq, s.boot, time_s, flags & 1
-        )
+            s.depth, s.first_seq, s.last_seq, s.acked_seq, s.boot, time_s, flags & 1,
+            self._auth.nonce,
+        )  # fmt: skip
         self._ble.gatts_write(self._h_info, value)
 
     def _disconnect(self, conn):
@@ -287,11 +337,17 @@ class Peripheral:
         await self._notify(self._framer.status(opcode, status, arg))
 
     async def _command(self, raw):
-        """Parse and apply one control write, answering as docs/ble-protocol.md says."""
+        """Authenticate, parse and apply one control write, answering as docs/ble-protocol.md says;
+        returns nothing. An unauthenticated write changes nothing, not even the idle timer."""
         self.commands += 1
+        if self._auth.check(raw) != cmdauth.AUTH_OK:
+            self.auth_rejections += 1
+            await self._status(raw[0] if len(raw) else 0, protocol.ST_UNAUTHENTICATED, 0)
+            return
+        self._authed = True
         self._active_ms = self._clock.ticks_ms()
         try:
-            op, a, b = protocol.parse_command(raw)
+            op, a, b = protocol.parse_command(memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
         except protocol.CommandError as e:
             self.bad_commands += 1
             await self._status(e.opcode, e.status, 0)
@@ -303,9 +359,10 @@ class Peripheral:
                 else:
                     await self._start_stream(a, b)
             elif op == protocol.CMD_ACK:
-                # Any seq the board ever wrote may be acked, sent in this connection or not: an ack
-                # lost before a reboot is repeated by the gateway and must still release records.
-                if a > self.sampler.last_seq:
+                # Only records sent on this connection may be acked: the gateway acks what it
+                # committed from this upload (a lost ack is repeated by asking for the records
+                # again), so nothing the gateway never saw is deleted.
+                if a > self._conn_sent:
                     self.bad_commands += 1
                     await self._status(op, protocol.ST_BAD_ARGUMENT, self.sampler.depth)
                 else:
@@ -313,9 +370,7 @@ class Peripheral:
                     self._refresh_info()
                     await self._status(op, protocol.ST_OK, depth)
             elif op == protocol.CMD_TIME_SYNC:
-                self.sampler.time_sync(a)
-                self._refresh_info()
-                await self._status(op, protocol.ST_OK, self.sampler.time.now()[0])
+                await self._time_sync(a)
             elif self._stream:  # STOP during a stream: END with reason 1 answers it
                 await self._end_stream(protocol.END_LIMIT)
             else:
@@ -323,6 +378,28 @@ class Peripheral:
         except Exception:  # flash trouble while applying: nothing was confirmed, ask to retry
             self.errors += 1
             await self._status(op, protocol.ST_BUSY, 0)
+
+    async def _time_sync(self, unix_s):
+        """Apply an authenticated TIME_SYNC(unix_s): the first sync after boot sets the clock, a
+        later one moves it by at most TIME_SYNC_MAX_STEP_S; one per connection (a second gets
+        STATUS busy), so syncs cannot fill the journal with events. Returns nothing."""
+        op = protocol.CMD_TIME_SYNC
+        if self._synced_here:
+            await self._status(op, protocol.ST_BUSY, self.sampler.time.now()[0])
+            return
+        self._synced_here = True
+        t = self.sampler.time
+        if t.synced:
+            now_s = t.now()[0]
+            if unix_s > now_s + TIME_SYNC_MAX_STEP_S:
+                unix_s = now_s + TIME_SYNC_MAX_STEP_S
+                self.time_sync_clamps += 1
+            elif unix_s < now_s - TIME_SYNC_MAX_STEP_S:
+                unix_s = now_s - TIME_SYNC_MAX_STEP_S
+                self.time_sync_clamps += 1
+        self.sampler.time_sync(unix_s)
+        self._refresh_info()
+        await self._status(op, protocol.ST_OK, t.now()[0])
 
     async def _start_stream(self, seq, limit):
         """Begin SEND_FROM(seq, limit): close the chain, then stream records seq..newest."""
@@ -370,6 +447,8 @@ class Peripheral:
             await self._clock.sleep_ms(0)  # let sampling and IRQ work run between chunks
         self.records_sent += 1
         self._last_sent = seq
+        if seq > self._conn_sent:
+            self._conn_sent = seq
         if self._stream_left:
             self._stream_left -= 1
             if self._stream_left == 0:
@@ -426,12 +505,19 @@ class Peripheral:
             await self._clock.sleep_ms(POLL_MS)
 
     def _drop_if_idle(self):
-        """Disconnect a central silent for idle_disconnect_ms (IDLE_DISCONNECT_MS); returns
-        nothing. A refused disconnect is tried again one idle period later."""
+        """Disconnect a central that has not authenticated within auth_timeout_ms of connecting
+        (AUTH_TIMEOUT_MS), or that was silent for idle_disconnect_ms (IDLE_DISCONNECT_MS); returns
+        nothing. A refused disconnect is tried again one period later."""
         conn = self._conn
         if conn is None or self._stream:
             return
         now = self._clock.ticks_ms()
+        if not self._authed:
+            if self._clock.ticks_diff(now, self._conn_ms) >= self.auth_timeout_ms:
+                self._conn_ms = now
+                self.auth_timeouts += 1
+                self._disconnect(conn)
+            return
         if self._clock.ticks_diff(now, self._active_ms) < self.idle_disconnect_ms:
             return
         self._active_ms = now

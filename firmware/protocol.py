@@ -1,4 +1,4 @@
-"""BLE protocol v1 codec (docs/ble-protocol.md): UUIDs, advertising, Info, frames and commands.
+"""BLE protocol v2 codec (docs/ble-protocol.md): UUIDs, advertising, Info, frames and commands.
 
 Pure and allocation-light: every encoder writes into a buffer allocated once and returns a
 memoryview of it (valid until the next call on the same object). tests/vectors/ble.json pins every
@@ -28,32 +28,36 @@ ST_OK = const(0)
 ST_BAD_COMMAND = const(1)
 ST_BAD_ARGUMENT = const(2)
 ST_BUSY = const(3)
+ST_UNAUTHENTICATED = const(4)  # the tag, the counter or the link key failed (firmware.cmdauth)
 
 END_ALL_SENT = const(0)
 END_LIMIT = const(1)
 END_EMPTY = const(2)
 
 NONE_SEQ = const(0xFFFFFFFF)  # "no such seq" in Info and END
-INFO_VERSION = const(1)
+INFO_VERSION = const(2)  # v2: Info carries the connection nonce, commands carry tags
 MIN_MTU = const(23)  # the ATT default every central supports
 # Requested ATT MTU: the largest record (240 bytes) + the 4-byte CHUNK header fits MTU - 3 = 244.
 PREFERRED_MTU = const(247)
 CHUNK_HEADER_BYTES = const(4)
 ATT_HEADER_BYTES = const(3)  # opcode + handle of an ATT notification
 MAX_COMMAND_BYTES = const(7)  # SEND_FROM: opcode + u32 + u16
-# gatts buffer of the control characteristic: larger than the largest command, so a too-long
-# command arrives whole (and is refused with status 1) instead of being truncated into a valid one.
+AUTH_TRAILER_BYTES = const(13)  # counter u8 + 12-byte tag after every command (firmware.cmdauth)
+MAX_WRITE_BYTES = const(20)  # MAX_COMMAND_BYTES + AUTH_TRAILER_BYTES: one ATT write at MTU 23
+# gatts buffer of the control characteristic: larger than the largest write, so a too-long write
+# arrives whole (and is refused) instead of being truncated into something else.
 CONTROL_BUFFER_BYTES = const(32)
 MAX_BOARD_NAME_BYTES = const(32)
-INFO_FIXED_BYTES = const(78)
-MAX_INFO_BYTES = const(110)  # INFO_FIXED_BYTES + MAX_BOARD_NAME_BYTES
+NONCE_BYTES = const(16)
+INFO_FIXED_BYTES = const(94)
+MAX_INFO_BYTES = const(126)  # INFO_FIXED_BYTES + MAX_BOARD_NAME_BYTES
 END_FRAME_BYTES = const(10)
 STATUS_FRAME_BYTES = const(7)
 ADV_BYTES = const(31)
 _MAX_RECORD_BYTES = const(240)  # wire format v1 MAX_RECORD_BYTES
 _MAX_CHUNKS = const(255)
 
-_INFO_FMT = ">B16s32sBBBIIIIIIBB"
+_INFO_FMT = ">B16s32sBBBIIIIIIB16sB"
 
 
 class CommandError(ValueError):
@@ -137,14 +141,15 @@ class InfoEncoder:
             raise ValueError("public key must be 32 bytes")
         self._pk = bytes(public_key)
 
-    def encode(self, depth, first_seq, last_seq, last_acked_seq, boot, time_s, flags):
+    def encode(self, depth, first_seq, last_seq, last_acked_seq, boot, time_s, flags, nonce):
         """Return the Info value (a memoryview of the internal buffer). Seqs are u32, with -1 or
-        NONE_SEQ meaning "none"; depth, boot and time_s are u32; flags bit 0 is time-synced."""
+        NONE_SEQ meaning "none"; depth, boot and time_s are u32; flags bit 0 is time-synced;
+        nonce the 16-byte nonce of the current connection (firmware.cmdauth)."""
         fw = self._fw
         struct.pack_into(
             _INFO_FMT, self._buf, 0, INFO_VERSION, self._dev_id, self._pk, fw[0], fw[1], fw[2],
             depth, _u32_seq(first_seq), _u32_seq(last_seq), _u32_seq(last_acked_seq),
-            boot & 0xFFFFFFFF, time_s & 0xFFFFFFFF, flags, len(self._name),
+            boot & 0xFFFFFFFF, time_s & 0xFFFFFFFF, flags, nonce, len(self._name),
         )  # fmt: skip
         return memoryview(self._buf)
 

@@ -17,6 +17,11 @@ SIGN_EVERY_N = const(16)
 # A record appended unsigned must leave this much room, else it is signed itself: so the newest
 # record is always either signed or closable, even when the journal is (nearly) full.
 _CLOSER_BYTES = const(152)
+# Time-sync events are journaled at most once per this interval (corrections in between are summed
+# into the next one): syncs need the link key and come one per connection, but even a gateway
+# reconnecting in a loop must not fill the journal with them; a minute is far below any sensible
+# sampling interval of a contract and still shows every real clock step.
+TIME_SYNC_EVENT_INTERVAL_MS = const(60000)
 _EVENT_MAX_BYTES = const(140)  # event record (header + code + arg) + signature, rounded up
 _I32_MIN = const(-2147483648)
 _I32_MAX = const(2147483647)
@@ -125,6 +130,9 @@ class Sampler:
         self.errors = 0
         self.full_drops = 0
         self.head_corrupt = False
+        self.time_sync_events_deferred = 0
+        self._sync_event_ms = None  # uptime_ms of the last time-sync event
+        self._sync_unlogged_s = 0  # corrections applied since it, not journaled yet
         self._load_head()
         self._count_pending()
 
@@ -326,9 +334,24 @@ class Sampler:
         return self.depth
 
     def time_sync(self, unix_s):
-        """Set the clock from the gateway and journal a time-sync event; return the correction (s)."""
+        """Set the clock from the gateway and journal a time-sync event (arg: the correction in s,
+        plus earlier unjournaled ones), at most one per TIME_SYNC_EVENT_INTERVAL_MS and none for a
+        zero correction; return this sync's correction (s)."""
         corr = self.time.sync(unix_s)
-        self.event(wire.EV_TIME_SYNC, corr)
+        total = self._sync_unlogged_s + corr
+        up = self.time.uptime_ms()
+        last = self._sync_event_ms
+        if total == 0 or (last is not None and up - last < TIME_SYNC_EVENT_INTERVAL_MS):
+            self._sync_unlogged_s = total
+            self.time_sync_events_deferred += 1
+            return corr
+        self._sync_event_ms = up
+        self._sync_unlogged_s = 0
+        if total < _I32_MIN:
+            total = _I32_MIN
+        elif total > _I32_MAX:
+            total = _I32_MAX
+        self.event(wire.EV_TIME_SYNC, total)
         return corr
 
     # ---- asyncio tasks ---------------------------------------------------------------------

@@ -167,7 +167,8 @@ class StartupRefused(EdgesealError):
     `edgeseal serve` exits with the code gateway.server.exit_code_for(code) gives.
 
     Codes: "ledger-missing", "ledger-behind-checkpoint", "ledger-fork", "bad-checkpoint-file",
-    "ledger-unreadable", "acked-data-lost", "key-missing", "bad-operator-token".
+    "ledger-unreadable", "acked-data-lost", "key-missing", "bad-operator-token", "bad-link-key"
+    (data_dir/link.key is not 32 bytes: gateway/ble/auth.py).
     """
 
     kind = "StartupRefused"

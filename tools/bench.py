@@ -22,6 +22,10 @@ BENCHES = [
     ("tools.bench_verify", "gateway record decode + verify vs pycryptodome"),
     ("tools.bench_ledger", "Merkle ledger vs pymerkle 7"),
     ("tools.bench_ingest", "ingest throughput vs bare append and bare verify"),
+    (
+        "tools.bench_cmdauth_host",
+        "board's BLE command check (HMAC-SHA256) in the MicroPython VM vs an Ed25519 verify",
+    ),
     ("tools.bench_bundle", "proof bundle building with the device index vs the old log scan"),
     (
         "tools.bench_witness",

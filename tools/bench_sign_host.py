@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = "tools/bench_sign.py"
 
 
-def _run(cmd, label):
+def run_script(cmd, label):
     """Run cmd from the repo root, echo its output; return (exit status, RESULT line or None)."""
     print("$ " + " ".join(cmd))
     # CPython needs the host stand-in of MicroPython's `micropython` module (const) on its path.
@@ -56,12 +56,12 @@ def main(argv=None):
     results = {}
     if vm:
         cmd = ["node", "tools/mpvm.mjs", "--copy", "tools", "--run", SCRIPT] + passthrough
-        rc, line = _run(cmd, "MicroPython VM")
+        rc, line = run_script(cmd, "MicroPython VM")
         status |= rc
         if line:
             results["micropython"] = parse_result(line)
     if host:
-        rc, line = _run([sys.executable, SCRIPT] + passthrough, "CPython")
+        rc, line = run_script([sys.executable, SCRIPT] + passthrough, "CPython")
         status |= rc
         if line:
             results["cpython"] = parse_result(line)

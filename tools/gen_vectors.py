@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import json
 import struct
 import sys
@@ -446,10 +447,10 @@ def chunk_frames(record: bytes, msg: int, mtu: int) -> list[bytes]:
 
 
 def info_bytes(dev: Device, fields: dict) -> bytes:
-    """Return the info characteristic value."""
+    """Return the info characteristic value (v2: the connection nonce before board_len)."""
     board = fields["board"].encode()
     return (
-        struct.pack(">B16s32s3B", 1, dev.id, dev.public_key, *fields["firmware"])
+        struct.pack(">B16s32s3B", 2, dev.id, dev.public_key, *fields["firmware"])
         + struct.pack(
             ">IIIIIIB",
             fields["journal_depth"],
@@ -460,9 +461,74 @@ def info_bytes(dev: Device, fields: dict) -> bytes:
             fields["time_s"],
             fields["flags"],
         )
+        + bytes.fromhex(fields["nonce"])
         + bytes([len(board)])
         + board
     )
+
+
+AUTH_MASTER = bytes(range(0x40, 0x60))  # the fixed test master secret of the auth vectors
+LINK_DOMAIN = b"edgeseal/v2/link"
+CMD_DOMAIN = b"edgeseal/v2/cmd"
+AUTH_TAG_BYTES = 12
+
+
+def link_key(master: bytes, dev_id: bytes) -> bytes:
+    """Return the link key of dev_id under master: HMAC-SHA256(master, domain || device id)."""
+    return hmac.new(master, LINK_DOMAIN + dev_id, hashlib.sha256).digest()
+
+
+def sealed(key: bytes, dev_id: bytes, nonce: bytes, counter: int, command: bytes) -> bytes:
+    """Return the v2 control write: command || counter u8 || HMAC-SHA256(...)[0:12]."""
+    msg = CMD_DOMAIN + dev_id + nonce + bytes([counter]) + command
+    return command + bytes([counter]) + hmac.new(key, msg, hashlib.sha256).digest()[:12]
+
+
+def build_auth(dev: Device, commands: list[tuple[str, bytes]]) -> dict:
+    """Return the authenticated-command vectors of device dev: the writes of one connection in
+    order (counters 1, 2, ...) and negatives, each checked after accepting the writes `before`."""
+    key = link_key(AUTH_MASTER, dev.id)
+    nonce = hashlib.sha256(b"edgeseal vector nonce").digest()[:16]
+    other_nonce = hashlib.sha256(b"edgeseal vector nonce 2").digest()[:16]
+    writes = [sealed(key, dev.id, nonce, i + 1, c) for i, (_, c) in enumerate(commands)]
+    send_from = commands[0][1]
+
+    def flip(data: bytes, at: int) -> bytes:
+        out = bytearray(data)
+        out[at] ^= 0x01
+        return bytes(out)
+
+    other_key = link_key(AUTH_MASTER, bytes(16))
+    bad = [
+        ("bad-tag", [], flip(writes[0], -1), "bad-tag"),
+        ("flipped-command", [], flip(writes[0], 4), "bad-tag"),
+        ("flipped-counter", [], flip(writes[0], len(send_from)), "bad-tag"),
+        ("replayed-counter", [0], writes[0], "replay"),
+        ("stale-counter", [0, 1], writes[0], "replay"),
+        ("counter-zero", [], sealed(key, dev.id, nonce, 0, send_from), "replay"),
+        ("wrong-nonce", [], sealed(key, dev.id, other_nonce, 1, send_from), "bad-tag"),
+        ("wrong-key", [], sealed(other_key, dev.id, nonce, 1, send_from), "bad-tag"),
+        ("wrong-device", [], sealed(key, bytes(16), nonce, 1, send_from), "bad-tag"),
+        ("truncated", [], writes[0][:-1], "bad-tag"),
+        ("tag-only", [], writes[0][-13:], "short"),
+        ("empty", [], b"", "short"),
+    ]
+    return {
+        "master": AUTH_MASTER.hex(),
+        "key": "a",
+        "device_id": dev.id.hex(),
+        "link_key": key.hex(),
+        "nonce": nonce.hex(),
+        "tag_bytes": AUTH_TAG_BYTES,
+        "writes": [
+            {"name": name, "command": c.hex(), "counter": i + 1, "hex": w.hex()}
+            for i, ((name, c), w) in enumerate(zip(commands, writes, strict=True))
+        ],
+        "bad": [
+            {"name": n, "before": before, "hex": w.hex(), "reason": reason}
+            for n, before, w, reason in bad
+        ],
+    }
 
 
 def build_ble(records: dict) -> dict:
@@ -493,10 +559,12 @@ def build_ble(records: dict) -> dict:
         "boot": 3,
         "time_s": 1795000000,
         "flags": 1,
+        "nonce": hashlib.sha256(b"edgeseal vector nonce").digest()[:16].hex(),
         "board": "cold-chain-logger",
     }
     empty_fields = dict(info_fields, journal_depth=0, first_seq=NONE_SEQ, last_seq=NONE_SEQ,
-                        last_acked_seq=NONE_SEQ, boot=1, time_s=5, flags=0, board="")  # fmt: skip
+                        last_acked_seq=NONE_SEQ, boot=1, time_s=5, flags=0, board="",
+                        nonce="00" * 16)  # fmt: skip
     return {
         "spec": "docs/ble-protocol.md",
         "generator": "tools/gen_vectors.py",
@@ -541,6 +609,15 @@ def build_ble(records: dict) -> dict:
             {"name": "time-sync", "hex": struct.pack(">BI", CMD_TIME_SYNC, 1795000000).hex()},
             {"name": "stop", "hex": bytes([CMD_STOP]).hex()},
         ],
+        "auth": build_auth(
+            a,
+            [
+                ("send-from", struct.pack(">BIH", CMD_SEND_FROM, 40, 0)),
+                ("ack", struct.pack(">BI", CMD_ACK, 51)),
+                ("time-sync", struct.pack(">BI", CMD_TIME_SYNC, 1795000000)),
+                ("stop", bytes([CMD_STOP])),
+            ],
+        ),
         "bad_commands": [
             {"name": "empty", "hex": "", "status": 1},
             {"name": "unknown-opcode", "hex": "7f00000001", "status": 1},

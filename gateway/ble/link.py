@@ -11,6 +11,11 @@ device id, subscribe to data, then per round SEND_FROM(last committed seq + 1, n
 subscribing first means no notification can be lost (bleak #374) -- and reassemble until END,
 hand the records to `Collector.deliver`, and only after it returns write ACK(the seq it returned)
 and wait for the STATUS; leaving the block unsubscribes and disconnects.
+
+Protocol v2: every command is authenticated (gateway/ble/auth.py) with the board's link key,
+derived from the gateway's master secret (`LinkKeys`), bound to the nonce the board published in
+Info for this connection and to a per-connection counter. A board that answers STATUS 4 does not
+hold the right link key: a permanent `unauthenticated` failure, counted in stats.auth_rejections.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from bleak.exc import (
 )
 
 from gateway.ble import protocol as p
+from gateway.ble.auth import LinkKeys, Sealer
 from gateway.errors import ServiceUnavailable, WireError
 
 logger = logging.getLogger(__name__)
@@ -231,6 +237,7 @@ class LinkStats:
     not_enrolled_adverts: int = 0
     scanner_restarts: int = 0
     time_syncs: int = 0
+    auth_rejections: int = 0  # commands a board answered with STATUS unauthenticated
     lost_tails: int = 0  # uploads whose END named a record that never arrived
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -262,9 +269,10 @@ def _seq_of(record: bytes) -> int | None:
 
 
 def _holds_committed(info: p.Info, last_committed: int | None) -> bool:
-    """Return True if the board (per its Info) still holds records the gateway has committed,
-    i.e. an ACK(last_committed) is due: its oldest unacked seq is at or below last_committed,
-    which it wrote itself (the board refuses an ack above its newest seq)."""
+    """Return True if the board (per its Info) still holds records the gateway has committed (an
+    ack was lost after its commit): its oldest unacked seq is at or below last_committed, which
+    it wrote itself. The board acks only records sent on the same connection, so the link then
+    asks for them again from first_seq."""
     return (
         last_committed is not None
         and info.first_seq is not None
@@ -297,12 +305,16 @@ class BleLink:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        link_keys: LinkKeys | None = None,
     ) -> None:
         """Set up the link; nothing touches the radio until run() or collect().
 
         clock paces retries (monotonic); wall_clock is the Unix time boards are synced to.
+        link_keys: the boards' link keys (from the master secret data_dir/link.key); None means
+        no key, so every upload fails with the permanent LinkError "no-link-key".
         """
         self.collector = collector
+        self.link_keys = link_keys
         self.backend = backend or BleakBackends()
         self.config = config or LinkConfig()
         self.stats = LinkStats()
@@ -460,18 +472,21 @@ class BleLink:
         nothing, a cancelled task must not start new work.
         """
         last = self.collector.last_committed_seq(conn.device_id)
+        start = 0 if last is None else last + 1
+        if conn.rounds == 0 and _holds_committed(conn.info, last):
+            # The ack of an earlier upload was lost after its commit (a disconnect, an ack
+            # timeout, a gateway stop). The board accepts an ACK only for records sent on this
+            # connection, so ask for them again: ingest drops the duplicates and the ack follows.
+            start = conn.info.first_seq or 0
         records: list[bytes] = []
         try:
-            whole = await conn.round(0 if last is None else last + 1, records)
+            whole = await conn.round(start, records)
         except Exception:
             await self._deliver_partial(conn.device_id, records)
             raise
         if records:
             return records, whole, await self.collector.deliver(conn.device_id, records)
-        # Nothing new came, but the ack of an earlier upload may have been lost after its commit
-        # (a disconnect, an ack timeout, a gateway stop): repeat it, or the board keeps those
-        # records (and advertises them) until it journals a new one.
-        return records, whole, last if _holds_committed(conn.info, last) else None
+        return records, whole, None
 
     async def _deliver_partial(self, device_id: bytes, records: list[bytes]) -> None:
         """Deliver the records of a failed round (no ack follows); log, never raise."""
@@ -522,6 +537,7 @@ class BleLink:
             if isinstance(frame, p.End):
                 reasm.reset()  # a record still missing chunks at END is a drop (counted)
                 return frame
+            _raise_if_unauthenticated(frame, self.stats)
             if frame.command == p.CMD_SEND_FROM and frame.status != p.STATUS_OK:
                 if frame.status == p.STATUS_BUSY:
                     raise LinkError("busy", "board answered SEND_FROM with busy", transient=True)
@@ -530,6 +546,18 @@ class BleLink:
                     f"board answered SEND_FROM with status {frame.status}",
                     transient=False,
                 )
+
+
+def _raise_if_unauthenticated(frame: p.Status, stats: LinkStats) -> None:
+    """Count and raise the permanent LinkError "unauthenticated" when the board refused a
+    command's tag (STATUS 4: it lacks our link key, or holds another); return otherwise."""
+    if frame.status == p.STATUS_UNAUTHENTICATED:
+        stats.auth_rejections += 1
+        raise LinkError(
+            "unauthenticated",
+            f"board refused command 0x{frame.command:02x}: not provisioned with our link key",
+            transient=False,
+        )
 
 
 async def _finish_despite_cancel(coro: Coroutine[Any, Any, None]) -> None:
@@ -574,6 +602,8 @@ class Connection:
         self._token = object()
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._info: p.Info | None = None
+        self._sealer: Sealer | None = None
+        self.rounds = 0  # SEND_FROM rounds run on this connection
         self._subscribed = False
         self._client = BleakClient(
             device,
@@ -616,7 +646,11 @@ class Connection:
         return await asyncio.wait_for(op, self._cfg.gatt_timeout_s)
 
     async def _write(self, command: bytes) -> None:
-        await self._gatt(self._client.write_gatt_char(p.CONTROL_UUID, command, response=True))
+        """Write command, authenticated for this connection (precondition: _open read Info)."""
+        if self._sealer is None:
+            raise RuntimeError("the connection is not open")
+        data = self._sealer.seal(command)
+        await self._gatt(self._client.write_gatt_char(p.CONTROL_UUID, data, response=True))
 
     async def _open(self) -> None:
         cfg = self._cfg
@@ -628,7 +662,12 @@ class Connection:
                 f"board says {info.device_id.hex()}, enrolled {self.device_id.hex()}",
                 transient=False,
             )
+        keys = self._link.link_keys
+        if keys is None:
+            raise LinkError("no-link-key", "the gateway has no link master secret",
+                            transient=False)  # fmt: skip
         self._info = info
+        self._sealer = Sealer(keys.for_device(self.device_id), self.device_id, info.nonce)
         handler = self._link._notification_handler(self.device_id, self._token, self._queue)
         await self._gatt(self._client.start_notify(p.DATA_UUID, handler))
         self._subscribed = True
@@ -647,6 +686,7 @@ class Connection:
         LinkError (stalled, disconnected, busy, refused), TimeoutError or a bleak error.
         """
         reasm = p.Reassembler()
+        self.rounds += 1
         await self._write(p.encode_send_from(start, 0))
         try:
             end = await self._link._receive(self._queue, reasm, records)
@@ -684,6 +724,7 @@ class Connection:
                 self._stats.bad_frames += 1
                 continue
             if isinstance(frame, p.Status) and frame.command == p.CMD_ACK:
+                _raise_if_unauthenticated(frame, self._stats)
                 if frame.status != p.STATUS_OK:
                     raise LinkError(
                         "ack-refused", f"board refused ACK({seq}): status {frame.status}",

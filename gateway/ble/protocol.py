@@ -27,6 +27,7 @@ FRAME_CHUNK, FRAME_END, FRAME_STATUS = 0x01, 0x02, 0x03
 CMD_SEND_FROM, CMD_ACK, CMD_TIME_SYNC, CMD_STOP = 0x01, 0x02, 0x03, 0x04
 END_ALL_SENT, END_MAX_RECORDS, END_JOURNAL_EMPTY = 0, 1, 2
 STATUS_OK, STATUS_BAD_COMMAND, STATUS_BAD_ARGUMENT, STATUS_BUSY = 0, 1, 2, 3
+STATUS_UNAUTHENTICATED = 4  # the write's tag, counter or the board's link key failed
 
 CHUNK_HEADER_BYTES = 4  # type, msg, index, count
 ATT_HEADER_BYTES = 3  # a notification's payload is MTU - 3
@@ -39,8 +40,8 @@ AD_SHORT_NAME = 0x08
 AD_COMPLETE_NAME = 0x09
 AD_MANUFACTURER = 0xFF
 
-_INFO_FIXED = struct.Struct(">B16s32s3BIIIIIIBB")  # 78 bytes up to and including board_len
-INFO_VERSION = 1
+_INFO_FIXED = struct.Struct(">B16s32s3BIIIIIIB16sB")  # 94 bytes up to and including board_len
+INFO_VERSION = 2  # v2: the connection nonce in Info, authenticated commands
 MAX_BOARD_NAME_BYTES = 32
 _END = struct.Struct(">BBII")
 _STATUS = struct.Struct(">BBBI")
@@ -71,6 +72,7 @@ class Info:
     time_s: int
     flags: int
     board: str
+    nonce: bytes = bytes(16)  # this connection's nonce: command tags are bound to it
 
     @property
     def time_synced(self) -> bool:
@@ -216,7 +218,7 @@ def decode_info(data: bytes) -> Info:
             "ble-bad-info", f"info is {len(data)} bytes, shorter than {_INFO_FIXED.size}"
         )
     (version, dev_id, pk, fw_major, fw_minor, fw_patch, depth, first, last, acked, boot, time_s,
-     flags, board_len) = _INFO_FIXED.unpack_from(data)  # fmt: skip
+     flags, nonce, board_len) = _INFO_FIXED.unpack_from(data)  # fmt: skip
     if version != INFO_VERSION:
         raise WireError("ble-bad-info", f"info_version {version} is not {INFO_VERSION}")
     if board_len > MAX_BOARD_NAME_BYTES:
@@ -241,6 +243,7 @@ def decode_info(data: bytes) -> Info:
         time_s=time_s,
         flags=flags,
         board=board,
+        nonce=nonce,
     )
 
 
@@ -264,6 +267,7 @@ def encode_info(info: Info) -> bytes:
             info.boot,
             info.time_s,
             info.flags,
+            info.nonce,
             len(board),
         )  # fmt: skip
         + board
@@ -347,7 +351,8 @@ _COMMAND_LENGTHS = {CMD_SEND_FROM: _SEND_FROM.size, CMD_ACK: 5, CMD_TIME_SYNC: 5
 
 
 def decode_command(data: bytes) -> tuple[int, tuple[int, ...]]:
-    """Return (opcode, arguments) of a control command; raise WireError("ble-bad-command").
+    """Return (opcode, arguments) of a control command (without its counter and tag: see
+    gateway.ble.auth.open_command); raise WireError("ble-bad-command").
 
     Used by test peripherals; a board answers a bad command with STATUS status 1.
     """

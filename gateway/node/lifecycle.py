@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.ble.auth import LINK_KEY_FILE, LinkKeys, load_or_create_master
 from gateway.ble.link import BleakBackends, BleLink
 from gateway.config import Settings
 from gateway.contracts import Engine
@@ -127,7 +128,8 @@ class Node:
         """Open (or create) everything under settings.data_dir and replay the log (blocking).
 
         Raises what Sequencer raises (a ledger of another key, an event mismatch, the
-        StartupRefused codes) and StartupRefused("bad-operator-token").
+        StartupRefused codes), StartupRefused("bad-operator-token") and StartupRefused("bad-link-key")
+        (a damaged data_dir/link.key).
         """
         self.settings = settings
         self.started_at = time.monotonic()
@@ -140,6 +142,8 @@ class Node:
             self.operator_token = check_token(settings.operator_token, "the configuration")
         else:
             self.operator_token = load_or_create_token(settings.token_path)
+        # the BLE link master secret: every board's link key derives from it (gateway/ble/auth.py)
+        self.link_keys = LinkKeys(load_or_create_master(settings.data_dir / LINK_KEY_FILE))
         self.index = LogIndex()
         self.sequencer = Sequencer(settings, engine or Engine(), self.index, lambda: self.phase)
         self.reads = ReadModel(self.sequencer, self.index)
@@ -214,7 +218,9 @@ class Node:
             self.ble = BleStatus(radio.mode, "running", radio.detail)
         else:
             self.ble = BleStatus("bluez", "running", "BlueZ via bleak")
-        self.link = BleLink(self.sequencer, radio.backends if radio else None)
+        self.link = BleLink(
+            self.sequencer, radio.backends if radio else None, link_keys=self.link_keys
+        )
         try:
             await self.link.run(self._stop)
             self.ble.status = "stopped"

@@ -3,6 +3,7 @@
 import struct
 
 from firmware import app, board, wire
+from firmware.keystore import install_link_key
 from firmware.sampler import Source
 from tests.firmware.fakes import FakeDS18B20, FakeI2C, FakeOneWire, sensirion_crc8
 from tests.firmware.simflash import SimFlash
@@ -17,7 +18,7 @@ except ImportError:  # the MicroPython VM: tools/mpvm.mjs copies tests/shims, no
     except ImportError:  # a board: no shims
         bluetooth = None
 if bluetooth is not None:
-    from tests.firmware.test_peripheral import Gateway, ack
+    from tests.firmware.test_peripheral import LINK_KEY, Gateway, ack
 
 VM_SKIP = {}
 _WHY = "needs the host shims (tests/shims: bluetooth, esp32), not deployed to boards"
@@ -48,6 +49,7 @@ def _profile():
 
 
 def _build(fs, ble, clock, nvs=None, buses=None):
+    install_link_key(fs, nvs, LINK_KEY)  # provisioning: the gateway's uploads authenticate
     return app.build_board(
         _profile(), ble, fs, nvs, buses or _buses(), clock, _urandom, uuid=bluetooth.UUID
     )

@@ -264,7 +264,9 @@ def test_hx711_source_weight():
 def test_peripheral_scans_periodically_and_copies_adv_data():
     n = Node()
     ble = bluetooth.BLE(0, n.clock)
-    per = Peripheral(ble, n.sampler, "parking-bay", (0, 1, 0), uuid=bluetooth.UUID)
+    per = Peripheral(
+        ble, n.sampler, "parking-bay", (0, 1, 0), uuid=bluetooth.UUID, urandom=lambda k: bytes(k)
+    )
     got = []
     done = []
     per.set_scan_listener(lambda *a: got.append(a), lambda: done.append(n.clock.now_ms))
@@ -287,7 +289,9 @@ def test_peripheral_scans_periodically_and_copies_adv_data():
 def test_peripheral_restarts_a_scan_whose_done_never_came():
     n = Node()
     ble = bluetooth.BLE(0, n.clock)
-    per = Peripheral(ble, n.sampler, "parking-bay", (0, 1, 0), uuid=bluetooth.UUID)
+    per = Peripheral(
+        ble, n.sampler, "parking-bay", (0, 1, 0), uuid=bluetooth.UUID, urandom=lambda k: bytes(k)
+    )
     per.set_scan_listener(lambda *a: None)
     loop = SimLoop(n.clock)
     loop.spawn(per.run())

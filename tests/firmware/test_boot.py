@@ -4,7 +4,7 @@ profile-driven imports, and main.py's MemoryError handling (degrade, drain, back
 import sys
 
 from firmware import app, ed25519, runtime
-from firmware.keystore import NVS_KEY, KeyCorrupt, KeyStore
+from firmware.keystore import NVS_KEY, KeyCorrupt, KeyStore, install_link_key
 from firmware.sampler import Source
 from tests.firmware.simflash import PowerCut, SimFlash
 from tests.firmware.test_sampler import SimClock, SimLoop
@@ -18,7 +18,7 @@ except ImportError:  # the MicroPython VM: tools/mpvm.mjs copies tests/shims, no
     except ImportError:  # a board: no shims
         bluetooth = None
 if bluetooth is not None:
-    from tests.firmware.test_peripheral import Gateway, ack
+    from tests.firmware.test_peripheral import LINK_KEY, Gateway, ack
 
 VM_SKIP = {}
 _WHY = "needs the host shims (tests/shims: bluetooth, esp32), not deployed to boards"
@@ -296,7 +296,9 @@ def test_private_key_never_leaves_the_board():
     ble = bluetooth.BLE(1, clock)
     fs = SimFlash(seed=5)
     rand = Rand()
-    b = _build(fs, ble, clock, esp32.NVS("edgeseal", {}), rand, sources=_src())
+    nvs = esp32.NVS("edgeseal", {})
+    install_link_key(fs, nvs, LINK_KEY)
+    b = _build(fs, ble, clock, nvs, rand, sources=_src())
     seed = rand.made[0]
     loop = SimLoop(clock)
     for c in b.coroutines():
@@ -491,6 +493,7 @@ def test_degraded_board_drains_a_full_journal_then_retries_normal():
         )
 
     sleeps = []
+    install_link_key(fs, None, LINK_KEY)
     _boot(None, nvs, machine, None, sleeps.append, run)
     assert modes == [True] and nvs.get_i32(runtime.OOM_KEY) == -2 and sleeps == []
 

@@ -103,3 +103,35 @@ def test_on_the_real_filesystem():
         assert KeyStore(VfsFS(), path).load_or_create(rand) == seed and len(rand.made) == 1
     finally:
         os.remove(path)
+
+
+def test_link_key_install_and_load_in_a_file_and_in_nvs():
+    from firmware.keystore import install_link_key, load_link_key
+
+    try:
+        import esp32  # the host shim
+    except ImportError:  # the MicroPython VM
+        from tests.shims import esp32
+    key = bytes(range(32))
+    fs = SimFlash()
+    assert load_link_key(fs, None) is None  # not provisioned
+    install_link_key(fs, None, key)
+    assert load_link_key(fs.remount(), None) == key
+    install_link_key(fs, None, bytes(32))  # re-provisioning replaces it
+    assert load_link_key(fs, None) == bytes(32)
+    nvs = esp32.NVS("edgeseal", {})
+    assert load_link_key(fs, nvs) is None  # NVS, not the file, on a board
+    install_link_key(fs, nvs, key)
+    assert load_link_key(SimFlash(), nvs) == key
+    nvs.set_blob("link_key", b"LK01" + bytes(36))  # a damaged blob is never taken for a key
+    try:
+        load_link_key(fs, nvs)
+    except KeyCorrupt:
+        pass
+    else:
+        raise AssertionError("a damaged link key was loaded")
+    try:
+        install_link_key(fs, None, b"short")
+    except ValueError:
+        return
+    raise AssertionError("a short link key was installed")

@@ -4,6 +4,7 @@ The central side decodes frames with its own reassembler written from docs/ble-p
 with firmware/protocol.py), so the two sides cannot share a bug.
 """
 
+import hashlib
 import struct
 
 from firmware import ed25519, protocol, wire
@@ -40,6 +41,36 @@ def time_sync(t):
 
 
 STOP = b"\x04"
+# The link key of the boards these tests build (as tools/gen_vectors.py's test key: fixed bytes)
+LINK_KEY = bytes(range(32))
+
+
+def hmac_sha256(key, msg):
+    """Return HMAC-SHA256(key, msg) (RFC 2104), written here from the spec, not from firmware."""
+    k = bytes(key) + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in k) + msg).digest()
+    return hashlib.sha256(bytes(b ^ 0x5C for b in k) + inner).digest()
+
+
+def seal(key, dev_id, nonce, counter, command):
+    """Return the v2 control write of command: command || counter u8 || tag (12 bytes)."""
+    c = bytes([counter])
+    tag = hmac_sha256(key, b"edgeseal/v2/cmd" + dev_id + nonce + c + command)[:12]
+    return command + c + tag
+
+
+class Urandom:
+    """A stand-in for os.urandom (the VM has none): fresh, distinct bytes on every call."""
+
+    def __init__(self, seed=b"nonces"):
+        self._n = 0
+        self._seed = seed
+        self.calls = 0
+
+    def __call__(self, n):
+        self.calls += 1
+        self._n += 1
+        return hashlib.sha256(self._seed + struct.pack(">I", self._n)).digest()[:n]
 
 
 class Gateway:
@@ -57,16 +88,19 @@ class Gateway:
         self.frames = 0
         self._cur = None
         self.info = None
+        self.key = LINK_KEY
+        self.counter = 0
 
     def connect(self):
         self.central.connect(self.mtu)
         self.loop.run_for(60)
         self.info = self.read_info()
+        self.counter = 0
         self.central.subscribe(DATA)
 
     def read_info(self):
         raw = self.central.read(INFO)
-        f = struct.unpack(">B16s32sBBBIIIIIIBB", raw[:78])
+        f = struct.unpack(">B16s32sBBBIIIIIIB16sB", raw[:94])
         return {
             "version": f[0],
             "device_id": f[1],
@@ -79,7 +113,8 @@ class Gateway:
             "boot": f[10],
             "time_s": f[11],
             "flags": f[12],
-            "board": raw[78 : 78 + f[13]].decode(),
+            "nonce": f[13],
+            "board": raw[94 : 94 + f[14]].decode(),
         }
 
     def disconnect(self):
@@ -87,7 +122,15 @@ class Gateway:
         self._cur = None
 
     def write(self, raw):
-        self.central.write(CONTROL, raw)
+        """Write command raw authenticated for this connection (the next counter)."""
+        self.counter += 1
+        self.write_raw(
+            seal(self.key, self.info["device_id"], self.info["nonce"], self.counter, raw)
+        )
+
+    def write_raw(self, data):
+        """Write data to control as it is (no tag added)."""
+        self.central.write(CONTROL, data)
 
     def _decode(self):
         for payload in self.central.take():
@@ -143,10 +186,14 @@ class Gateway:
         assert self.pump(lambda: len(self.ends) > n_end, max_ms), "no END"
         return self.records[n_rec:], self.ends[-1]
 
-    def command(self, raw, max_ms=5000):
-        """Write one command and wait for its STATUS; returns (command, status, arg)."""
+    def command(self, raw, max_ms=5000, sealed=True):
+        """Write one command (authenticated unless sealed is False) and wait for its STATUS;
+        returns (command, status, arg)."""
         n = len(self.statuses)
-        self.write(raw)
+        if sealed:
+            self.write(raw)
+        else:
+            self.write_raw(raw)
         assert self.pump(lambda: len(self.statuses) > n, max_ms), "no STATUS"
         return self.statuses[-1]
 
@@ -158,7 +205,10 @@ def rig(n_readings=0, sign_every_n=16, mtu=247, seed=0):
         node.sampler.sample_once()
         node.clock.now_ms += 1000
     ble = bluetooth.BLE(seed, node.clock)
-    per = Peripheral(ble, node.sampler, "cold-chain-logger", (0, 1, 0), uuid=bluetooth.UUID)
+    per = Peripheral(
+        ble, node.sampler, "cold-chain-logger", (0, 1, 0), uuid=bluetooth.UUID, link_key=LINK_KEY,
+        urandom=Urandom(),
+    )  # fmt: skip
     loop = SimLoop(node.clock)
     loop.spawn(per.run())
     loop.run_for(30)
@@ -256,23 +306,34 @@ def test_bad_commands_get_status_1_and_change_nothing():
     before = (node.sampler.depth, node.journal.last_seq, node.journal.acked_seq)
     for vec in load("ble.json")["bad_commands"]:
         raw = unhex(vec["hex"])
-        st = gw.command(raw)
-        assert st == ((raw[0] if raw else 0), 1, 0), vec["name"]
+        if not raw:  # an empty write carries no tag: refused before parsing (status 4)
+            assert gw.command(raw, sealed=False) == (0, 4, 0)
+            continue
+        st = gw.command(raw)  # authenticated, but not a command: status 1
+        assert st == (raw[0], 1, 0), vec["name"]
     assert (node.sampler.depth, node.journal.last_seq, node.journal.acked_seq) == before
     assert gw.ends == [] and gw.records == []
-    assert per.bad_commands == 4
+    assert per.bad_commands == 3 and per.auth_rejections == 1
     loop.close()
 
 
-def test_ack_may_name_any_written_record_but_nothing_above():
+def test_ack_may_name_only_records_sent_on_this_connection():
     node, per, loop, gw, ble = rig(4)
     gw.connect()
     last = node.journal.last_seq
     assert gw.command(ack(last + 1)) == (2, 2, 4)  # names no record: refused, nothing deleted
+    # Written but never sent on this connection (Info shows last_seq to anyone): refused.
+    assert gw.command(ack(last)) == (2, 2, 4)
     assert node.sampler.depth == 4
-    # Never sent in this connection: the gateway repeats an ack lost before a reboot.
-    assert gw.command(ack(last)) == (2, 0, 0)
-    assert node.sampler.depth == 0
+    records, end = gw.upload(0, 2)  # two sent: those may be acked, the rest not
+    sent = wire.parse(records[-1])[3]
+    depth = node.sampler.depth  # 5: SEND_FROM closed the chain with a signed heartbeat
+    assert gw.command(ack(sent + 1))[1] == 2 and node.sampler.depth == depth
+    assert gw.command(ack(sent)) == (2, 0, depth - 2)
+    gw.disconnect()
+    loop.run_for(100)
+    gw.connect()  # a new connection: nothing sent on it yet
+    assert gw.command(ack(last))[1] == 2 and node.sampler.depth == depth - 2
     loop.close()
 
 

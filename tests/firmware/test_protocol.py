@@ -78,6 +78,7 @@ def test_info_vectors():
             f["boot"],
             f["time_s"],
             f["flags"],
+            unhex(f["nonce"]),
         )
         assert bytes(out) == unhex(vec["hex"])
 
@@ -87,7 +88,7 @@ def test_info_none_seqs_from_minus_one():
     vec = V["info"][1]
     f = vec["fields"]
     enc = protocol.InfoEncoder(dev_id, pk, tuple(f["firmware"]), f["board"])
-    out = enc.encode(0, -1, -1, None, f["boot"], f["time_s"], 0)
+    out = enc.encode(0, -1, -1, None, f["boot"], f["time_s"], 0, unhex(f["nonce"]))
     assert bytes(out) == unhex(vec["hex"])
 
 
@@ -209,6 +210,7 @@ def test_every_truncation_and_extension_of_good_commands_is_refused():
 
 
 def test_commands_fit_the_control_buffer():
-    for vec in V["commands"] + V["bad_commands"]:
+    for vec in V["commands"] + V["bad_commands"] + V["auth"]["writes"]:
         assert len(unhex(vec["hex"])) <= protocol.CONTROL_BUFFER_BYTES
         assert len(unhex(vec["hex"])) <= 20  # one write at the default MTU 23
+    assert protocol.MAX_WRITE_BYTES == protocol.MAX_COMMAND_BYTES + protocol.AUTH_TRAILER_BYTES

@@ -6,6 +6,7 @@ import random
 import time
 
 from firmware import app, wire
+from firmware.keystore import install_link_key
 from firmware.sampler import Source
 from tests.firmware.simflash import PowerCut, SimFlash
 from tests.firmware.test_sampler import SimClock, SimLoop
@@ -13,7 +14,7 @@ from tests.firmware.test_sampler import SimClock, SimLoop
 try:
     import bluetooth
 
-    from tests.firmware.test_peripheral import Gateway, ack, send_from
+    from tests.firmware.test_peripheral import LINK_KEY, Gateway, ack, send_from
 except ImportError:
     bluetooth = None
 
@@ -47,6 +48,8 @@ class Soak:
     def __init__(self, seed):
         self.rng = random.Random(seed)
         self.fs = SimFlash(seed=seed)
+        self._nonces = 0
+        install_link_key(self.fs, None, LINK_KEY)  # provisioning, before any power cut is armed
         self.clock = SimClock()
         self.value = 0
         self.appended = bytearray(MAX_SEQ)  # 1 = journal.append returned for this seq
@@ -77,6 +80,9 @@ class Soak:
         return [(wire.CH_TEMPERATURE, 0, 2000 + self.value % 1000)]
 
     def _urandom(self, n):
+        if n == 16:  # a connection nonce: from its own source, so the scenario's rng is unchanged
+            self._nonces += 1
+            return hashlib.sha256(b"nonce %d" % self._nonces).digest()[:16]
         return bytes(self.rng.randrange(256) for _ in range(n))
 
     def boot(self):
@@ -180,6 +186,8 @@ class Soak:
         start = self.high + 1
         if not final and self.rng.random() < 0.2:  # re-ask from the oldest unacked: duplicates
             start = min(start, gw.info["first_seq"])
+        if gw.info["first_seq"] <= self.high:  # an ack was lost: ask again (ACK names sent ones)
+            start = gw.info["first_seq"]
         gw.write(send_from(start))
         lose = not final and self.rng.random() < 0.1
         want = self.rng.randint(1, 20)

@@ -143,6 +143,9 @@ class BLE:
         # for every advertiser, so distance exists only if the world says so)
         self.rssi_of: Callable[[bytes], int | None] | None = None
         self.scan_results = 0
+        # every accepted write as (connection handle, value handle, bytes), in order: a tap on
+        # the board's GATT server, so tests can capture a real gateway's commands and replay them
+        self.writes: list[tuple[int, int, bytes]] = []
         device.gatt_server.max_mtu = self._mtu
         device.on(Device.EVENT_CONNECTION, self._on_connection)
         device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
@@ -492,6 +495,7 @@ class BLE:
             attr.value = (attr.value + value)[-attr.capacity :]
         else:
             attr.value = value[: attr.capacity]
+        self.writes.append((conn.handle, attribute.handle, value))
         self._irq(_IRQ_GATTS_WRITE, (conn.handle, attribute.handle))
 
     def _attr(self, value_handle: int) -> _Attr:

@@ -25,6 +25,8 @@ from typing import Any
 
 from firmware import app as fw_app
 from firmware.fs import VfsFS
+from firmware.keystore import SEED_BYTES, install_link_key
+from gateway.ble.auth import derive_link_key
 from gateway.ble.bumble_backend import BumbleCentral
 from tools.sim.bluetooth import BLE, UUID
 from tools.sim.devices import SimBuses, build_buses
@@ -40,6 +42,9 @@ DEMO_PROFILES = (
     "energy-meter",
     "parking-bay",
 )
+# The gateway master secret the simulated fleet provisions its boards' link keys from when the
+# caller gives none (tests); `make run` passes the node's own (data_dir/link.key).
+SIM_LINK_MASTER = hashlib.sha256(b"edgeseal simulated link master").digest()
 # why 10 ms: a tamper switch's edge reaches the pin IRQ within 10 ms (its debounce is 50 ms)
 BUS_UPDATE_S = 0.01
 # why 10: the HX711's RATE pin low, as on the usual load-cell boards (datasheet: 10 or 80 SPS)
@@ -131,7 +136,8 @@ class VirtualFleet:
     flash directory goes (board-<index>); world: what the boards sense (tools/sim/world.py;
     default QUIET: every chip reads its defaults); *_interval_s shorten the profile's intervals
     (a demo or a test does not wait a minute per reading; a profile that is already faster keeps
-    its own interval); seed makes device keys deterministic.
+    its own interval); seed makes device keys deterministic. link_master: the gateway's master
+    secret; enrolling a board installs its link key, derived from it (provisioning, simulated).
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class VirtualFleet:
         heartbeat_interval_s: float | None = None,
         sign_every_n: int | None = None,
         seed: bytes = b"edgeseal virtual fleet",
+        link_master: bytes = SIM_LINK_MASTER,
     ) -> None:
         """Describe the fleet; start() builds and runs it."""
         self.profiles = profiles
@@ -153,6 +160,7 @@ class VirtualFleet:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.sign_every_n = sign_every_n
         self.seed = seed
+        self.link_master = link_master
         self.boards: list[VirtualBoard] = []
         self.link: VirtualLink | None = None
         self.central: BumbleCentral | None = None
@@ -199,7 +207,12 @@ class VirtualFleet:
         seed = hashlib.sha256(self.seed + index.to_bytes(4, "big")).digest()
 
         def urandom(n: int) -> bytes:
-            return (seed * (n // 32 + 1))[:n]
+            # the device key (32 bytes) is deterministic per index; connection nonces are random
+            if n != SEED_BYTES:
+                return os.urandom(n)
+            return seed
+
+        install_link_key(RootedFS(root), None, derive_link_key(self.link_master, _dev_id(seed)))
 
         buses = build_buses(
             profile, world.timelines, clock, clock.ticks_ms(), HX711_SPS, lambda: clock.waited_ms
@@ -246,6 +259,13 @@ class VirtualFleet:
             await vb.ble.close()
         self.boards = []
         self.central = None
+
+
+def _dev_id(seed: bytes) -> bytes:
+    """Return the device id of the board whose Ed25519 seed is seed (wire format v1)."""
+    from firmware import ed25519, wire
+
+    return wire.device_id(ed25519.SigningKey(seed).public_key)
 
 
 async def _update_buses(buses: SimBuses) -> None:

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import tools.sim  # noqa: F401  (the firmware's host stand-ins, before firmware is imported)
 from firmware import board as fw_board
+from gateway.ble.auth import LINK_KEY_FILE, load_or_create_master
 from gateway.cli import EXIT_USAGE, configure_logging
 from gateway.config import ENV_PREFIX, load_settings
 from gateway.node import Node, Radio
@@ -75,6 +76,8 @@ class FleetExtension:
             sample_interval_s=self.sim.fleet_sample_interval_s,
             heartbeat_interval_s=self.sim.fleet_heartbeat_interval_s,
             sign_every_n=self.sim.fleet_sign_every_n,
+            # provisioning, simulated: the boards get link keys from the node's own master secret
+            link_master=load_or_create_master(self.data_dir / LINK_KEY_FILE),
         )
         boards = await self.fleet.start()
         assert self.fleet.central is not None

@@ -3,18 +3,21 @@ virtual fleet's profiles, journal recorder and sampling freeze."""
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from unittest import mock
 
 from firmware import board as fw_board
 from firmware.journal import Journal
 from gateway import wire
+from gateway.ble import auth
 from gateway.ble import protocol as p
 from gateway.ble.link import LinkConfig
 from gateway.errors import ChainError
 from tests.support import ChainDevice, aio
 from tests.support.aio import wait_until  # noqa: F401  (the BLE tests import it from here)
 from tools.sim import bluetooth
+from tools.sim.fleet import SIM_LINK_MASTER
 
 ROOT = Path(__file__).resolve().parents[3]
 # Link timers of the BLE tests, made for a loaded machine (2 busy cores stall the one event loop
@@ -33,6 +36,9 @@ TEST_LINK = LinkConfig(
     permanent_backoff_s=2,
     scan_watchdog_s=10,
 )
+# The gateway's link keys in the BLE tests: the virtual fleet provisions its boards from the same
+# master secret (tools/sim/fleet.py SIM_LINK_MASTER), and MiniBoard checks tags under it.
+TEST_KEYS = auth.LinkKeys(SIM_LINK_MASTER)
 # why: the deadline of every wait on a condition; a quiet machine reaches each in about a
 # second, a loaded one in a few, and only a bug takes a minute.
 WAIT_S = 60
@@ -73,6 +79,9 @@ class MiniBoard:
         self.mtu = 23
         self.msg = 0
         self.highest_sent = -1
+        self.nonce = bytes(16)
+        self.counter = 0
+        self.auth_rejections = 0
         ble.active(True)
         ble.config(mtu=mtu)
         svc = (
@@ -92,7 +101,7 @@ class MiniBoard:
     def _refresh(self):
         seqs = [s for s, _ in self.journal]
         info = p.Info(self.dev_id, self.pk, (0, 0, 1), len(seqs), seqs[0] if seqs else None,
-                      seqs[-1] if seqs else None, None, 1, 5, 0, "mini")  # fmt: skip
+                      seqs[-1] if seqs else None, None, 1, 5, 0, "mini", self.nonce)  # fmt: skip
         self.ble.gatts_write(self.h_info, p.encode_info(info))
         if self.conn is None:
             self.ble.gap_advertise(
@@ -104,6 +113,8 @@ class MiniBoard:
     def _irq(self, event, data):
         if event == _IRQ_CENTRAL_CONNECT:
             self.conn, self.mtu = data[0], 23
+            self.nonce, self.counter = bytes(os.urandom(16)), 0
+            self._refresh()
         elif event == _IRQ_CENTRAL_DISCONNECT:
             self.conn = None
             self._refresh()
@@ -116,7 +127,14 @@ class MiniBoard:
         self.ble.gatts_notify(self.conn, self.h_data, frame)
 
     def _command(self, raw):
-        op, args = p.decode_command(raw)
+        key = TEST_KEYS.for_device(self.dev_id)
+        reason, cmd, counter = auth.check_write(key, self.dev_id, self.nonce, self.counter, raw)
+        if reason != "ok":
+            self.auth_rejections += 1
+            self._notify(p.encode_status(raw[0] if raw else 0, p.STATUS_UNAUTHENTICATED))
+            return
+        self.counter = counter
+        op, args = p.decode_command(cmd)
         if op == p.CMD_SEND_FROM:
             self.send_from.append(args[0])
             sent = 0

@@ -23,9 +23,17 @@ import time
 
 import pytest
 
+from gateway.ble import auth
 from gateway.ble import protocol as p
 from gateway.ble.link import BleLink
-from tests.gateway.ble.helpers import TEST_LINK, WAIT_S, MemoryCollector, make_chain, wait_until
+from tests.gateway.ble.helpers import (
+    TEST_KEYS,
+    TEST_LINK,
+    WAIT_S,
+    MemoryCollector,
+    make_chain,
+    wait_until,
+)
 
 dbus_fast = pytest.importorskip("dbus_fast", reason="dbus-fast comes with bleak; bleak missing")
 from dbus_fast import BusType, Message, MessageType, Variant  # noqa: E402
@@ -247,7 +255,7 @@ class MockBoard:
         await _set(self.bus, self.data, CHAR, "Value", Variant("ay", frame))
 
     async def _command(self, raw):
-        op, args = p.decode_command(raw)
+        op, args = p.decode_command(auth.open_command(raw)[0])  # the tag is the board's business
         if op == p.CMD_SEND_FROM:
             self.send_from.append(args[0])
             last = None
@@ -293,7 +301,8 @@ def test_bleak_bluez_backend_scan_connect_notify_write_disconnect(monkeypatch):
                 await board.setup()
                 adverts = asyncio.create_task(board.advertise(stop))
                 col = MemoryCollector({board.dev_id: board.pk})
-                link = BleLink(col, None, FAST)  # None: bleak's default backend, BlueZ on Linux
+                # None: bleak's default backend, BlueZ on Linux
+                link = BleLink(col, None, FAST, link_keys=TEST_KEYS)
                 run_task = asyncio.create_task(link.run(stop))
                 await wait_until(
                     lambda: (

@@ -43,6 +43,7 @@ from gateway.ledger.audit import audit
 from gateway.node import Node
 from gateway.node.groupcommit import STORAGE_FULL
 from tests.gateway.ble.helpers import (
+    TEST_KEYS,
     TEST_LINK,
     WAIT_S,
     freeze_sampling,
@@ -195,7 +196,7 @@ def small_tmpfs():
 async def running_link(node: Node, fleet: VirtualFleet) -> AsyncIterator[BleLink]:
     """Run a BleLink (test timers) over the fleet's radio into node's sequencer until exit."""
     assert fleet.central is not None
-    link = BleLink(node.sequencer, fleet.central.backends, TEST_LINK)
+    link = BleLink(node.sequencer, fleet.central.backends, TEST_LINK, link_keys=TEST_KEYS)
     stop = asyncio.Event()
     task = asyncio.create_task(link.run(stop))
     try:

@@ -24,6 +24,7 @@ from gateway.ble.link import (
 )
 from gateway.errors import ServiceUnavailable, WireError
 from tests.gateway.ble.helpers import (
+    TEST_KEYS,
     TEST_LINK,
     WAIT_S,
     MemoryCollector,
@@ -97,7 +98,7 @@ def test_two_boards_every_record_once_acks_after_commit_and_strangers_ignored():
         b = rig.board("b", 12, mtu=23)  # MTU 23: records split into up to 9 chunks
         stranger = rig.board("stranger", 5)
         col = MemoryCollector({a.dev_id: a.pk, b.dev_id: b.pk}, rig.events)
-        link = BleLink(col, rig.central.backends, FAST)
+        link = BleLink(col, rig.central.backends, FAST, link_keys=TEST_KEYS)
         try:
             await _collect(link, lambda: not a.journal and not b.journal)
         finally:
@@ -114,7 +115,7 @@ def test_two_boards_every_record_once_acks_after_commit_and_strangers_ignored():
     run(scenario())
 
 
-def test_disconnect_mid_upload_resumes_from_last_committed_plus_one():
+def test_disconnect_mid_upload_resumes_from_the_first_unacked_record():
     async def scenario():
         rig = Rig()
         await rig.central.start()
@@ -122,12 +123,15 @@ def test_disconnect_mid_upload_resumes_from_last_committed_plus_one():
         # 6th (seq 11) become authentic before the link drops.
         board = rig.board("drop", 20, drop_after_frames=7)
         col = MemoryCollector({board.dev_id: board.pk}, rig.events)
-        link = BleLink(col, rig.central.backends, FAST)
+        link = BleLink(col, rig.central.backends, FAST, link_keys=TEST_KEYS)
         try:
             await _collect(link, lambda: not board.journal)
         finally:
             await rig.close()
-        assert board.send_from[:2] == [0, 12]  # seq 11 committed: SEND_FROM(11 + 1)
+        # seqs up to 11 committed but not acked (the link dropped first): the next connection
+        # asks from the board's first unacked seq, since an ACK names only records sent on it
+        assert board.send_from[:2] == [0, 1]
+        assert col.duplicates >= 6  # the records of seqs 1, 3, .. 11, sent again
         assert link.stats.errors.get("disconnected", 0) >= 1
         assert [r.seq for r in col.committed[board.dev_id]] == list(range(1, 41, 2))
         _assert_acks_follow_commits(rig.events)
@@ -161,7 +165,10 @@ def test_stale_callbacks_after_reconnect_are_dropped_bleak_2002():
 
         board = rig.board("leaky", 20, drop_after_frames=7)
         col = MemoryCollector({board.dev_id: board.pk}, rig.events)
-        link = BleLink(col, BleakBackends(LeakyClient, rig.central.backends.scanner), FAST)
+        link = BleLink(
+            col, BleakBackends(LeakyClient, rig.central.backends.scanner), FAST,
+            link_keys=TEST_KEYS,
+        )  # fmt: skip
         try:
             await _collect(link, lambda: not board.journal)
         finally:
@@ -218,7 +225,7 @@ def test_a_board_that_lies_about_its_id_is_a_permanent_failure():
         board.dev_id = board.dev_id[:4] + other_id[4:]  # same prefix, different id in Info
         board._refresh()
         col = MemoryCollector({board.dev_id[:4] + bytes(12): other_pk})
-        link = BleLink(col, rig.central.backends, FAST)
+        link = BleLink(col, rig.central.backends, FAST, link_keys=TEST_KEYS)
         try:
             await _collect(link, lambda: link.stats.permanent_failures >= 1)
         finally:
@@ -265,7 +272,7 @@ def test_real_firmware_boards_on_the_virtual_radio(tmp_path):
         try:
             col = MemoryCollector({b.device_id: b.public_key for b in boards})
             assert fleet.central is not None
-            link = BleLink(col, fleet.central.backends, FAST)
+            link = BleLink(col, fleet.central.backends, FAST, link_keys=TEST_KEYS)
             await wait_until(lambda: all(b.board.sampler.depth >= 3 for b in boards), WAIT_S,
                              "a few readings journaled")  # fmt: skip
 
@@ -322,7 +329,7 @@ def test_a_stop_while_unsubscribing_still_disconnects_and_leaves_no_task_behind(
         board = rig.board("slow-unsubscribe", 4)
         col = MemoryCollector({board.dev_id: board.pk}, rig.events)
         backends = BleakBackends(SlowUnsubscribe, rig.central.backends.scanner)
-        link = BleLink(col, backends, FAST)
+        link = BleLink(col, backends, FAST, link_keys=TEST_KEYS)
         stop = asyncio.Event()
         task = asyncio.create_task(link.run(stop))
         try:

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.ble import auth
 from gateway.ble import protocol as p
-from gateway.errors import WireError
+from gateway.errors import StartupRefused, WireError
 
 ROOT = Path(__file__).resolve().parents[3]
 BLE = json.loads((ROOT / "tests" / "vectors" / "ble.json").read_text())
@@ -86,8 +87,8 @@ def test_info_vector(vec):
     [
         lambda b: b[:-1],
         lambda b: b + b"x",
-        lambda b: b"\x02" + b[1:],
-        lambda b: b[:77] + b"\x21" + b[78:],
+        lambda b: b"\x01" + b[1:],  # a v1 board: no nonce, no authenticated commands
+        lambda b: b[:93] + b"\x21" + b[94:],
         lambda b: b[:40],
     ],
     ids=["short-board", "long", "version", "board-len", "truncated"],
@@ -251,3 +252,54 @@ def test_reassembler_rejects_an_oversized_record_and_recovers():
     assert e.value.code == "ble-record-too-large"
     assert not r.in_progress
     assert r.feed(p.Chunk(2, 0, 1, b"ok")) == b"ok"
+
+
+# ---- authenticated commands (v2) ---------------------------------------------------------------
+AUTH = BLE["auth"]
+
+
+def test_link_key_derivation_matches_the_vectors():
+    master = bytes.fromhex(AUTH["master"])
+    assert auth.derive_link_key(master, bytes.fromhex(AUTH["device_id"])).hex() == AUTH["link_key"]
+    assert AUTH["device_id"] == KEYS[AUTH["key"]]["device_id"]
+
+
+def test_sealer_writes_the_vector_commands_in_order():
+    key, dev = bytes.fromhex(AUTH["link_key"]), bytes.fromhex(AUTH["device_id"])
+    sealer = auth.Sealer(key, dev, bytes.fromhex(AUTH["nonce"]))
+    for vec in AUTH["writes"]:
+        assert sealer.seal(bytes.fromhex(vec["command"])).hex() == vec["hex"], vec["name"]
+        assert sealer.counter == vec["counter"]
+        assert len(bytes.fromhex(vec["hex"])) <= 20  # one ATT write at the default MTU 23
+
+
+@pytest.mark.parametrize("vec", AUTH["bad"], ids=lambda v: v["name"])
+def test_negative_auth_vectors(vec):
+    key, dev = bytes.fromhex(AUTH["link_key"]), bytes.fromhex(AUTH["device_id"])
+    nonce = bytes.fromhex(AUTH["nonce"])
+    last = 0
+    for i in vec["before"]:
+        reason, _, last = auth.check_write(
+            key, dev, nonce, last, bytes.fromhex(AUTH["writes"][i]["hex"])
+        )
+        assert reason == "ok"
+    assert auth.check_write(key, dev, nonce, last, bytes.fromhex(vec["hex"]))[0] == vec["reason"]
+
+
+def test_master_secret_file_is_made_once_with_mode_0600(tmp_path):
+    path = tmp_path / auth.LINK_KEY_FILE
+    master = auth.load_or_create_master(path)
+    assert len(master) == 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert auth.load_or_create_master(path) == master
+    path.write_bytes(b"short")
+    with pytest.raises(StartupRefused) as e:
+        auth.load_or_create_master(path)
+    assert e.value.code == "bad-link-key"
+
+
+def test_the_counter_stops_at_255():
+    sealer = auth.Sealer(bytes(32), bytes(16), bytes(16))
+    sealer.counter = 255
+    with pytest.raises(WireError) as e:
+        sealer.seal(b"\x04")
+    assert e.value.code == "ble-counter-exhausted"

@@ -277,6 +277,18 @@ def test_unusable_token_file_is_refused(tmp_path: Path, content: str) -> None:
     assert run(serve(settings)) == EXIT_BAD_CONFIG
 
 
+def test_a_damaged_link_key_is_refused_with_the_configuration_exit_code(tmp_path: Path) -> None:
+    from gateway.ble.auth import LINK_KEY_FILE
+
+    settings = make_settings(tmp_path)
+    settings.data_dir.mkdir(parents=True)
+    fd = os.open(settings.data_dir / LINK_KEY_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"short")
+    os.close(fd)
+    assert run(serve(settings)) == EXIT_BAD_CONFIG
+    assert (settings.data_dir / LINK_KEY_FILE).read_bytes() == b"short"  # not replaced
+
+
 def test_blank_configured_token_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StartupRefused, match="bad-operator-token"):
         Node(make_settings(tmp_path, operator_token=" " * 20))
