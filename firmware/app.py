@@ -190,8 +190,9 @@ def build_board(
 
     sampler = Sampler(
         journal, seqs, signer, dev_id, DeviceTime(clock), sources, profile["sample_interval_s"],
-        profile["heartbeat_interval_s"], **kw,
+        profile["heartbeat_interval_s"], kv=kv, **kw,
     )  # fmt: skip
+    sampler.heal()  # a lost or damaged journal: start a chain segment before any new record
     from firmware.peripheral import Peripheral
 
     peripheral = Peripheral(

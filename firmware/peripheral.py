@@ -404,6 +404,7 @@ class Peripheral:
     async def _start_stream(self, seq, limit):
         """Begin SEND_FROM(seq, limit): close the chain, then stream records seq..newest."""
         s = self.sampler
+        s.gateway_behind(seq)  # it asks for records deleted after their ack: name the break
         self._stream_end = s.close_chain()  # records appended later wait for the next SEND_FROM
         self._last_sent = -1
         if s.depth == 0:

@@ -6,6 +6,7 @@ from micropython import const
 
 from firmware import wire
 from firmware.journal import JournalFull
+from firmware.seqcounter import load_mark, store_mark
 
 # Signing policy (docs/firmware-runtime.md). A signature costs ~0.5-0.9 s of CPU on an ESP32, and
 # the hash chain lets one signature authenticate every record before it, so readings are signed
@@ -105,7 +106,7 @@ class Sampler:
 
     def __init__(
         self, journal, seqs, signer, dev_id, time, sources, sample_interval_s,
-        heartbeat_interval_s, sign_every_n=SIGN_EVERY_N,
+        heartbeat_interval_s, sign_every_n=SIGN_EVERY_N, kv=None,
     ):  # fmt: skip
         self.journal = journal
         self.seqs = seqs
@@ -133,6 +134,10 @@ class Sampler:
         self.time_sync_events_deferred = 0
         self._sync_event_ms = None  # uptime_ms of the last time-sync event
         self._sync_unlogged_s = 0  # corrections applied since it, not journaled yet
+        self._kv = kv  # holds the chain mark (seqcounter.load_mark); None: no break detection
+        self._mark = load_mark(kv) if kv is not None else 0
+        self.segments = 0
+        self._segment_seq = -1  # newest chain segment journaled since boot
         self._load_head()
         self._count_pending()
 
@@ -191,6 +196,9 @@ class Sampler:
         """
         if not overflow and self.journal.dropped_count:
             self._flush_overflow()
+        if self._mark < 0:  # before the first record ever: from now on an empty journal is a loss
+            store_mark(self._kv, self.journal.corrupt_count)
+            self._mark = self.journal.corrupt_count
         seq = self.seqs.next()
         time_s, flags = self.time.now()
         b = self._builder
@@ -199,6 +207,7 @@ class Sampler:
             b.add(type_id, channel, value)
         body = b.finish()
         always = kind == wire.KIND_HEARTBEAT or kind == wire.KIND_KEY_ROTATION
+        always = always or kind == wire.KIND_CHAIN_SEGMENT
         if always or self._unsigned_run + 1 >= self.sign_every_n:
             sign = True
         elif not sign and not self.journal.room_for(len(body) + _CLOSER_BYTES):
@@ -315,6 +324,63 @@ class Sampler:
             return -1
         self.heartbeats += 1
         return seq
+
+    # ---- chain segments (docs/wire-format.md, Chain segments) ---------------------------------
+    def break_at_boot(self):
+        """Return the BRK_* reason the chain cannot continue for at boot, or 0 when it can.
+
+        Journal head unreadable: flash-fault (nothing held). No head while the chain mark says
+        records existed: journal-lost (a wiped journal or a reflashed filesystem look the same;
+        the key and the seq high-water survive in NVS). Corrupt entries the last segment did not
+        answer, or a head older than the acked seq: flash-fault (the head is held; the records
+        around the hole are sent).
+        """
+        if self.head_corrupt:
+            return wire.BRK_FLASH_FAULT
+        if self._kv is None:
+            return 0
+        if self.journal.last_seq < 0:
+            return wire.BRK_JOURNAL_LOST if self._mark >= 0 else 0
+        if (
+            self.journal.corrupt_count > self._mark
+            or self.journal.last_seq < self.journal.acked_seq
+        ):
+            return wire.BRK_FLASH_FAULT  # a hole, or the acked head itself was lost
+        return 0
+
+    def start_segment(self, reason):
+        """Journal a signed chain_segment naming reason and the newest seq still held (none when
+        the head is unknown), then update the chain mark; return its seq, -1 when the journal is
+        full. Order for power cuts: the record first, the mark after (a cut between repeats the
+        segment at the next boot, which is harmless; the reverse could lose it)."""
+        values = [(wire.CH_BREAK_REASON, 0, reason)]
+        held = self.journal.last_seq
+        if 0 <= held <= _I32_MAX and not self.head_corrupt:  # held_seq is an i32 channel
+            values.append((wire.CH_HELD_SEQ, 0, held))
+        try:
+            seq = self.append(wire.KIND_CHAIN_SEGMENT, values, sign=True)
+        except JournalFull:
+            self.full_drops += 1
+            return -1
+        self.head_corrupt = False
+        self._segment_seq = seq
+        self.segments += 1
+        if self._kv is not None:
+            store_mark(self._kv, self.journal.corrupt_count)
+            self._mark = self.journal.corrupt_count
+        return seq
+
+    def heal(self):
+        """At boot: start a chain segment if the chain cannot continue; return its seq or -1."""
+        reason = self.break_at_boot()
+        return self.start_segment(reason) if reason else -1
+
+    def gateway_behind(self, seq):
+        """SEND_FROM(seq) asked for a seq the board deleted after its ack: the gateway lost it.
+        Start a gateway-behind segment unless one is still unacked; return its seq or -1."""
+        if seq > self.journal.acked_seq or self._segment_seq > self.journal.acked_seq:
+            return -1
+        return self.start_segment(wire.BRK_GATEWAY_BEHIND)
 
     def close_chain(self):
         """Before an upload: append a signed heartbeat when the newest record is unsigned, so the

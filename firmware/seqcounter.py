@@ -157,3 +157,36 @@ class SeqCounter:
     def peek(self):
         """Return the seq next() would return, without handing it out."""
         return self._next
+
+
+# The chain mark: one small blob beside the seq slots (NVS on a board), written before the first
+# record ever journaled and after every chain segment the board starts. It is what tells, at boot,
+# an empty journal of a new board from a journal that lost its records (docs/wire-format.md, Chain
+# segments): layout magic "CH01", u32 journal corrupt entries already answered by a segment, CRC-32.
+_MARK_KEY = "chain"
+_MARK_MAGIC = b"CH01"
+_MARK_BYTES = const(12)
+
+
+def load_mark(kv):
+    """Return the corrupt-entry count the chain mark holds, -1 when no mark was ever written.
+
+    A mark that exists but fails its check (a torn write on a FileKV) counts as written with
+    count 0: a spurious chain segment is harmless, a missing one cuts the board off.
+    """
+    blob = kv.get(_MARK_KEY)
+    if blob is None or len(blob) == 0:
+        return -1
+    if (
+        len(blob) != _MARK_BYTES
+        or blob[:4] != _MARK_MAGIC
+        or struct.unpack(">I", blob[8:12])[0] != crc32(blob[:8])
+    ):
+        return 0
+    return struct.unpack(">I", blob[4:8])[0]
+
+
+def store_mark(kv, corrupt_seen):
+    """Write the chain mark with corrupt_seen (u32); returns once the KV says it is durable."""
+    body = _MARK_MAGIC + struct.pack(">I", corrupt_seen & 0xFFFFFFFF)
+    kv.put(_MARK_KEY, body + struct.pack(">I", crc32(body)))

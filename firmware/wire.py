@@ -14,6 +14,7 @@ KIND_READING = const(1)
 KIND_HEARTBEAT = const(2)
 KIND_EVENT = const(3)
 KIND_KEY_ROTATION = const(4)
+KIND_CHAIN_SEGMENT = const(5)  # restarts the chain after lost records; must be signed
 TIME_SYNCED = const(0x01)
 _KNOWN_FLAGS = const(0x01)
 
@@ -49,6 +50,14 @@ CH_EVENT_ARG = const(22)
 CH_JOURNAL_DEPTH = const(23)
 CH_UPTIME = const(24)  # s
 CH_NEW_PUBLIC_KEY = const(25)  # 32 bytes
+CH_BREAK_REASON = const(26)  # chain_segment only: a BRK_* code
+CH_HELD_SEQ = const(27)  # chain_segment only: newest seq the board still holds
+
+# Break reasons carried in CH_BREAK_REASON (docs/wire-format.md, Chain segments).
+BRK_JOURNAL_LOST = const(1)
+BRK_FLASH_FAULT = const(2)
+BRK_REFLASH = const(3)
+BRK_GATEWAY_BEHIND = const(4)
 
 # Event codes carried in CH_EVENT_CODE.
 EV_BOOT = const(1)
@@ -88,6 +97,8 @@ _CHANNELS = {
     23: (4, 0, _I32_MAX),
     24: (4, 0, _I32_MAX),
     25: (32, None, None),
+    26: (4, 1, 255),
+    27: (4, 0, _I32_MAX),
 }
 _HEADER_FMT = ">BBB16sIII32sB"
 # Value types a board profile may name, by wire registry name -> type id (docs/wire-format.md,
@@ -163,7 +174,11 @@ def check_kind(kind, types):
     """Raise WireError("kind-rules") unless the list of value types fits the record kind."""
     n_events = types.count(CH_EVENT_CODE)
     n_keys = types.count(CH_NEW_PUBLIC_KEY)
-    if kind == KIND_READING:
+    n_breaks = types.count(CH_BREAK_REASON)
+    n_segment = n_breaks + types.count(CH_HELD_SEQ)
+    if n_segment and kind != KIND_CHAIN_SEGMENT:
+        ok = False
+    elif kind == KIND_READING:
         ok = len(types) > 0 and not n_events and not n_keys
     elif kind == KIND_HEARTBEAT:
         ok = not n_events and not n_keys
@@ -171,6 +186,8 @@ def check_kind(kind, types):
         ok = n_events == 1 and not n_keys
     elif kind == KIND_KEY_ROTATION:
         ok = len(types) == 1 and n_keys == 1
+    elif kind == KIND_CHAIN_SEGMENT:
+        ok = n_breaks == 1 and len(types) == n_segment and n_segment <= 2
     else:
         raise WireError("bad-kind", "kind %d is not defined" % kind)
     if not ok:
@@ -196,7 +213,7 @@ class RecordBuilder:
         """Start a record; preconditions: u32 seq/boot/time_s, 32-byte prev_hash, known flags."""
         if flags & ~_KNOWN_FLAGS:
             raise WireError("reserved-flags", "reserved flag bits set")
-        if kind < KIND_READING or kind > KIND_KEY_ROTATION:
+        if kind < KIND_READING or kind > KIND_CHAIN_SEGMENT:
             raise WireError("bad-kind", "kind %d is not defined" % kind)
         struct.pack_into(
             _HEADER_FMT, self._buf, 0, VERSION, kind, flags, self._dev_id, seq, boot, time_s,
@@ -263,7 +280,7 @@ def parse(record):
     _, kind, flags, dev_id, seq, boot, time_s, prev, n_values = struct.unpack_from(
         _HEADER_FMT, record, 0
     )
-    if kind < KIND_READING or kind > KIND_KEY_ROTATION:
+    if kind < KIND_READING or kind > KIND_CHAIN_SEGMENT:
         raise WireError("bad-kind", "kind %d is not defined" % kind)
     if flags & ~_KNOWN_FLAGS:
         raise WireError("reserved-flags", "reserved flag bits set")

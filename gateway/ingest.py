@@ -46,8 +46,17 @@ EV_CLONE = "clone-or-rollback"
 EV_SEQ_GAP = "seq-gap"
 EV_DUPLICATE = "duplicate"
 EV_ACKED_DATA_LOST = "acked-data-lost"  # the operator started on a log that lost acked entries
+EV_CHAIN_SEGMENT = "chain-segment"  # a board restarted its chain: records it held are missing
 ALARMS = frozenset(
-    {EV_BAD_SIGNATURE, EV_CHAIN_BREAK, EV_CLONE, EV_WRONG_DEVICE, EV_MALFORMED, EV_ACKED_DATA_LOST}
+    {
+        EV_BAD_SIGNATURE,
+        EV_CHAIN_BREAK,
+        EV_CLONE,
+        EV_WRONG_DEVICE,
+        EV_MALFORMED,
+        EV_ACKED_DATA_LOST,
+        EV_CHAIN_SEGMENT,
+    }
 )
 log = logging.getLogger("edgeseal.ingest")
 
@@ -426,16 +435,54 @@ class Ingest:
                 tip_seq = chain.pending[-1].seq if chain.pending else chain.last_seq
                 authentic += chain.push(rec)
                 in_upload[rec.seq] = rec.raw
-                if tip_seq is not None and rec.seq > tip_seq + 1:
+                if chain.breaks:
+                    self._segment_events(device_id, chain.breaks, rec.raw)
+                elif tip_seq is not None and rec.seq > tip_seq + 1:
                     self._event(EV_SEQ_GAP, device_id, rec.seq, f"seq {tip_seq} -> {rec.seq}")
             except EdgesealError as exc:
                 self._event(_event_kind(exc), device_id, None, str(exc), bytes(raw))
                 rejected += len(raws) - pos
                 break
+        rejected += self._unvouched_run(chain)
         if duplicates:
             self._event(EV_DUPLICATE, device_id, None, f"{duplicates} duplicate records dropped")
         ack = authentic[-1].seq if authentic else dev.last_seq
         return authentic, _Verdict(ack, duplicates, len(chain.pending), rejected)
+
+    def _unvouched_run(self, chain: wire.DeviceChain) -> int:
+        """Return how many waiting records a break no chain_segment vouched for leaves rejected
+        (0 if none), after recording the chain-break alarm with the first of them as evidence;
+        those records are dropped from chain.pending (never acked: the board keeps them)."""
+        try:
+            chain.finish()
+        except ChainError as exc:
+            at = chain.detached_at
+            assert at is not None
+            run = chain.pending[at:]
+            self._event(EV_CHAIN_BREAK, chain.device_id, run[0].seq, str(exc), run[0].raw)
+            del chain.pending[at:]
+            chain.detached_at = None
+            return len(run)
+        return 0
+
+    def _segment_events(self, device_id: bytes, breaks: list[wire.ChainBreak], raw: bytes) -> None:
+        """Record each break a chain_segment named as an alarm with its missing seq range and
+        reason (the segment record is the evidence), then empty `breaks`. Returns None."""
+        for brk in breaks:
+            held = "nothing" if brk.held_seq is None else f"seq {brk.held_seq}"
+            missing = (
+                f"seqs {brk.missing_from}..{brk.missing_to} missing"
+                if brk.missing_from <= brk.missing_to
+                else "no seq missing"
+            )
+            self._event(
+                EV_CHAIN_SEGMENT,
+                device_id,
+                brk.seq,
+                f"{missing} ({brk.reason_name}); the board held {held}; new segment at seq {brk.seq}",
+                raw,
+            )
+        breaks.clear()
 
     def _commit(
         self, batch: list[tuple[list[wire.Record], _Verdict]], mark: int

@@ -20,12 +20,13 @@ from nacl.exceptions import BadSignatureError
 from gateway.errors import ChainError, SignatureError, WireError
 
 VERSION = 1
-READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
+READING, HEARTBEAT, EVENT, KEY_ROTATION, CHAIN_SEGMENT = 1, 2, 3, 4, 5
 KIND_NAMES = {
     READING: "reading",
     HEARTBEAT: "heartbeat",
     EVENT: "event",
     KEY_ROTATION: "key_rotation",
+    CHAIN_SEGMENT: "chain_segment",
 }
 TIME_SYNCED = 0x01
 _KNOWN_FLAGS = TIME_SYNCED
@@ -79,6 +80,17 @@ class Ch(IntEnum):
     JOURNAL_DEPTH = 23
     UPTIME = 24
     NEW_PUBLIC_KEY = 25
+    BREAK_REASON = 26  # chain_segment only: why the board's chain broke (Brk)
+    HELD_SEQ = 27  # chain_segment only: seq of the newest record the board still holds
+
+
+class Brk(IntEnum):
+    """Break reasons, the values of a BREAK_REASON value (docs/wire-format.md, Chain segments)."""
+
+    JOURNAL_LOST = 1  # the journal was empty or unreadable while records had existed
+    FLASH_FAULT = 2  # the journal was damaged part-way: records after the damage are gone
+    REFLASH = 3  # the filesystem was rewritten; the key and seq high-water survived in NVS
+    GATEWAY_BEHIND = 4  # the gateway asked for records the board deleted after an ack
 
 
 class Ev(IntEnum):
@@ -138,6 +150,8 @@ CHANNELS: dict[int, Channel] = {
         _row(Ch.JOURNAL_DEPTH, "records", 0, "i32", 0, _I32_MAX),
         _row(Ch.UPTIME, "s", 0, "i32", 0, _I32_MAX),
         _row(Ch.NEW_PUBLIC_KEY, "ed25519", 0, "b32", None, None),
+        _row(Ch.BREAK_REASON, "code", 0, "i32", 1, 255),
+        _row(Ch.HELD_SEQ, "seq", 0, "i32", 0, _I32_MAX),
     )
 }
 if list(CHANNELS) != list(Ch):  # each type has exactly one row, in id order
@@ -153,6 +167,7 @@ def i32_range(type_id: int) -> tuple[int, int]:
 
 
 _EVENT_CODE, _NEW_PUBLIC_KEY = int(Ch.EVENT_CODE), int(Ch.NEW_PUBLIC_KEY)  # plain ints: decode loop
+_BREAK_REASON, _HELD_SEQ = int(Ch.BREAK_REASON), int(Ch.HELD_SEQ)
 _WIDTH_BYTES = {"i32": 4, "b16": 16, "b32": 32}
 # Per type: (payload bytes, min, max) with min=None for byte payloads; a flat table keeps decode fast.
 _DECODE_TABLE = {
@@ -317,7 +332,7 @@ def decode_record(data: bytes) -> Record:
         raise WireError("bad-signature-length", f"{extra} bytes after the body (0 or 64 allowed)")
     else:
         raise WireError("trailing-garbage", f"{extra - SIGNATURE_BYTES} bytes after the signature")
-    _check_kind_rules(kind, len(values), n_events, n_keys)
+    _check_kind_rules(kind, len(values), n_events, n_keys, seen)
     return Record(
         version,
         kind,
@@ -335,16 +350,30 @@ def decode_record(data: bytes) -> Record:
     )
 
 
-def _check_kind_rules(kind: int, n_values: int, n_events: int, n_keys: int) -> None:
-    """Raise WireError("kind-rules") unless the value counts fit the kind (docs/wire-format.md)."""
-    if kind == READING:
+def _check_kind_rules(kind: int, n_values: int, n_events: int, n_keys: int, seen: set[int]) -> None:
+    """Raise WireError("kind-rules") unless the value counts fit the kind (docs/wire-format.md).
+
+    seen: the record's (type << 8 | channel) keys; BREAK_REASON and HELD_SEQ values are counted
+    from it (they are allowed in a chain_segment only, so the decode loop does not count them).
+    """
+    n_segment = n_breaks = 0
+    for key in seen:
+        if key >> 8 == _BREAK_REASON:
+            n_breaks += 1
+        if key >> 8 == _HELD_SEQ or key >> 8 == _BREAK_REASON:
+            n_segment += 1
+    if n_segment and kind != CHAIN_SEGMENT:
+        ok = False
+    elif kind == READING:
         ok = n_values > 0 and not n_events and not n_keys
     elif kind == HEARTBEAT:
         ok = not n_events and not n_keys
     elif kind == EVENT:
         ok = n_events == 1 and not n_keys
-    else:  # KEY_ROTATION
+    elif kind == KEY_ROTATION:
         ok = n_values == 1 and n_keys == 1
+    else:  # CHAIN_SEGMENT: one reason, at most one held seq, nothing else
+        ok = n_breaks == 1 and n_values == n_segment and n_segment <= 2
     if not ok:
         raise WireError("kind-rules", f"values do not fit record kind {KIND_NAMES[kind]}")
 
@@ -416,10 +445,15 @@ def verify_signature(record: Record, public_key: bytes) -> None:
 
 
 class DeviceChain:
-    """One device's hash chain as the gateway has committed it, plus unsigned records in waiting.
+    """One device's hash chain as the gateway has committed it, plus records in waiting.
 
     push() authenticates records one at a time in arrival order (docs/wire-format.md, Chain
-    signing). It changes state only when it returns; on an error nothing changes.
+    signing, Chain segments). Records wait in `pending` while no signed record vouches for them:
+    unsigned records that link to the committed head, then, after a record that does not link
+    (`detached_at`, its index in pending), a *detached run* that only a signed chain_segment
+    reaching it through prev_hash links may accept. finish() raises "chain-break" if a detached
+    run was never vouched for. push() changes state only when it returns; on an error nothing
+    changes.
     """
 
     def __init__(
@@ -436,6 +470,9 @@ class DeviceChain:
         self.last_seq = last_seq
         self.last_hash = last_hash if last_hash is not None else genesis_hash(device_id)
         self.pending: list[Record] = []
+        self.detached_at: int | None = None  # index in pending of the first record after a break
+        self._run_key = public_key  # the key after the rotations signed inside the detached run
+        self.breaks: list[ChainBreak] = []  # segments accepted across a break, oldest first
 
     def _tip(self) -> tuple[int | None, bytes]:
         if self.pending:
@@ -446,32 +483,134 @@ class DeviceChain:
         """Return the records (oldest first) that record makes authentic; [] if it must wait.
 
         Raises SignatureError("wrong-device") for another device's record, ChainError
-        "replayed-seq" / "chain-break" for a record that does not extend the tip, and the
-        SignatureError codes of verify_signature for a bad signature.
+        "replayed-seq" for a seq not above the tip, "chain-break" for a second break inside a
+        detached run, SignatureError("unsigned") for an unsigned key rotation or chain_segment,
+        ("unsigned-run") past MAX_PENDING_UNSIGNED waiting records, and the codes of
+        verify_signature for a bad signature.
         """
         if record.device_id != self.device_id:
             raise SignatureError("wrong-device", "record belongs to another device")
         tip_seq, tip_hash = self._tip()
         if tip_seq is not None and record.seq <= tip_seq:
             raise ChainError("replayed-seq", f"seq {record.seq} is not above {tip_seq}")
-        if record.prev_hash != tip_hash:
-            raise ChainError("chain-break", f"seq {record.seq} prev_hash does not match the chain")
-        if record.signature is None:
-            if record.kind == KEY_ROTATION:
-                raise SignatureError("unsigned", "a key rotation must be signed")
-            if len(self.pending) >= MAX_PENDING_UNSIGNED:
-                raise SignatureError(
-                    "unsigned-run", f"more than {MAX_PENDING_UNSIGNED} unsigned records in a row"
-                )
-            self.pending.append(record)
-            return []
-        verify_signature(record, self.public_key)
-        if record.kind == KEY_ROTATION:
-            new_key = record.value(Ch.NEW_PUBLIC_KEY)
-            assert isinstance(new_key, bytes)
-            check_public_key(new_key)
-            self.public_key = new_key
-        authentic = self.pending + [record]
-        self.pending = []
+        linked = record.prev_hash == tip_hash
+        if not linked and self.detached_at is not None:
+            raise ChainError("chain-break", f"seq {record.seq} breaks the chain a second time")
+        if record.signature is None and record.kind in (KEY_ROTATION, CHAIN_SEGMENT):
+            raise SignatureError("unsigned", f"a {KIND_NAMES[record.kind]} must be signed")
+        detached = self.detached_at
+        if record.signature is None or (
+            record.kind != CHAIN_SEGMENT and (detached is not None or not linked)
+        ):
+            return self._wait(record, linked)  # only a chain_segment vouches for a break
+        key = self._run_key if detached is not None else self.public_key
+        verify_signature(record, key)
+        if not linked:  # the segment itself breaks: every waiting record is orphaned
+            self.breaks.append(self._segment_break(record, len(self.pending)))
+            authentic = [record]
+        elif detached is not None:  # the segment vouches for the detached run it reaches
+            self.breaks.append(self._segment_break(record, detached))
+            authentic = self.pending[detached:] + [record]
+        else:
+            if record.kind == CHAIN_SEGMENT:  # linked, yet it names lost records
+                self.breaks.append(self._segment_break(record, None))
+            authentic = self.pending + [record]
+        self.pending, self.detached_at = [], None
+        self.public_key = self._run_key = _rotated(record, key)
         self.last_seq, self.last_hash = record.seq, record.record_hash
         return authentic
+
+    def _wait(self, record: Record, linked: bool) -> list[Record]:
+        """Keep record in pending (it starts a detached run when it does not link); return [].
+
+        A signed record in a detached run is verified now (with the run's key, which a signed
+        key rotation in the run switches); it cannot vouch for the break. Raises as push().
+        """
+        if len(self.pending) >= MAX_PENDING_UNSIGNED:
+            raise SignatureError(
+                "unsigned-run", f"more than {MAX_PENDING_UNSIGNED} records wait in a row"
+            )
+        key = self._run_key if self.detached_at is not None else self.public_key
+        if record.signature is not None:
+            verify_signature(record, key)
+            key = _rotated(record, key)
+        if not linked:
+            self.detached_at = len(self.pending)
+        self._run_key = key
+        self.pending.append(record)
+        return []
+
+    def _segment_break(self, segment: Record, first: int | None) -> ChainBreak:
+        """Return the ChainBreak a signed chain_segment vouches for. first: index in pending of
+        the first record after the break (len(pending) when the segment itself breaks), or None
+        when nothing breaks (the segment links: it only names seqs skipped since the tip)."""
+        if first is None:
+            tip_seq = self.pending[-1].seq if self.pending else self.last_seq
+            return segment_break(segment, tip_seq, segment.seq, 0)
+        after = self.pending[first].seq if first < len(self.pending) else segment.seq
+        return segment_break(segment, self.last_seq, after, first)
+
+    def finish(self) -> None:
+        """Return None if no detached run waits; else raise ChainError("chain-break") naming its
+        first record (no signed chain_segment vouched for the break). Changes nothing."""
+        if self.detached_at is not None:
+            first = self.pending[self.detached_at]
+            raise ChainError(
+                "chain-break",
+                f"seq {first.seq} prev_hash does not match the chain and no chain_segment "
+                "vouches for the break",
+            )
+
+
+def _rotated(record: Record, key: bytes) -> bytes:
+    """Return the key that signs after record: its new key if it is a (verified) key rotation."""
+    if record.kind != KEY_ROTATION:
+        return key
+    new_key = record.value(Ch.NEW_PUBLIC_KEY)
+    assert isinstance(new_key, bytes)
+    check_public_key(new_key)
+    return new_key
+
+
+class ChainBreak(NamedTuple):
+    """A break a chain_segment record names: the seqs the verifier lacks and why.
+
+    missing_from..missing_to (inclusive; empty when from > to) is the seq range between the
+    verifier's head and the first record after the break in which records may have existed; the
+    verifier never saw them (absence of data). orphaned: unsigned records that linked to the head
+    but lost every signed successor in the break (never accepted, part of the missing range).
+    """
+
+    seq: int  # the segment record's seq
+    reason: int  # a Brk value (unknown codes are kept as they are)
+    held_seq: int | None  # newest seq the board still held, None if it held nothing
+    missing_from: int
+    missing_to: int
+    orphaned: int
+
+    @property
+    def reason_name(self) -> str:
+        """Return the reason's stable name (journal-lost, ...), or "reason-<n>" if unknown."""
+        try:
+            return Brk(self.reason).name.lower().replace("_", "-")
+        except ValueError:
+            return f"reason-{self.reason}"
+
+
+def segment_break(
+    record: Record, head_seq: int | None, after_seq: int, orphaned: int
+) -> ChainBreak:
+    """Return the ChainBreak chain_segment `record` names: seqs above head_seq and below
+    after_seq (the first record after the break) are missing; orphaned as in ChainBreak.
+
+    Precondition: record is a decoded chain_segment (decode_record checked its values).
+    """
+    reason = held = None
+    for v in record.values:
+        if v.type == Ch.BREAK_REASON:
+            reason = v.value
+        elif v.type == Ch.HELD_SEQ:
+            held = v.value
+    assert isinstance(reason, int) and (held is None or isinstance(held, int))
+    start = 0 if head_seq is None else head_seq + 1
+    return ChainBreak(record.seq, reason, held, start, after_seq - 1, orphaned)

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VECTORS_DIR = ROOT / "tests" / "vectors"
 
 VERSION = 1
-READING, HEARTBEAT, EVENT, KEY_ROTATION = 1, 2, 3, 4
+READING, HEARTBEAT, EVENT, KEY_ROTATION, CHAIN_SEGMENT = 1, 2, 3, 4, 5
+BRK_JOURNAL_LOST, BRK_FLASH_FAULT, BRK_REFLASH, BRK_GATEWAY_BEHIND = 1, 2, 3, 4
 TIME_SYNCED = 0x01
 GENESIS_TAG = b"edgeseal/v1/genesis"
 VECTOR_KEY_TAG = b"edgeseal vector key "
@@ -58,6 +59,8 @@ CHANNELS = {
     23: ("journal_depth", "records", 0, "i32", 0, I32_MAX),
     24: ("uptime", "s", 0, "i32", 0, I32_MAX),
     25: ("new_public_key", "ed25519", 0, "b32", None, None),
+    26: ("break_reason", "code", 0, "i32", 1, 255),
+    27: ("held_seq", "seq", 0, "i32", 0, I32_MAX),
 }
 Value = tuple[int, int, int | bytes]  # (type id, channel, payload): one entry of a record's values
 
@@ -236,6 +239,18 @@ def build() -> dict:
     f, r_rot = c.record(KEY_ROTATION, 7, [[25, 0, bytes(rot_key.verify_key).hex()]], True)
     pos.append(positive("key-rotation", c, f, r_rot, True, "signed by the old key"))
 
+    seg_dev = Device("s")
+    seg_dev.head = hashlib.sha256(b"a record the gateway never saw").digest()
+    f, r_seg = seg_dev.record(CHAIN_SEGMENT, 41, [[26, 0, BRK_GATEWAY_BEHIND], [27, 0, 40]], True)
+    pos.append(
+        positive("chain-segment", seg_dev, f, r_seg, True, "gateway behind; board holds seq 40")
+    )
+    seg_dev.head = genesis_hash(seg_dev.id)
+    f, r_seg0 = seg_dev.record(CHAIN_SEGMENT, 70, [[26, 0, BRK_JOURNAL_LOST]], True, flags=0)
+    pos.append(
+        positive("chain-segment-nothing-held", seg_dev, f, r_seg0, True, "prev_hash=genesis")
+    )
+
     # Negative vectors, named by their mutation.
     flip = bytearray(r_signed)
     flip[-1] ^= 0x01
@@ -284,7 +299,7 @@ def build() -> dict:
     )
     neg.append(
         negative(
-            "bad-kind", a, r_signed[:1] + b"\x05" + r_signed[2:], "WireError", "bad-kind", "kind 5"
+            "bad-kind", a, r_signed[:1] + b"\x06" + r_signed[2:], "WireError", "bad-kind", "kind 6"
         )
     )
     neg.append(
@@ -318,6 +333,14 @@ def build() -> dict:
     too_many += b"\x01\x01\x00\x00\x00\x01" * 16
     neg.append(
         negative("too-many-values", a, bytes(too_many), "WireError", "too-many-values", "17")
+    )
+    one_off("segment-without-reason", [[27, 0, 5]], "kind-rules", "", CHAIN_SEGMENT)
+    one_off("segment-extra-value", [[26, 0, 1], [1, 0, 1]], "kind-rules", "", CHAIN_SEGMENT)
+    one_off("reason-outside-segment", [[1, 0, 1], [26, 0, 1]], "kind-rules", "segment only")
+    one_off("break-reason-zero", [[26, 0, 0]], "value-overflow", "codes start at 1", CHAIN_SEGMENT)
+    _, unsigned_seg = seg_dev.record(CHAIN_SEGMENT, 71, [[26, 0, 1]], False, advance=False)
+    neg.append(
+        negative("segment-unsigned", seg_dev, unsigned_seg, "SignatureError", "unsigned", "")
     )
     _, unsigned_rot = c.record(KEY_ROTATION, 8, [[25, 0, "11" * 32]], False, advance=False)
     neg.append(
@@ -369,11 +392,12 @@ def build() -> dict:
         {
             "name": "chain-break",
             "key": "e",
-            "note": "second record's prev_hash has a bit flipped (and is re-signed)",
+            "note": "second record's prev_hash has a bit flipped (and is re-signed): it waits for a "
+            "chain_segment that never comes, so the end of the upload (at = len) is a chain-break",
             "records": [e0.hex(), e1_bad.hex()],
             "error": "ChainError",
             "code": "chain-break",
-            "at": 1,
+            "at": 2,
         }
     )
     g = Device("g")
@@ -391,8 +415,9 @@ def build() -> dict:
         }
     )
 
+    chains += segment_chains()
     keys = {}
-    for dev in (a, b, c, d, e, g):
+    for dev in (a, b, c, d, e, g, seg_dev, Device("h"), Device("k"), Device("m")):
         keys[dev.name] = {
             "seed": seed_for(dev.name).hex(),
             "public_key": dev.public_key.hex(),
@@ -413,6 +438,146 @@ def build() -> dict:
         "negative": neg,
         "chains": chains,
     }
+
+
+def segment_chains() -> list[dict]:
+    """Return chain vectors of chain_segment records (docs/wire-format.md, Chain segments).
+
+    Device h: a signed chain to seq 3, then a journal loss: a segment at seq 9 whose prev_hash is
+    genesis is accepted, and so is the record after it; then the same break forged by key b
+    (refused), a segment at a seq already used (refused) and an unsigned record across a break.
+    """
+    out = []
+    h = Device("h")
+    _, h1 = h.record(READING, 1, [[1, 0, 1]], False)
+    _, h3 = h.record(HEARTBEAT, 3, [], True)
+    lost = h.head
+    h.head = genesis_hash(h.id)
+    _, h9 = h.record(CHAIN_SEGMENT, 9, [[26, 0, BRK_JOURNAL_LOST]], True, flags=0)
+    _, h10 = h.record(READING, 10, [[1, 0, 2]], True)
+    out.append(
+        {
+            "name": "segment-after-journal-loss",
+            "key": "h",
+            "note": "the board lost seqs 4..8 and its head: the signed segment restarts the chain",
+            "records": [x.hex() for x in (h1, h3, h9, h10)],
+            "accepted": 4,
+            "pending": 0,
+            "breaks": [
+                {
+                    "seq": 9,
+                    "reason": BRK_JOURNAL_LOST,
+                    "held_seq": None,
+                    "missing": [4, 8],
+                    "orphaned": 0,
+                }
+            ],
+        }
+    )
+    h.head = genesis_hash(h.id)
+    forged_key = SigningKey(seed_for("b"))
+    _, forged = h.record(CHAIN_SEGMENT, 9, [[26, 0, 1]], True, signer=forged_key, advance=False)
+    _, low = h.record(CHAIN_SEGMENT, 3, [[26, 0, 1]], True, advance=False)
+    h.head = lost
+    _, unsigned = h.record(READING, 9, [[1, 0, 2]], True, advance=False)
+    unsigned_brk = bytearray(unsigned[:-64])
+    unsigned_brk[31] ^= 0x01
+    _, second = h.record(READING, 10, [[1, 0, 3]], False, advance=False)  # links to lost
+    for name, rec, err, code, note, at in (
+        ("segment-forged", forged, "SignatureError", "bad-signature", "signed by key b", 2),
+        ("segment-seq-not-above", low, "ChainError", "replayed-seq", "seq 3 is the head's", 2),
+        ("break-without-segment", bytes(unsigned_brk), "ChainError", "chain-break", "at end", 3),
+        ("second-break-in-a-run", bytes(unsigned_brk), "ChainError", "chain-break", "", 3),
+    ):
+        records = [h1.hex(), h3.hex(), rec.hex()] + ([second.hex()] if at == 3 else [])
+        if name == "break-without-segment":
+            records = records[:3]
+        out.append(
+            {
+                "name": name,
+                "key": "h",
+                "note": note,
+                "records": records,
+                "error": err,
+                "code": code,
+                "at": at,
+            }
+        )
+    k = Device("k")
+    _, k0 = k.record(READING, 1, [[1, 0, 1]], True)
+    k0_head = k.head
+    _, k1 = k.record(READING, 2, [[1, 0, 2]], False)
+    k.head = k0_head  # the board lost seq 2 to a flash fault and continues from seq 1
+    _, k5 = k.record(CHAIN_SEGMENT, 5, [[26, 0, BRK_FLASH_FAULT], [27, 0, 1]], True)
+    out.append(
+        {
+            "name": "segment-orphans-pending",
+            "key": "k",
+            "note": "unsigned seq 2 waits; the segment continues from seq 1: seq 2 is orphaned",
+            "records": [k0.hex(), k1.hex(), k5.hex()],
+            "accepted": 2,
+            "pending": 0,
+            "accepted_at": [0, 2],
+            "breaks": [
+                {
+                    "seq": 5,
+                    "reason": BRK_FLASH_FAULT,
+                    "held_seq": 1,
+                    "missing": [2, 4],
+                    "orphaned": 1,
+                }
+            ],
+        }
+    )
+    out += detached_run_chains()
+    return out
+
+
+def detached_run_chains() -> list[dict]:
+    """Return chain vectors of a detached run: the gateway lacks seqs 2..3 (restored an older
+    ledger); the board still holds 4..6 (a key rotation among them) and closes with a segment
+    signed by the new key, which vouches for the run; without it the run is a chain-break."""
+    m = Device("m")
+    _, m1 = m.record(READING, 1, [[1, 0, 1]], True)
+    m.record(READING, 2, [[1, 0, 2]], True)
+    m.record(READING, 3, [[1, 0, 3]], True)
+    _, m4 = m.record(READING, 4, [[1, 0, 4]], True)
+    new_key = SigningKey(seed_for("m-rotated"))
+    _, m5 = m.record(KEY_ROTATION, 5, [[25, 0, bytes(new_key.verify_key).hex()]], True)
+    _, m6 = m.record(READING, 6, [[1, 0, 6]], False)
+    values = [[26, 0, BRK_GATEWAY_BEHIND], [27, 0, 6]]
+    _, m7 = m.record(CHAIN_SEGMENT, 7, values, True, signer=new_key, advance=False)
+    _, m7_old = m.record(CHAIN_SEGMENT, 7, values, True, advance=False)
+    run = [m1.hex(), m4.hex(), m5.hex(), m6.hex()]
+    return [
+        {
+            "name": "segment-vouches-detached-run",
+            "key": "m",
+            "note": "seqs 2..3 missing; 4..6 wait after the break; the segment signed by the "
+            "rotated key accepts them",
+            "records": run + [m7.hex()],
+            "accepted": 5,
+            "pending": 0,
+            "breaks": [
+                {
+                    "seq": 7,
+                    "reason": BRK_GATEWAY_BEHIND,
+                    "held_seq": 6,
+                    "missing": [2, 3],
+                    "orphaned": 0,
+                }
+            ],
+        },
+        {
+            "name": "detached-run-old-key-segment",
+            "key": "m",
+            "note": "the segment is signed by the key the run rotated away from",
+            "records": run + [m7_old.hex()],
+            "error": "SignatureError",
+            "code": "bad-signature",
+            "at": 4,
+        },
+    ]
 
 
 # BLE protocol v1 (docs/ble-protocol.md).

@@ -36,7 +36,7 @@ from gateway.ledger.entries import (
     decode_enrollment,
     decode_entry,
 )
-from gateway.wire import decode_record
+from gateway.wire import CHAIN_SEGMENT, decode_record
 
 State = dict[str, Any]
 
@@ -265,9 +265,15 @@ class Engine:
             return state, [_reject(ENGINE_ID, index, err)]
         device = record.device_id.hex()
         info = state["devices"].get(device)
-        if info is None or not info["contracts"] or not record.time_synced:
+        if (
+            info is None
+            or not info["contracts"]
+            or not record.time_synced
+            or record.kind == CHAIN_SEGMENT
+        ):
             # Unenrolled or unbound devices concern no contract; a record without Unix time
-            # cannot be placed on a contract's clock (docs/contracts.md, Time).
+            # cannot be placed on a contract's clock (docs/contracts.md, Time); a chain_segment
+            # only says records were lost: no reading, the gap stays absence of data.
             return state, []
         contracts = state["contracts"]
         new_contracts: dict[str, Any] | None = None

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.bounds import MAX_INT64, check_int
-from gateway.errors import EdgesealError, ProofError
+from gateway.errors import ChainError, EdgesealError, ProofError
 from gateway.ledger import merkle
 from gateway.ledger.entries import (
     KIND_DEVICE_ENROLLMENT,
@@ -635,6 +635,8 @@ class _DeviceAudit:
         self.first_keys: dict[bytes, bytes] = {}
         self.revoked: set[bytes] = set()
         self.records = 0
+        self.segments = 0  # chain segments that restarted a chain after records were lost
+        self.first_detached: dict[bytes, int] = {}  # entry index of a detached run's first record
 
     def entry(self, idx: int, data: bytes) -> None:
         kind, payload = data[0], data[1:]
@@ -691,15 +693,40 @@ class _DeviceAudit:
         try:
             authentic = chain.push(record)
         except EdgesealError as exc:
-            self.audit.add(exc.code, f"device {device.hex()}: {exc.message}", idx)
+            err = exc
+            if chain.detached_at is not None:  # the break came first: report it where it is
+                err = ChainError("chain-break", "prev_hash does not match the chain")
+                idx = self.first_detached[device]
+            self.audit.add(err.code, f"device {device.hex()}: {err.message}", idx)
             self.broken.add(device)
             return
+        for brk in chain.breaks:  # a signed chain_segment: a gap, not a break
+            self.segments += 1
+            if brk.orphaned:  # ingest never commits records no signature reaches
+                self.audit.add(
+                    "unauthenticated",
+                    f"device {device.hex()}: {brk.orphaned} unsigned records before the break "
+                    f"at seq {brk.seq} are reached by no signed record",
+                    idx,
+                )
+        chain.breaks.clear()
         if authentic:
             self.first_unsigned.pop(device, None)
         else:
             self.first_unsigned.setdefault(device, idx)
+            if chain.detached_at == len(chain.pending) - 1:
+                self.first_detached[device] = idx
 
     def finish(self) -> None:
+        for device, chain in self.chains.items():
+            if chain.detached_at is not None and device not in self.broken:
+                self.audit.add(
+                    "chain-break",
+                    f"device {device.hex()}: prev_hash does not match the chain and no "
+                    "chain_segment vouches for the break",
+                    self.first_detached[device],
+                )
+                self.broken.add(device)
         for device, idx in self.first_unsigned.items():
             if device not in self.broken:
                 self.audit.add(

@@ -547,7 +547,7 @@ export const KIND_NAMES = { 1: "device record", 2: "participant transaction", 3:
 
 // docs/wire-format.md: payload width per value type (i32 unless listed)
 const VALUE_WIDTH = { 11: 16, 25: 32 };
-const MAX_VALUE_TYPE = 25;
+const MAX_VALUE_TYPE = 27; // 26 break_reason, 27 held_seq: chain_segment only
 
 // Split a device record into body and optional signature (docs/wire-format.md, Layout).
 export function splitRecord(rec) {
@@ -744,7 +744,7 @@ export function bundleShapeProblem(bundle) {
   return null;
 }
 
-const RECORD_KINDS = { 1: "reading", 2: "heartbeat", 3: "event", 4: "key_rotation" };
+const RECORD_KINDS = { 1: "reading", 2: "heartbeat", 3: "event", 4: "key_rotation", 5: "chain_segment" };
 
 // The fields of a device record's decoded view (gateway/wire.py Record.to_json) that the header
 // fixes, plus how many values it has; the values' names, units and scales need the channel

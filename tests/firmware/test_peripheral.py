@@ -346,8 +346,10 @@ def test_send_from_limit_and_empty():
     assert len(rest) == 2 and end[0] == 0
     check_chain(records + rest, node.dev_id)
     gw.command(ack(end[1]))
-    none, end = gw.upload(0)
+    none, end = gw.upload(end[1] + 1)
     assert none == [] and end == (2, 0xFFFFFFFF, 0)
+    seg, end = gw.upload(0)  # seqs deleted after their ack: the gateway lost them
+    assert [wire.parse(r)[0] for r in seg] == [wire.KIND_CHAIN_SEGMENT] and end[2] == 1
     loop.close()
 
 

@@ -22,6 +22,7 @@ class SimBoard:
         self.time_s = 1795000000
         self.sign_every = sign_every
         self.journal: list[tuple[int, bytes]] = []  # (seq, record), oldest first, unacked
+        self.held: int | None = None  # newest seq held after a loss (lose_journal)
         self.produced: list[tuple[int, bytes]] = []
 
     def _finish(self, body: bytes, signed: bool) -> bytes:
@@ -79,3 +80,36 @@ class SimBoard:
         """Drop every journal record with seq <= seq."""
         if seq is not None:
             self.journal = [(s, r) for s, r in self.journal if s > seq]
+
+    # ---- faults and chain segments (docs/wire-format.md, Chain segments) ------------------------
+    def lose_journal(self, keep: int = 0, head_known: bool = False) -> None:
+        """Lose every journal record after the first `keep` (unacked ones included); the seq
+        high-water survives (NVS). head_known: the board still reads its chain head (it lost only
+        records after it), else it knows no head."""
+        self.journal = self.journal[:keep]
+        if self.journal:
+            seq, raw = self.journal[-1]
+            self.head = hashlib.sha256(raw[: wire.parse(raw)[8]]).digest()
+            self.held = seq
+        elif head_known:
+            self.held = self.produced[-1][0] if self.produced else None
+        else:
+            self.head, self.held = wire.genesis_hash(self.device_id), None
+        self.boot += 1
+        self.seq += 16  # the rest of the reserved seq block is skipped at the reboot
+
+    def segment(self, reason: int, held: int | None = None, signer=None) -> bytes:
+        """Return a signed chain_segment naming `reason` and the newest seq the board holds
+        (`held`, or the one lose_journal() left), chained onto the board's head."""
+        held = self.held if held is None else held
+        self.builder.begin(
+            wire.KIND_CHAIN_SEGMENT, self.seq, self.boot, self.time_s, self.head, wire.TIME_SYNCED
+        )
+        self.builder.add(wire.CH_BREAK_REASON, 0, reason)
+        if held is not None:
+            self.builder.add(wire.CH_HELD_SEQ, 0, held)
+        key, self.key = self.key, signer or self.key
+        try:
+            return self._finish(self.builder.finish(), True)
+        finally:
+            self.key = key

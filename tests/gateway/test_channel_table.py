@@ -63,7 +63,7 @@ EVENT_CODES, MAX_EVENT_CODE = _doc_event_codes()
 
 def test_the_doc_parses_to_a_dense_registry():
     assert [c[0] for c in CHANNELS] == list(range(1, len(CHANNELS) + 1))
-    assert len(CHANNELS) == 25
+    assert len(CHANNELS) == 27
     assert list(EVENT_CODES.values()) == list(range(1, len(EVENT_CODES) + 1))
     assert len(EVENT_CODES) == 7
     event_code = next(c for c in CHANNELS if c[1] == "event_code")
@@ -106,3 +106,16 @@ def test_shared_vectors_carry_the_doc_table():
     vectors = json.loads((ROOT / "tests" / "vectors" / "records.json").read_text())
     fields = ("id", "name", "unit", "scale", "width", "min", "max")
     assert [tuple(c[f] for f in fields) for c in vectors["channels"]] == CHANNELS
+
+
+def test_break_reasons_match_the_doc():
+    bullet = DOC.split("\n## Chain segments\n")[1].split("- `held_seq`")[0]
+    reasons = {
+        name: int(code) for code, name in re.findall(r"(\d) ([a-z]+(?:-[a-z]+)?)\s+\(", bullet)
+    }
+    assert list(reasons.values()) == list(range(1, len(reasons) + 1)) and len(reasons) == 4
+    assert {b.name.lower().replace("_", "-"): b.value for b in wire.Brk} == reasons
+    fw = {k[4:].lower().replace("_", "-"): v for k, v in vars(fw_wire).items() if k[:4] == "BRK_"}
+    assert fw == reasons
+    rng = next(c for c in CHANNELS if c[1] == "break_reason")
+    assert (rng[5], rng[6]) == (1, 255)

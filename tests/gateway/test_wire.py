@@ -65,18 +65,36 @@ def test_chain_vector(vec):
     chain = wire.DeviceChain(wire.device_id_for(pk), pk)
     accepted = []
     records = [wire.decode_record(bytes.fromhex(h)) for h in vec["records"]]
-    for i, rec in enumerate(records):
-        if "error" in vec and i == vec["at"]:
-            before = (chain.last_seq, chain.last_hash, list(chain.pending))
+    for i, rec in enumerate(records + [None]):
+        if "error" in vec and i == vec["at"]:  # at == len(records): finish() raises
+            before = (chain.last_seq, chain.last_hash, list(chain.pending), chain.detached_at)
             with pytest.raises(ERRORS[vec["error"]]) as exc:
-                chain.push(rec)
+                chain.push(rec) if rec is not None else chain.finish()
             assert exc.value.code == vec["code"]
-            assert (chain.last_seq, chain.last_hash, list(chain.pending)) == before
+            assert (
+                chain.last_seq,
+                chain.last_hash,
+                list(chain.pending),
+                chain.detached_at,
+            ) == before
             return
-        accepted += chain.push(rec)
+        if rec is not None:
+            accepted += chain.push(rec)
+    chain.finish()
     assert len(accepted) == vec["accepted"]
     assert len(chain.pending) == vec["pending"]
-    assert accepted == records[: vec["accepted"]]
+    assert accepted == [records[i] for i in vec.get("accepted_at", range(vec["accepted"]))]
+    breaks = [
+        {
+            "seq": b.seq,
+            "reason": b.reason,
+            "held_seq": b.held_seq,
+            "missing": [b.missing_from, b.missing_to],
+            "orphaned": b.orphaned,
+        }
+        for b in chain.breaks
+    ]
+    assert breaks == vec.get("breaks", [])
 
 
 def test_registry_matches_the_vectors_and_the_spec_table():

@@ -309,3 +309,19 @@ class CollateralMachine(Machine, RuleBasedStateMachine):
 
 def test_collateral_machine():
     run_machine(CollateralMachine)
+
+
+def test_chain_segment_is_no_presence_and_no_reading() -> None:
+    """A board that lost records restarts its chain with a chain_segment: the contracts never
+    see it, so the silence before it is still a heartbeat gap (docs/wire-format.md)."""
+    log = Log()
+    setup(log, {"lender": (LENDER, ["lender"]), "borrower": (BORROWER, ["borrower"])})
+    log.ok(LENDER.tx("engine", "create", {"id": C, "type": "collateral", "params": PARAMS}, T0))
+    gps = Board("cm-segment")
+    enroll_and_bind(log, LENDER, C, [gps], T0)
+    assert log.ok(position(gps, T0 + 600, INSIDE)) == []
+    segment = gps.record(T0 + 3000, [(26, 0, 1)], kind=wire.CHAIN_SEGMENT)
+    assert log.ok(segment) == []
+    ev = log.ok(position(gps, T0 + 600 + 3601, INSIDE))
+    assert [e["type"] for e in ev] == ["alarm", "drawdown-frozen"]
+    assert ev[0]["data"]["silent_since_s"] == T0 + 600
