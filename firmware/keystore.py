@@ -32,6 +32,20 @@ def _pack(seed, magic=_MAGIC):
     return body + struct.pack(">I", crc32(body))
 
 
+def _read_file(fs, path, where, magic):
+    """Return the 32-byte secret of the key file at path on fs, None when there is no file;
+    raises KeyCorrupt when its magic, length or CRC is wrong (where names it in the message)."""
+    try:
+        f = fs.open(path, "rb")
+    except OSError:
+        return None
+    try:
+        blob = f.read(_READ_BYTES)
+    finally:
+        f.close()
+    return _unpack(blob, where, magic)
+
+
 def _unpack(blob, where, magic=_MAGIC):
     """Return the seed from a stored form; raises KeyCorrupt (naming where) when it is damaged."""
     if len(blob) != _BLOB_BYTES or blob[:4] != magic:
@@ -119,15 +133,7 @@ class KeyStore:
 
     def _read(self):
         """Return the seed from the file, None when there is no file; raises KeyCorrupt when bad."""
-        try:
-            f = self._fs.open(self._path, "rb")
-        except OSError:
-            return None
-        try:
-            blob = f.read(_READ_BYTES)
-        finally:
-            f.close()
-        return _unpack(blob, "key file")
+        return _read_file(self._fs, self._path, "key file", _MAGIC)
 
     def _file_load_or_create(self, urandom):
         """Return the seed of the file, creating it (tmp, flush, rename, read back) when missing."""
@@ -184,15 +190,7 @@ def load_link_key(fs, nvs, path=LINK_FILE):
     key is damaged, OSError when NVS cannot be read."""
     if nvs is not None:
         return _nvs_read(nvs, LINK_NVS_KEY, _LINK_MAGIC)
-    try:
-        f = fs.open(path, "rb")
-    except OSError:
-        return None
-    try:
-        blob = f.read(_READ_BYTES)
-    finally:
-        f.close()
-    return _unpack(blob, "link key file", _LINK_MAGIC)
+    return _read_file(fs, path, "link key file", _LINK_MAGIC)
 
 
 def install_link_key(fs, nvs, key, path=LINK_FILE):
