@@ -70,18 +70,13 @@ def _size_of(path: str) -> str:
 def _check_extends(ledger: _LedgerView, cp: Checkpoint) -> None:
     """Return None if the ledger's integrated tree extends checkpoint cp; raise ProofError.
 
-    Precondition: cp.size <= ledger.tree_size. The empty tree is extended by every tree whose
-    checkpoint says MTH({}) (RFC 9162 2.1.1); there is no consistency proof from size 0.
-    Otherwise a consistency proof built from the stored tiles is verified against cp's root
-    (RFC 9162 2.1.4.1, 2.1.4.2).
+    Precondition: cp.size <= ledger.tree_size. A consistency proof built from the stored tiles
+    (RFC 9162 2.1.4.1) verified against cp's root (2.1.4.2); the empty tree needs no proof, only
+    cp.root == MTH({}) (RFC 9162 2.1.1), which merkle.verify_extends checks.
     """
     size = ledger.tree_size
-    if cp.size == 0:
-        if cp.root != merkle.EMPTY_ROOT:
-            raise ProofError("root-mismatch", "the size-0 checkpoint's root is not MTH({})")
-        return
-    proof = ledger.prove_consistency(cp.size, size)
-    merkle.verify_consistency(cp.size, size, proof, cp.root, ledger.root(size))
+    proof = ledger.prove_consistency(cp.size, size) if cp.size else []
+    merkle.verify_extends(cp.size, size, proof, cp.root, ledger.root(size))
 
 
 class TrustedCheckpoint:
