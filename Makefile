@@ -90,9 +90,10 @@ flash: setup
 	$(BIN)/python tools/flash.py --port $(PORT) --board $(BOARD)
 
 # System packages on Debian / Raspberry Pi OS: the toolchain, D-Bus + dbusmock (the BlueZ path's
-# test), Chromium (the dashboard's browser test). Node comes from Debian unless one is installed
+# test), Chromium (the dashboard's browser test), Mosquitto (the MQTT bridge's test broker, started
+# by the tests, never as a service). Node comes from Debian unless one is installed
 # already (a NodeSource nodejs conflicts with Debian's npm).
-SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc make dbus python3-dbusmock chromium \
+SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc make dbus python3-dbusmock chromium mosquitto \
     fonts-dejavu-core
 
 deps-system:
