@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import struct
 from pathlib import Path
 
 from gateway.errors import StartupRefused, WireError
+from gateway.files import create_exclusive
 
 LINK_KEY_FILE = "link.key"  # in the data directory
 MASTER_BYTES = 32
@@ -106,8 +106,9 @@ def load_or_create_master(path: Path) -> bytes:
     """Return the master secret stored at path, creating it (32 random bytes, mode 0600) on first
     use. Raise StartupRefused("bad-link-key") when the file does not hold exactly 32 bytes: a
     damaged master would silently lock every provisioned board out, so a person decides."""
+    master = secrets.token_bytes(MASTER_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_exclusive(str(path), master)
     except FileExistsError:
         data = path.read_bytes()
         if len(data) != MASTER_BYTES:
@@ -115,11 +116,6 @@ def load_or_create_master(path: Path) -> bytes:
                 "bad-link-key", f"{path} holds {len(data)} bytes, expected {MASTER_BYTES}"
             ) from None
         return data
-    master = secrets.token_bytes(MASTER_BYTES)
-    with os.fdopen(fd, "wb") as f:
-        f.write(master)
-        f.flush()
-        os.fsync(f.fileno())
     return master
 
 

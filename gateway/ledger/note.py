@@ -33,6 +33,7 @@ import nacl.signing
 
 from gateway.bounds import MAX_INT64
 from gateway.errors import ProofError
+from gateway.files import create_exclusive
 from gateway.ledger.merkle import HASH_SIZE
 
 ALG_ED25519 = 0x01  # c2sp.org/signed-note signature type for Ed25519
@@ -412,14 +413,9 @@ def create_signer(path: str, origin: str | None = None) -> NoteSigner:
     """
     signer = NoteSigner.generate(origin)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+        create_exclusive(path, (signer.skey + "\n").encode("ascii"), KEY_FILE_MODE)
     except FileExistsError:
         raise KeyFileError(f"key file {path} already exists") from None
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        os.fchmod(f.fileno(), KEY_FILE_MODE)  # umask may have removed bits; never added
-        f.write(signer.skey + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     return signer
 
 

@@ -26,6 +26,7 @@ import time
 from typing import Protocol
 
 from gateway.errors import ProofError, StartupRefused
+from gateway.files import write_atomically
 from gateway.ledger import merkle
 from gateway.ledger.note import Checkpoint, NoteVerifier, verify_checkpoint
 
@@ -37,26 +38,6 @@ CHECKPOINT_FILE_MODE = 0o600
 # is not a checkpoint, and reading it whole must stay cheap.
 MAX_CHECKPOINT_FILE_BYTES = 64 * 1024
 RECOVERY_DOC = "docs/operations.md, section Recovery"
-
-
-def write_atomically(path: str, data: bytes, mode: int = CHECKPOINT_FILE_MODE) -> None:
-    """Replace the file at `path` with `data` so that a crash leaves the old or the new file.
-
-    Writes `path.tmp`, fsyncs it, renames it over `path` and fsyncs the directory. Returns None.
-    """
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _size_of(path: str) -> str:
@@ -177,7 +158,7 @@ class TrustedCheckpoint:
     # ------------------------------------------------------------------ internals
 
     def _write(self, note: bytes, size: int) -> None:
-        write_atomically(self.path, note)
+        write_atomically(self.path, note, CHECKPOINT_FILE_MODE)
         self._size = size
 
     def _lost_or_refuse(self, code: str, why: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from gateway.ble.link import BleakBackends, BleLink
 from gateway.config import Settings
 from gateway.contracts import Engine
 from gateway.errors import StartupRefused
+from gateway.files import create_exclusive
 from gateway.node.index import Counters, LogIndex
 from gateway.node.reads import ReadModel
 from gateway.node.sequencer import Sequencer
@@ -115,9 +115,10 @@ def load_or_create_token(path: Path) -> str:
             raise PermissionError(f"{path} has mode {mode:o}; it must be 0600")
         return check_token(path.read_text(), str(path))
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TOKEN_FILE_MODE)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    try:
+        create_exclusive(str(path), (token + "\n").encode(), TOKEN_FILE_MODE)
+    except FileExistsError:  # another process created it first: use theirs
+        return load_or_create_token(path)
     return token
 
 
