@@ -339,7 +339,8 @@ def validate(profile, where="profile", expected_name=None):
     Fills "params": {} on sensors without params. Checks: required fields and types, format
     version, chip/use-case names, intervals, GPIO existence/reservation/conflicts, bus ids, I2C
     addresses, driver/bus/pin compatibility, channel types from the wire registry, unique
-    (type, channel) pairs, at most MAX_CHANNELS channels, and driver parameters. expected_name:
+    (type, channel) pairs, at most MAX_CHANNELS channels, driver parameters and the optional power
+    object (_check_power). expected_name:
     the file stem the profile's name must equal (load() passes it).
     """
     if not isinstance(profile, dict):
@@ -363,6 +364,7 @@ def validate(profile, where="profile", expected_name=None):
             _fail(where, "%s must be 1..86400" % key)
     if profile["upload_interval_s"] < profile["sample_interval_s"]:
         _fail(where, "upload_interval_s is shorter than sample_interval_s")
+    _check_power(profile, where)
     pins = _PinUse(profile["chip"], where)
     _check_buses(profile, pins)
     names = {}
@@ -380,6 +382,47 @@ def validate(profile, where="profile", expected_name=None):
             where, "%d channels exceed the %d values of one record" % (len(channels), MAX_CHANNELS)
         )
     return profile
+
+
+# Power profile ("power", optional): how a board spends the time between samples. Defaults keep
+# a mains board's behaviour (awake, always advertising). Bounds: a window under 2 s is shorter than
+# a gateway's scan-and-connect on a busy BlueZ; a period over a day leaves records unsent longer
+# than any contract's heartbeat rule tolerates.
+SLEEP_MODES = ("none", "light", "deep")
+_WINDOW_MIN_S = const(2)
+_WINDOW_MAX_S = const(600)
+_POWER_KEYS = ("sleep", "advertise_window_s", "advertise_every_s", "advertise_pending")
+# firmware/power.py settings() reads the validated object at run time (this module is unloaded).
+
+
+def _check_power(profile, where):
+    """Check the optional "power" object (boards/README.md, Power); raises ValueError."""
+    power = _optional_field(profile, "power", dict, where)
+    if power is None:
+        return
+    where = where + " power"
+    for key in power:
+        if key not in _POWER_KEYS:
+            _fail(where, "unknown field '%s' (%s)" % (key, ", ".join(_POWER_KEYS)))
+    sleep = _optional_field(power, "sleep", str, where)
+    if sleep is not None and sleep not in SLEEP_MODES:
+        _fail(where, "sleep must be one of none, light, deep")
+    window = _optional_field(power, "advertise_window_s", int, where)
+    every = _optional_field(power, "advertise_every_s", int, where)
+    pending = _optional_field(power, "advertise_pending", int, where)
+    if (window is None) != (every is None):
+        _fail(where, "advertise_window_s and advertise_every_s go together")
+    if window is not None and every is not None:
+        if window < _WINDOW_MIN_S or window > _WINDOW_MAX_S:
+            _fail(where, "advertise_window_s must be %d..%d" % (_WINDOW_MIN_S, _WINDOW_MAX_S))
+        if every <= window or every > _MAX_INTERVAL_S:
+            _fail(where, "advertise_every_s must be > advertise_window_s and <= 86400")
+    elif sleep is not None and sleep != "none":
+        _fail(where, "a sleeping board needs advertise_window_s and advertise_every_s")
+    if pending is not None and (pending < 0 or pending > 10000):
+        _fail(where, "advertise_pending must be 0..10000")
+    if sleep == "deep" and profile["sample_interval_s"] < _WINDOW_MIN_S:
+        _fail(where, "deep sleep needs sample_interval_s >= %d" % _WINDOW_MIN_S)
 
 
 def parse(text, where="profile", expected_name=None):

@@ -65,6 +65,22 @@ SCAN_INTERVAL_US = const(100000)
 SCAN_WINDOW_US = const(50000)
 # A scan whose _IRQ_SCAN_DONE never came is given up this long after its planned end.
 _SCAN_GRACE_MS = const(1000)
+# After OTA_END switched slots: time for the STATUS notification to leave before the reset.
+OTA_RESET_DELAY_MS = const(300)
+
+
+def _in_trial(fs):
+    """Return True when the OTA boot pointer (firmware.ota POINTER, "EOB1 <slot> <version>
+    <state> ...") says the running version is in trial; read here so that firmware.ota is not
+    imported on every boot."""
+    try:
+        f = fs.open("ota/boot", "rb")
+    except OSError:
+        return False
+    try:
+        return b" trial " in f.read(96)
+    finally:
+        f.close()
 
 
 class Peripheral:
@@ -78,13 +94,17 @@ class Peripheral:
     (every command is then refused: the board keeps its records). urandom(n) -> bytes draws the
     per-connection nonce (default os.urandom; the radio is on, so it is truly random).
     auth_timeout_ms: drop a central that has not authenticated this long (AUTH_TIMEOUT_MS).
+    ota: (fs, nvs) for the OTA commands (None: they get STATUS 1, unknown opcode); the
+    firmware.ota.Receiver is built on the first OTA command (ota_receiver()), so a board that
+    is not updating never has that module on its heap. After a switch run() stops and calls
+    the receiver's restart() (docs/ota.md). A trial version is confirmed by the first ACK.
     The IRQ handler only records events (and draws the nonce); run() (an asyncio task) does the work.
     """
 
     def __init__(
         self, ble, sampler, board_name, firmware_version, mtu=protocol.PREFERRED_MTU,
         adv_interval_us=ADV_INTERVAL_US, uuid=None, idle_disconnect_ms=IDLE_DISCONNECT_MS,
-        link_key=None, urandom=None, auth_timeout_ms=AUTH_TIMEOUT_MS,
+        link_key=None, urandom=None, auth_timeout_ms=AUTH_TIMEOUT_MS, ota=None,
     ):  # fmt: skip
         if uuid is None:
             import bluetooth
@@ -95,6 +115,10 @@ class Peripheral:
 
             urandom = os.urandom
         self._urandom = urandom
+        self._ota_args = ota
+        self.ota = None  # the firmware.ota.Receiver, once built (ota_receiver)
+        self._ota_trial = ota is not None and _in_trial(ota[0])
+        self._fw_version = firmware_version
         self._auth = cmdauth.CommandAuth(link_key, sampler.dev_id)
         self.auth_timeout_ms = auth_timeout_ms
         self._authed = False  # this connection sent an authenticated command
@@ -132,6 +156,8 @@ class Peripheral:
         self._scanning = False
         self._scan_at = 0
         self.running = False
+        # A battery board (firmware/power.py) advertises only inside serve_window: True outside it
+        self.windowed = False
         self.scans = 0
         # counters for diagnostics and tests
         self.connections = 0
@@ -346,6 +372,9 @@ class Peripheral:
             return
         self._authed = True
         self._active_ms = self._clock.ticks_ms()
+        if self._ota_args is not None and protocol.CMD_OTA_BEGIN <= raw[0] <= protocol.CMD_OTA_END:
+            await self._ota_command(memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
+            return
         try:
             op, a, b = protocol.parse_command(memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
         except protocol.CommandError as e:
@@ -369,6 +398,8 @@ class Peripheral:
                     depth = self.sampler.ack(a)
                     self._refresh_info()
                     await self._status(op, protocol.ST_OK, depth)
+                    if self._ota_trial and self.ota_receiver().uploaded():
+                        self._ota_trial = False  # a trial version's first acked upload confirms it
             elif op == protocol.CMD_TIME_SYNC:
                 await self._time_sync(a)
             elif self._stream:  # STOP during a stream: END with reason 1 answers it
@@ -378,6 +409,40 @@ class Peripheral:
         except Exception:  # flash trouble while applying: nothing was confirmed, ask to retry
             self.errors += 1
             await self._status(op, protocol.ST_BUSY, 0)
+
+    async def _ota_command(self, cmd):
+        """Apply an authenticated OTA command (firmware.ota.Receiver.command) and answer it; after
+        a switch, stop serving and restart into the new version. Returns nothing."""
+        op = cmd[0]
+        try:
+            rx = self.ota_receiver()
+            status, arg = rx.command(op, cmd)
+        except ValueError:
+            self.bad_commands += 1
+            await self._status(op, protocol.ST_BAD_COMMAND, 0)
+            return
+        except Exception:  # flash trouble: nothing confirmed, the gateway resumes later
+            self.errors += 1
+            await self._status(op, protocol.ST_BUSY, 0)
+            return
+        await self._status(op, status, arg)
+        if rx.switched:
+            await self._clock.sleep_ms(OTA_RESET_DELAY_MS)
+            self.stop()
+            rx.restart()
+
+    def ota_receiver(self):
+        """Return the firmware.ota.Receiver, importing and building it on first use.
+        Precondition: the Peripheral was given ota=(fs, nvs)."""
+        rx = self.ota
+        if rx is None:
+            from firmware.ota import Receiver, pack_version
+
+            args = self._ota_args
+            if args is None:
+                raise ValueError("no OTA storage given")
+            rx = self.ota = Receiver(args[0], args[1], pack_version(self._fw_version))
+        return rx
 
     async def _time_sync(self, unix_s):
         """Apply an authenticated TIME_SYNC(unix_s): the first sync after boot sets the clock, a
@@ -465,45 +530,94 @@ class Peripheral:
         """Serve until stop(): advertise, answer commands, stream, restart advertising after every
         disconnect and refresh it when the pending count changes."""
         self.running = True
+        self.windowed = False
         self._advertise()
         while self.running:
-            if self._ev_disconnect:
-                self._ev_disconnect = False
-                self._abort_stream()
-                del self._queue[:]
-                if self._conn is None:
-                    self._advertise()
-            if self._ev_connect:
-                self._ev_connect = False
-                self.connections += 1
-                self._active_ms = self._clock.ticks_ms()
-                self._refresh_info()
-            if self._busy_ops:
-                await self._status(self._busy_ops.pop(0), protocol.ST_BUSY, 0)
-                continue
-            if self._queue:
-                await self._command(self._queue.pop(0))
-                continue
-            if self._stream:
-                if self._conn is None:
-                    self._abort_stream()
-                else:
-                    await self._stream_step()
-                    continue
-            if self._dirty:
-                self._dirty = False
-                try:
-                    self._refresh_info()
-                except OSError:
-                    self.errors += 1
-                if self._conn is None:
-                    self._advertise()
-            elif self._conn is None and not self._advertising:
+            if not await self._pass():
+                await self._clock.sleep_ms(POLL_MS)
+
+    async def serve_window(self, open_ms, tick=None):
+        """Advertise and serve for open_ms (a battery board's window, firmware/power.py), longer
+        while a central is connected or a stream or command is in flight (the auth and idle
+        timeouts bound that), shorter when an upload emptied the journal; then stop advertising.
+        tick(), when given, runs every pass (sampling stays on schedule). Returns the number of
+        connections served in the window."""
+        clock = self._clock
+        start = clock.ticks_ms()
+        before = self.connections
+        self.running = True
+        self.windowed = False  # advertising allowed until the window closes
+        self._advertise()
+        try:
+            while self.running:
+                busy = self._conn is not None or self._stream or self._queue or self._ev_disconnect
+                if not busy:
+                    if clock.ticks_diff(clock.ticks_ms(), start) >= open_ms:
+                        break
+                    if self.connections > before and self.sampler.depth == 0:
+                        break  # uploaded and acked: nothing left to offer this window
+                if tick is not None:
+                    tick()
+                if not await self._pass():
+                    await clock.sleep_ms(POLL_MS)
+        finally:
+            self.windowed = True
+            self._quiet()
+        return self.connections - before
+
+    def _quiet(self):
+        """Stop advertising (the window closed) and drop a central that connected in its last
+        moment (the board is about to sleep); returns nothing."""
+        try:
+            self._ble.gap_advertise(None)
+        except OSError:
+            self.errors += 1
+        self._advertising = False
+        if self._conn is not None:
+            self._disconnect(self._conn)
+
+    async def _pass(self):
+        """One pass of the serving loop; returns True when work was done and the next pass should
+        follow at once, False when the caller should wait POLL_MS."""
+        if self._ev_disconnect:
+            self._ev_disconnect = False
+            self._abort_stream()
+            del self._queue[:]
+            if self.ota is not None:
+                self.ota.session_end()
+            if self._conn is None and not self.windowed:
                 self._advertise()
-            if self._on_scan_result is not None:
-                self._scan_step()
-            self._drop_if_idle()
-            await self._clock.sleep_ms(POLL_MS)
+        if self._ev_connect:
+            self._ev_connect = False
+            self.connections += 1
+            self._active_ms = self._clock.ticks_ms()
+            self._refresh_info()
+        if self._busy_ops:
+            await self._status(self._busy_ops.pop(0), protocol.ST_BUSY, 0)
+            return True
+        if self._queue:
+            await self._command(self._queue.pop(0))
+            return True
+        if self._stream:
+            if self._conn is None:
+                self._abort_stream()
+            else:
+                await self._stream_step()
+                return True
+        if self._dirty:
+            self._dirty = False
+            try:
+                self._refresh_info()
+            except OSError:
+                self.errors += 1
+            if self._conn is None and not self.windowed:
+                self._advertise()
+        elif self._conn is None and not self._advertising and not self.windowed:
+            self._advertise()
+        if self._on_scan_result is not None:
+            self._scan_step()
+        self._drop_if_idle()
+        return False
 
     def _drop_if_idle(self):
         """Disconnect a central that has not authenticated within auth_timeout_ms of connecting

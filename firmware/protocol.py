@@ -23,12 +23,17 @@ CMD_SEND_FROM = const(0x01)
 CMD_ACK = const(0x02)
 CMD_TIME_SYNC = const(0x03)
 CMD_STOP = const(0x04)
+# Signed over-the-air update (docs/ota.md; firmware.ota.Receiver applies them)
+CMD_OTA_BEGIN = const(0x05)  # total_len u32, head_len u16, release_id[16]
+CMD_OTA_DATA = const(0x06)  # offset u32, data (1..OTA_MAX_DATA_BYTES)
+CMD_OTA_END = const(0x07)
 
 ST_OK = const(0)
 ST_BAD_COMMAND = const(1)
 ST_BAD_ARGUMENT = const(2)
 ST_BUSY = const(3)
 ST_UNAUTHENTICATED = const(4)  # the tag, the counter or the link key failed (firmware.cmdauth)
+ST_REJECTED = const(5)  # an OTA release the board refuses; arg = the reason (firmware.ota R_*)
 
 END_ALL_SENT = const(0)
 END_LIMIT = const(1)
@@ -45,8 +50,11 @@ MAX_COMMAND_BYTES = const(7)  # SEND_FROM: opcode + u32 + u16
 AUTH_TRAILER_BYTES = const(13)  # counter u8 + 12-byte tag after every command (firmware.cmdauth)
 MAX_WRITE_BYTES = const(20)  # MAX_COMMAND_BYTES + AUTH_TRAILER_BYTES: one ATT write at MTU 23
 # gatts buffer of the control characteristic: larger than the largest write, so a too-long write
-# arrives whole (and is refused) instead of being truncated into something else.
-CONTROL_BUFFER_BYTES = const(32)
+# arrives whole (and is refused) instead of being truncated into something else. OTA_DATA fills
+# a whole ATT write at MTU 247 (244 bytes), hence 256.
+CONTROL_BUFFER_BYTES = const(256)
+# OTA_DATA payload at MTU 247: 244 - opcode - offset u32 - AUTH_TRAILER_BYTES
+OTA_MAX_DATA_BYTES = const(226)
 MAX_BOARD_NAME_BYTES = const(32)
 NONCE_BYTES = const(16)
 INFO_FIXED_BYTES = const(94)

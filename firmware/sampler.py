@@ -50,6 +50,13 @@ class DeviceTime:
         self._last = now
         return self._uptime_ms
 
+    def resume(self, uptime_ms, offset_ms):
+        """After a deep-sleep wake (firmware/power.py): continue uptime from uptime_ms and keep the
+        Unix offset (None: unsynced); returns nothing."""
+        self._last = self.clock.ticks_ms()
+        self._uptime_ms = uptime_ms
+        self._offset_ms = offset_ms
+
     @property
     def synced(self):
         """True once TIME_SYNC has set the Unix offset."""
@@ -159,6 +166,16 @@ class Sampler:
         self.head_signed = parsed[9]
         # unknown after a reboot: count the head as the start of a run so the next signs soon
         self._unsigned_run = 0 if parsed[9] else self.sign_every_n - 1
+
+    def resume(self, unsigned_run, sync_event_ms, sync_unlogged_s, segment_seq):
+        """After a deep-sleep wake (firmware/power.py): restore what only RAM held before the
+        sleep -- the unsigned run (else an unsigned head makes the next record sign at every
+        wake), the time-sync event bookkeeping and the newest segment's seq; returns nothing."""
+        if not self.head_signed:
+            self._unsigned_run = unsigned_run
+        self._sync_event_ms = sync_event_ms
+        self._sync_unlogged_s = sync_unlogged_s
+        self._segment_seq = segment_seq
 
     def _count_pending(self):
         """Recount the unacked records and the lowest unacked seq (reads the journal once)."""

@@ -43,7 +43,8 @@ from bleak.exc import (
 )
 
 from gateway.ble import protocol as p
-from gateway.ble.auth import LinkKeys, Sealer
+from gateway.ble.auth import COUNTER_MAX, LinkKeys, Sealer
+from gateway.ble.ota import OtaPusher
 from gateway.errors import ServiceUnavailable, WireError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ MAX_ROUNDS_PER_CONNECTION = 3
 # BlueZ discovery can stop silently (adapter reset, another client); restart the scanner when no
 # advertisement at all arrived for this long.
 SCAN_WATCHDOG_S = 60.0
+# Battery boards advertise only in a window every advertise_every_s (boards/*.json "power",
+# docs/power.md): LinkConfig.sleepy_period_s is the longest such period among the enrolled boards.
+# Silence that long is a sleeping fleet, not a dead scanner (a restart then could miss the next
+# window), and a board is overdue (lost) only after this many of its periods without an advert.
+OVERDUE_PERIODS = 2.0
 # A board whose clock is unsynced or further than this from the gateway's (NTP) clock gets
 # TIME_SYNC: contracts use device time, checked against receive time, so it must stay close;
 # 2 s leaves room for the BLE round trip and the board's 1 s clock resolution.
@@ -139,6 +145,14 @@ class LinkConfig:
     scan_watchdog_s: float = SCAN_WATCHDOG_S
     time_sync_tolerance_s: float = TIME_SYNC_TOLERANCE_S
     max_records_per_round: int = MAX_RECORDS_PER_ROUND
+    sleepy_period_s: float = 0.0  # longest advertise_every_s of the enrolled boards (0: none)
+
+    def quiet_s(self) -> float:
+        """Return how long the air may be silent before the scanner counts as stuck: the
+        watchdog period, or the longest battery board's window period plus the watchdog."""
+        if self.sleepy_period_s > 0:
+            return self.sleepy_period_s + self.scan_watchdog_s
+        return self.scan_watchdog_s
 
 
 class LinkError(Exception):
@@ -306,15 +320,18 @@ class BleLink:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         link_keys: LinkKeys | None = None,
+        ota: OtaPusher | None = None,
     ) -> None:
         """Set up the link; nothing touches the radio until run() or collect().
 
         clock paces retries (monotonic); wall_clock is the Unix time boards are synced to.
         link_keys: the boards' link keys (from the master secret data_dir/link.key); None means
         no key, so every upload fails with the permanent LinkError "no-link-key".
+        ota: a release to push to boards that run an older version (docs/ota.md), or None.
         """
         self.collector = collector
         self.link_keys = link_keys
+        self.ota = ota
         self.backend = backend or BleakBackends()
         self.config = config or LinkConfig()
         self.stats = LinkStats()
@@ -327,6 +344,15 @@ class BleLink:
         # device id -> token of the connection allowed to feed notifications (bleak #2002 guard)
         self._live: dict[bytes, object] = {}
         self._last_advert_s = 0.0
+        self.seen_s: dict[bytes, float] = {}  # 4-byte id prefix -> last advert (clock)
+
+    def overdue(self) -> list[bytes]:
+        """Return the id prefixes (docs/ble-protocol.md, Advertising) of boards not heard for
+        OVERDUE_PERIODS times the quiet period (LinkConfig.quiet_s): lost, not asleep in
+        between their windows. Only boards heard at least once since run() are known here."""
+        limit = OVERDUE_PERIODS * self.config.quiet_s()
+        now = self._clock()
+        return [prefix for prefix, at in self.seen_s.items() if now - at > limit]
 
     # -- scanning and scheduling ---------------------------------------------------------------
 
@@ -345,10 +371,10 @@ class BleLink:
                     await asyncio.wait_for(stop.wait(), self.config.scan_watchdog_s)
                 if (
                     not stop.is_set()
-                    and self._clock() - self._last_advert_s > self.config.scan_watchdog_s
+                    and self._clock() - self._last_advert_s > self.config.quiet_s()
                 ):
                     logger.warning("no advertisement for %.0f s, restarting the scanner",
-                                   self.config.scan_watchdog_s)  # fmt: skip
+                                   self.config.quiet_s())  # fmt: skip
                     self.stats.scanner_restarts += 1
                     with contextlib.suppress(Exception):
                         await scanner.stop()
@@ -376,12 +402,18 @@ class BleLink:
             advert = p.parse_manufacturer_data(adv.manufacturer_data)
         except WireError:
             return
-        if advert is None or advert.pending == 0:
+        ota_waiting = self.ota is not None and bool(self.ota.unfinished)
+        if advert is None:
+            return
+        self.seen_s[advert.id_prefix] = self._last_advert_s  # asleep until its next window
+        if advert.pending == 0 and not ota_waiting:
             return
         device_id = self.collector.device_for_prefix(advert.id_prefix)
         if device_id is None:
             self.stats.not_enrolled_adverts += 1
             return
+        if advert.pending == 0 and (self.ota is None or device_id not in self.ota.unfinished):
+            return  # nothing to upload and no OTA push to resume
         if device_id in self._tasks:
             return
         state = self.states.setdefault((device_id, device.address), DeviceState())
@@ -460,6 +492,8 @@ class BleLink:
                 if ack_seq is not None:
                     await conn.ack(ack_seq)
                     acked = ack_seq
+            if self.ota is not None and self.ota.due(conn.info):
+                await self.ota.push(conn)  # after the upload: records first (docs/ota.md)
             self.stats.uploads_ok += 1
             return UploadResult(device_id, len(records), acked, rounds, conn.mtu)
 
@@ -732,6 +766,35 @@ class Connection:
                     )  # fmt: skip
                 self._stats.acks += 1
                 return
+
+    def commands_left(self) -> int:
+        """Return how many more commands this connection may send (the counter is a u8)."""
+        return COUNTER_MAX - (self._sealer.counter if self._sealer is not None else 0)
+
+    async def request(self, command: bytes, opcode: int) -> p.Status:
+        """Write command and return the board's STATUS for opcode (docs/ota.md uses it).
+
+        Raises LinkError: "unauthenticated" (permanent), "request-timeout" after gatt_timeout_s
+        without the STATUS, "disconnected" (both transient)."""
+        await self._write(command)
+        deadline = asyncio.get_running_loop().time() + self._cfg.gatt_timeout_s
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                data = await asyncio.wait_for(self._queue.get(), max(0.0, remaining))
+            except TimeoutError:
+                raise LinkError("request-timeout", f"no STATUS for command 0x{opcode:02x}",
+                                transient=True) from None  # fmt: skip
+            if data is None:
+                raise LinkError("disconnected", "link lost waiting for a status", transient=True)
+            try:
+                frame = p.decode_frame(data)
+            except WireError:
+                self._stats.bad_frames += 1
+                continue
+            if isinstance(frame, p.Status) and frame.command == opcode:
+                _raise_if_unauthenticated(frame, self._stats)
+                return frame
 
     async def _teardown(self) -> None:
         """Unsubscribe (bleak #2002: leave no callback behind) and disconnect; never raises."""

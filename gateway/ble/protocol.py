@@ -28,6 +28,11 @@ CMD_SEND_FROM, CMD_ACK, CMD_TIME_SYNC, CMD_STOP = 0x01, 0x02, 0x03, 0x04
 END_ALL_SENT, END_MAX_RECORDS, END_JOURNAL_EMPTY = 0, 1, 2
 STATUS_OK, STATUS_BAD_COMMAND, STATUS_BAD_ARGUMENT, STATUS_BUSY = 0, 1, 2, 3
 STATUS_UNAUTHENTICATED = 4  # the write's tag, counter or the board's link key failed
+# Signed OTA update (docs/ota.md): opcodes, the refusal status (arg = reason) and the largest
+# OTA_DATA payload at MTU 247 (244-byte write - opcode - offset u32 - 13-byte trailer)
+CMD_OTA_BEGIN, CMD_OTA_DATA, CMD_OTA_END = 0x05, 0x06, 0x07
+STATUS_REJECTED = 5
+OTA_MAX_DATA_BYTES = 226
 
 CHUNK_HEADER_BYTES = 4  # type, msg, index, count
 ATT_HEADER_BYTES = 3  # a notification's payload is MTU - 3
@@ -345,6 +350,25 @@ def encode_time_sync(unix_time_s: int) -> bytes:
 def encode_stop() -> bytes:
     """Return STOP."""
     return bytes([CMD_STOP])
+
+
+def encode_ota_begin(total_len: int, head_len: int, release_id: bytes) -> bytes:
+    """Return OTA_BEGIN(total_len u32, head_len u16, release_id 16 bytes) (docs/ota.md)."""
+    if len(release_id) != 16:
+        raise ValueError("release_id must be 16 bytes")
+    return struct.pack(">BIH", CMD_OTA_BEGIN, total_len, head_len) + release_id
+
+
+def encode_ota_data(offset: int, data: bytes) -> bytes:
+    """Return OTA_DATA(offset u32, data): 1..OTA_MAX_DATA_BYTES bytes of the release stream."""
+    if not 0 < len(data) <= OTA_MAX_DATA_BYTES:
+        raise ValueError("OTA_DATA carries 1..226 bytes")
+    return struct.pack(">BI", CMD_OTA_DATA, offset) + data
+
+
+def encode_ota_end() -> bytes:
+    """Return OTA_END."""
+    return bytes([CMD_OTA_END])
 
 
 _COMMAND_LENGTHS = {CMD_SEND_FROM: _SEND_FROM.size, CMD_ACK: 5, CMD_TIME_SYNC: 5, CMD_STOP: 1}

@@ -53,12 +53,50 @@ def idle():
     return None
 
 
+# Sleep as the ESP32 port does it (docs: machine.lightsleep / machine.deepsleep, RTC.memory):
+# lightsleep returns after ms with RAM kept; deepsleep never returns -- the chip resets and the
+# next boot sees reset_cause() == DEEPSLEEP_RESET with RTC memory kept. On the host deepsleep
+# raises SystemExit (the "reset") after setting both. A test can set a hook that receives the
+# sleep length instead of really sleeping (a simulated clock advances it); `sleeps` logs
+# (kind, ms) of every call.
+RTC_MEMORY_MAX = 2048  # MICROPY_HW_RTC_USER_MEM_MAX of the esp32 port
+_rtc_memory = b""
+_sleep_hook = None
+sleeps = []
+
+
+def set_sleep_hook(fn):
+    """Test hook: fn(ms) is called for every light or deep sleep instead of time.sleep (None
+    restores real sleeping); clears the sleep log."""
+    global _sleep_hook
+    _sleep_hook = fn
+    del sleeps[:]
+
+
+def power_on():
+    """Test hook: a power cycle -- reset cause PWRON_RESET and RTC memory cleared."""
+    global _reset_cause, _rtc_memory
+    _reset_cause = PWRON_RESET
+    _rtc_memory = b""
+
+
 def lightsleep(ms=None):
-    if ms:
+    """Sleep ms milliseconds with RAM kept (None: until a wake source; here: return at once)."""
+    sleeps.append(("light", ms))
+    if _sleep_hook is not None:
+        _sleep_hook(ms or 0)
+    elif ms:
         _time.sleep(ms / 1000)
 
 
 def deepsleep(ms=None):
+    """Deep sleep, then the wake is a reset: sets reset_cause() to DEEPSLEEP_RESET, keeps RTC
+    memory, and raises SystemExit (the host's stand-in for the reset)."""
+    global _reset_cause
+    sleeps.append(("deep", ms))
+    if _sleep_hook is not None:
+        _sleep_hook(ms or 0)
+    _reset_cause = DEEPSLEEP_RESET
     raise SystemExit("machine.deepsleep()")
 
 
@@ -141,6 +179,17 @@ class RTC:
 
     def init(self, dt):
         self._dt = tuple(dt)
+
+    def memory(self, data=None):
+        """Return the RTC user memory (b"" after power-on), or store data (at most RTC_MEMORY_MAX
+        bytes, else ValueError): kept across deep sleep and resets, shared by every RTC()."""
+        global _rtc_memory
+        if data is None:
+            return _rtc_memory
+        if len(data) > RTC_MEMORY_MAX:
+            raise ValueError("buffer too long")
+        _rtc_memory = bytes(data)
+        return None
 
 
 class WDT:

@@ -26,6 +26,7 @@ from typing import Any
 from firmware import app as fw_app
 from firmware.fs import VfsFS
 from firmware.keystore import SEED_BYTES, install_link_key
+from firmware.power import Sleeper
 from gateway.ble.auth import derive_link_key
 from gateway.ble.bumble_backend import BumbleCentral
 from tools.sim.bluetooth import BLE, UUID
@@ -151,8 +152,12 @@ class VirtualFleet:
         sign_every_n: int | None = None,
         seed: bytes = b"edgeseal virtual fleet",
         link_master: bytes = SIM_LINK_MASTER,
+        keep_power: bool = False,
     ) -> None:
-        """Describe the fleet; start() builds and runs it."""
+        """Describe the fleet; start() builds and runs it. keep_power: run a profile's "power"
+        object (advertising windows, firmware/power.py; sleep is an asyncio sleep here); by
+        default it is ignored and every board is always awake and advertising."""
+        self.keep_power = keep_power
         self.profiles = profiles
         self.root_dir = root_dir
         self.world = world
@@ -219,7 +224,7 @@ class VirtualFleet:
         )
         board = fw_app.build_board(
             profile, ble, RootedFS(root), None, buses, clock, urandom, uuid=UUID,
-            sign_every_n=self.sign_every_n,
+            sign_every_n=self.sign_every_n, sleeper=Sleeper(None) if self.keep_power else None,
         )  # fmt: skip
         vb = VirtualBoard(index, profile, board, ble, root, buses)
         await self._start_tags(vb, world)

@@ -56,6 +56,7 @@ def test_gateway_with_the_virtual_fleet(tmp_path: Path) -> None:
         "EDGESEAL_FLEET_HEARTBEAT_INTERVAL_S": "3",
         "EDGESEAL_BATCH_INTERVAL_MS": "300",
         "EDGESEAL_SCENARIOS": "false",  # the service alone; the demo scenarios test themselves
+        "EDGESEAL_NETWORK": "false",  # anvil, witnesses, replica: test_network.py
     }
     env.pop("NOTIFY_SOCKET", None)
     data = tmp_path / "data"
