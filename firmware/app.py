@@ -136,6 +136,7 @@ def make_source(sensor, buses, clock, readings, hooks=None):
 def build_board(
     profile, ble, fs, nvs, buses, clock, urandom, sources=None, journal_bytes=JOURNAL_BYTES,
     firmware_version=FIRMWARE_VERSION, uuid=None, sign_every_n=None, degraded=False,
+    table_path=None, sleeper=None,
 ):  # fmt: skip
     """Return a Board (not started) from durable state, as the board does at power-on.
 
@@ -156,6 +157,13 @@ def build_board(
     provisioned (firmware.keystore.load_link_key).
     sources: a list of sampler.Source replacing the profile's sensors. degraded: no sensors at
     all (main.py after a MemoryError): heartbeats and uploads only, so the journal drains.
+    table_path: keep the signer's fixed-base table in this file on fs (ed25519.TableFile: built
+    and written at the first boot, 12 KB less heap for good) instead of in RAM (None).
+    sleeper: firmware.power.Sleeper: a profile with a "power" object then runs
+    firmware.power.DutyCycle (advertising windows; light or deep sleep through the Sleeper's
+    machine module, resuming the chain from RTC memory after a deep-sleep wake; an asyncio sleep
+    when it has no machine: the virtual fleet). None: the profile's power object is ignored and
+    the board is always awake and advertising, as before battery profiles (host tests).
     Raises KeyCorrupt (damaged key), ValueError (bad profile) or OSError (radio, flash).
     """
     if not ble.active(True):
@@ -169,14 +177,27 @@ def build_board(
     journal = Journal(fs, "journal", journal_bytes)
     from firmware import ed25519
 
-    signer = ed25519.SigningKey(seed)
-    seed = None
+    table = None if table_path is None else ed25519.TableFile(fs, table_path)
+    signer = ed25519.SigningKey(seed, table)
+    seed = table = None
     from firmware import wire
     from firmware.seqcounter import FileKV, NvsKV, SeqCounter
 
     dev_id = wire.device_id(signer.public_key)
     kv = FileKV(fs, "state") if nvs is None else NvsKV(nvs)
-    seqs = SeqCounter(kv, max(journal.last_seq, 0))
+    cfg = wake = seqs = wall_ms = None
+    if sleeper is not None and profile.get("power"):
+        from firmware import power
+
+        cfg = power.settings(profile)
+        if cfg is not None and cfg[0] == power.SLEEP_DEEP:
+            wake = power.unpack(sleeper.woke())
+            if wake is not None:
+                seqs = power.resume_seqs(kv, wake, journal.last_seq)
+                wake = None if seqs is None else wake
+                wall_ms = sleeper.wall_ms  # read at restore: ticks count on from that instant
+    if seqs is None:
+        seqs = SeqCounter(kv, max(journal.last_seq, 0))
     hooks = Hooks()
     if degraded:
         sources = []
@@ -192,18 +213,24 @@ def build_board(
         journal, seqs, signer, dev_id, DeviceTime(clock), sources, profile["sample_interval_s"],
         profile["heartbeat_interval_s"], kv=kv, **kw,
     )  # fmt: skip
+    if wake is not None and wall_ms is not None:
+        power.restore(sampler, wake, wall_ms())  # pyright: ignore[reportPossiblyUnbound]
     sampler.heal()  # a lost or damaged journal: start a chain segment before any new record
     from firmware.peripheral import Peripheral
 
     peripheral = Peripheral(
         ble, sampler, profile["name"], firmware_version, uuid=uuid, link_key=link_key,
-        urandom=urandom,
+        urandom=urandom, ota=(fs, nvs),  # firmware.ota is imported on first use only
     )  # fmt: skip
     link_key = None
     if hooks.scanners:
         on_result, on_done = _fan_out(hooks.scanners)
         peripheral.set_scan_listener(on_result, on_done)
-    return Board(profile, sampler, peripheral, hooks.pollers, degraded)
+    b = Board(profile, sampler, peripheral, hooks.pollers, degraded)
+    if cfg is not None:
+        duty = power.DutyCycle(cfg, sleeper, wake)  # pyright: ignore[reportPossiblyUnbound]
+        b.set_duty(duty, wake is not None)
+    return b
 
 
 def unload_boot_modules():

@@ -1,7 +1,8 @@
 """Pure-Python Ed25519 (RFC 8032 section 5.1, PureEdDSA) for MicroPython and CPython; fast fixed-base signing.
 
-Verification policy (identical to libsodium's crypto_sign_verify_detached, which PyNaCl uses;
-the gateway follows the same rules). `verify(public_key, msg, sig)` returns True only if all hold:
+Verification (in firmware/ed25519_extra.py, imported on first use: a board only signs) follows
+libsodium's crypto_sign_verify_detached, which PyNaCl uses; the gateway follows the same rules.
+`verify(public_key, msg, sig)` returns True only if all hold:
 
 1. `public_key` is exactly 32 bytes and `sig` exactly 64 bytes.
 2. S = little-endian integer of sig[32:64] satisfies S < L (L = 2**252 + 2774...8493, the
@@ -19,10 +20,10 @@ the gateway follows the same rules). `verify(public_key, msg, sig)` returns True
 Signing is deterministic per RFC 8032 5.1.6, so output is byte-identical to libsodium's.
 
 Speed: [r]B uses a fixed-base table of signed radix-16 multiples (16 sub-tables of
-1..8 * 2**(16 j) * B in ((y+x)/2, (y-x)/2, d*x*y) affine form), built on first use: its 384 field
-elements are packed as 32-byte little-endian strings in one 12 KB bytearray and read back with
-int.from_bytes (as Python ints they took 26 KB of heap; the conversions cost a few percent of a
-signature). One signature costs 64 mixed additions (7 multiplications each) plus 12 doublings
+1..8 * 2**(16 j) * B in ((y+x)/2, (y-x)/2, d*x*y) affine form): its 384 field elements are
+packed as 32-byte little-endian strings, 12 KB, read back with int.from_bytes. On a board the
+table lives in a file on flash (TableFile: written at the first boot, read one 96-byte entry at a
+time, so it takes no heap); elsewhere in one bytearray built on first use (_table_bytes). One signature costs 64 mixed additions (7 multiplications each) plus 12 doublings
 and one inversion (extended Euclid, which beats pow(z, p-2, p) several times over in the VM).
 Extended twisted Edwards coordinates (X:Y:Z:T), lazy reduction of sums and of T.
 
@@ -47,12 +48,6 @@ SIGNATURE_BYTES = 64
 
 _P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2**255 - 19
 _L = 0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED  # 2**252 + 2774...
-_D = 37095705934669439343138083508754565189542113879843219016388785533085940283555
-_D2 = 16295367250680780974490674513165176452449235426866156013048779062215315747161  # 2*d mod p
-_SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752
-_BX = 15112221349535400772501151409588531511454012693041857206046113283949847762202
-_BY = 46316835694926478169428394003475163141307993866256225615783033603165251855960
-_MASK255 = (1 << 255) - 1
 # Adding 8 to every nibble turns the unsigned radix-16 digits of s (< 2**253) into
 # n_i - 8 in [-8, 7]: sum((n_i - 8) * 16**i) == s for the nibbles n_i of s + _EIGHTS.
 _EIGHTS = 0x8888888888888888888888888888888888888888888888888888888888888888
@@ -61,10 +56,15 @@ _EIGHTS = 0x8888888888888888888888888888888888888888888888888888888888888888
 # (y+x)/2, (y-x)/2 and d*x*y (each mod p, 32 bytes little-endian). Halved against the textbook
 # (y+x, y-x, 2dxy) form: every product of the mixed addition then comes out halved, which scales
 # X, Y, Z and T alike (the same projective point) and saves computing 2*Z per addition.
-_HALF = (_P + 1) // 2  # 1/2 mod p
+# Built by firmware.ed25519_extra._build_table (its constants _ENTRY_BYTES and _TABLE_BYTES repeat
+# these two; a test pins that they agree).
 _ENTRY_BYTES = const(96)
 _TABLE_BYTES = const(12288)  # 128 entries
 _TABLE = None
+# CRC-32 (firmware.crc32) of the 12,288 table bytes: a TableFile whose file does not match is
+# rebuilt (tests/firmware/test_ed25519.py recomputes it from the table).
+TABLE_CRC32 = 0x8325C7D8
+_CRC_CHUNK_BYTES = const(256)  # read buffer of the CRC check at boot
 
 
 # ---------------------------------------------------------------------------- field
@@ -94,88 +94,12 @@ def _inv(z):
 # Extended coordinates (X, Y, Z, T) with x = X/Z, y = Y/Z, x*y = T/Z on -x^2 + y^2 = 1 + d x^2 y^2.
 
 
-def _add(p1, p2):
-    """Return p1 + p2 (extended coordinates, unified add-2008-hwcd-3); used off the signing hot path."""
-    P = _P
-    X1, Y1, Z1, T1 = p1
-    X2, Y2, Z2, T2 = p2
-    a = (Y1 - X1) * (Y2 - X2) % P
-    b = (Y1 + X1) * (Y2 + X2) % P
-    c = T1 * _D2 % P * T2 % P
-    d = Z1 * 2 * Z2 % P
-    e = b - a
-    f = d - c
-    g = d + c
-    h = b + a
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
-
-
-def _double(p1):
-    """Return 2 * p1 (extended coordinates, dbl-2008-hwcd with a = -1)."""
-    P = _P
-    X, Y, Z = p1[0], p1[1], p1[2]
-    a = X * X % P
-    b = Y * Y % P
-    c = Z * Z % P
-    c += c
-    h = a + b
-    xy = X + Y
-    e = h - xy * xy % P
-    g = a - b
-    f = c + g
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
-
-
 def _encode(p1):
     """Return the 32-byte RFC 8032 encoding of an extended point."""
     zi = _inv(p1[2])
     x = p1[0] * zi % _P
     y = p1[1] * zi % _P
     return (y | ((x & 1) << 255)).to_bytes(32, "little")
-
-
-def _decode(s):
-    """Return the extended point encoded by 32 bytes s, or None if s is not a canonical encoding of a curve point."""
-    if len(s) != 32:
-        return None
-    P = _P
-    y = int.from_bytes(s, "little")
-    sign = y >> 255
-    y &= _MASK255
-    if y >= P:
-        return None
-    yy = y * y % P
-    u = yy - 1
-    v = _D * yy + 1
-    v3 = v * v % P * v % P
-    x = u * v3 % P * pow(u * v3 % P * v3 % P * v % P, (P - 5) >> 3, P) % P
-    vxx = v * x % P * x % P
-    if (vxx - u) % P:
-        if (vxx + u) % P:
-            return None
-        x = x * _SQRT_M1 % P
-    if x == 0 and sign:
-        return None
-    if (x & 1) != sign:
-        x = P - x
-    return (x, y, 1, x * y % P)
-
-
-def _is_small_order(p1):
-    """Return True if [8]p1 is the identity (p1 lies in the 8-torsion subgroup)."""
-    q = _double(_double(_double(p1)))
-    return q[0] % _P == 0
-
-
-def _mul(s, p1):
-    """Return [s]p1 for an extended point p1 and 0 <= s (plain double-and-add; verify path only)."""
-    q = (0, 1, 1, 0)
-    while s:
-        if s & 1:
-            q = _add(q, p1)
-        p1 = _double(p1)
-        s >>= 1
-    return q
 
 
 # ---------------------------------------------------------------------------- fixed base
@@ -185,64 +109,132 @@ def _table_bytes():
     """Return the packed fixed-base table (a 12 KB bytearray), building it on first call."""
     global _TABLE
     if _TABLE is None:
-        P = _P
-        tb = bytearray(_TABLE_BYTES)
-        base = (_BX, _BY, 1, _BX * _BY % P)
-        for j in range(16):
-            pts = [base]
-            for _m in range(7):
-                pts.append(_add(pts[-1], base))  # pyright: ignore[reportArgumentType]
-            # Batch inversion of the 8 Z coordinates (Montgomery's trick): one _inv per row.
-            acc = [1] * 8
-            run = 1
-            for m in range(8):
-                acc[m] = run
-                run = run * pts[m][2] % P
-            run = _inv(run)
-            for m in range(7, -1, -1):
-                zi = run * acc[m] % P
-                run = run * pts[m][2] % P
-                x = pts[m][0] * zi % P
-                y = pts[m][1] * zi % P
-                o = (8 * j + m) * _ENTRY_BYTES
-                tb[o : o + 32] = ((y + x) * _HALF % P).to_bytes(32, "little")
-                tb[o + 32 : o + 64] = ((y - x) * _HALF % P).to_bytes(32, "little")
-                tb[o + 64 : o + 96] = (x * y % P * _D % P).to_bytes(32, "little")
-            for _i in range(16):
-                base = _double(base)
-        _TABLE = tb
+        from firmware.ed25519_extra import _build_table
+
+        _TABLE = _build_table()
     return _TABLE
 
 
-class _Column:
-    """One coordinate of the packed table as a read-only sequence of 128 ints (tests, tools).
+def _build_table_once():
+    """Return a new table built by firmware.ed25519_extra, which is unloaded again afterwards
+    unless it was loaded before (a board builds the table once, at its first boot)."""
+    import sys
 
-    Items are the stored (halved) values times 2 mod p: y+x, y-x and 2*d*x*y.
+    name = "firmware.ed25519_extra"
+    loaded = name in sys.modules
+    from firmware.ed25519_extra import _build_table
+
+    tb = _build_table()
+    if not loaded:
+        sys.modules.pop(name, None)
+        import firmware
+
+        if hasattr(firmware, "ed25519_extra"):  # the package keeps a reference to a submodule
+            delattr(firmware, "ed25519_extra")
+    return tb
+
+
+class TableFile:
+    """The fixed-base table kept in a file on flash instead of the heap (issue 12 item 3).
+
+    A signature reads its (at most 64) entries one at a time with seek + readinto into one 96-byte
+    buffer: the 12 KB table never sits in RAM, at a few file reads per signature. The file is
+    checked at construction (size and TABLE_CRC32) and, when missing or damaged, built (the 12 KB
+    in RAM once: the first boot, or after a power cut while writing it), written to path + ".tmp",
+    renamed over path and read back. If writing fails (OSError: a full or failing flash) or the
+    file still does not check, the table stays in RAM (`in_ram` is then True): the board signs
+    as before this class existed, with 12 KB more heap, and tries the file again at the next boot.
+    Holds the file open (fs.open(path, "rb")) for the board's life.
     """
 
-    def __init__(self, tb, off):
-        self._tb = tb
-        self._off = off
+    def __init__(self, fs, path):
+        self._buf = bytearray(_ENTRY_BYTES)
+        self._f = None
+        self._tb = None
+        self.built = False  # True when this construction (re)wrote the file
+        self._f = self._open_checked(fs, path)
+        if self._f is not None:
+            return
+        tb = _TABLE
+        if tb is None:
+            tb = _build_table_once()
+        self.built = True
+        tmp = path + ".tmp"
+        try:
+            f = fs.open(tmp, "wb")
+            try:
+                f.write(tb)
+                f.flush()
+            finally:
+                f.close()
+            fs.rename(tmp, path)
+        except OSError:
+            self._tb = tb
+            return
+        self._f = self._open_checked(fs, path)
+        if self._f is None:
+            self._tb = tb
 
-    def __len__(self):
-        return len(self._tb) // _ENTRY_BYTES
+    @property
+    def in_ram(self):
+        """True when the file could not be written correctly and the table is held in RAM."""
+        return self._tb is not None
 
-    def __getitem__(self, n):
-        if not 0 <= n < len(self):
-            raise IndexError("table index out of range")
-        o = n * _ENTRY_BYTES + self._off
-        return 2 * int.from_bytes(self._tb[o : o + 32], "little") % _P
+    @staticmethod
+    def _open_checked(fs, path):
+        """Return path opened for reading when it holds exactly the table, else None."""
+        from firmware.crc32 import crc32
+
+        try:
+            if fs.size(path) != _TABLE_BYTES:
+                return None
+            f = fs.open(path, "rb")
+        except OSError:
+            return None
+        buf = bytearray(_CRC_CHUNK_BYTES)
+        mv = memoryview(buf)
+        crc = 0
+        total = 0
+        try:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                crc = crc32(mv[:n], crc)
+                total += n
+        except OSError:
+            total = -1
+        if total == _TABLE_BYTES and crc == TABLE_CRC32:
+            return f
+        f.close()
+        return None
+
+    def entry(self, n):
+        """Return entry n (0 <= n < 128) as a 96-byte buffer, valid until the next call."""
+        f = self._f
+        if f is None:  # the table is in RAM (in_ram), or closed
+            tb = self._tb
+            if tb is None:
+                raise OSError("signer table closed")
+            o = n * _ENTRY_BYTES
+            self._buf[:] = memoryview(tb)[o : o + _ENTRY_BYTES]
+            return self._buf
+        f.seek(n * _ENTRY_BYTES)
+        if f.readinto(self._buf) != _ENTRY_BYTES:
+            raise OSError("signer table file truncated")
+        return self._buf
+
+    def close(self):
+        """Close the file; returns nothing."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
 
 
-def _table():
-    """Return the fixed-base table as (ypx, ymx, t2d): sequences of 128 ints, index 8*j + m - 1
-    holding m * 2**(16 j) * B; builds it on first call (12 KB of heap, _table_bytes)."""
-    tb = _table_bytes()
-    return (_Column(tb, 0), _Column(tb, 32), _Column(tb, 64))
-
-
-def _base_mul(s):
+def _base_mul(s, table=None):
     """Return [s]B as an extended point (X, Y, Z, T), coordinates reduced mod p; precondition 0 <= s < 2**253.
+
+    table: a TableFile to read the entries from, or None for the table in RAM (_table_bytes).
 
     Signed radix-16 comb (RFC 8032 section 5.1.6 step 3 computes [r]B; any correct method gives
     the same point): 4 passes of up to 16 mixed additions, 4 doublings between passes. Mixed
@@ -251,7 +243,12 @@ def _base_mul(s):
     operation on these 255-bit ints allocates 48-96 bytes, a reduction `% P` 96; the ways it is
     kept down are commented at each step.
     """
-    mv = memoryview(_table_bytes())
+    if table is None:
+        mv = memoryview(_table_bytes())
+        entry = None
+    else:
+        mv = memoryview(table.entry(0))
+        entry = table.entry
     from_bytes = int.from_bytes
     P = _P
     nib = (s + _EIGHTS).to_bytes(32, "little")
@@ -288,14 +285,22 @@ def _base_mul(s):
                 # negated) u and v swap and w changes sign; instead of negating w (one more
                 # allocation) the two uses of c swap: F = Z + c, G = Z - c.
                 if d > 0:
-                    o = (row + d - 1) * _ENTRY_BYTES
+                    if entry is None:
+                        o = (row + d - 1) * _ENTRY_BYTES
+                    else:
+                        entry(row + d - 1)  # into the buffer mv shows
+                        o = 0
                     a = (Y - X) * from_bytes(mv[o + 32 : o + 64], "little") % P
                     b = (Y + X) * from_bytes(mv[o : o + 32], "little") % P
                     c = T * from_bytes(mv[o + 64 : o + 96], "little") % P
                     f = Z - c
                     g = Z + c
                 else:
-                    o = (row - d - 1) * _ENTRY_BYTES
+                    if entry is None:
+                        o = (row - d - 1) * _ENTRY_BYTES
+                    else:
+                        entry(row - d - 1)
+                        o = 0
                     a = (Y - X) * from_bytes(mv[o : o + 32], "little") % P
                     b = (Y + X) * from_bytes(mv[o + 32 : o + 64], "little") % P
                     c = T * from_bytes(mv[o + 64 : o + 96], "little") % P
@@ -333,7 +338,8 @@ def generate_seed(urandom):
 class SigningKey:
     """An Ed25519 private key from a 32-byte seed; caches the expanded scalar, prefix and public key."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, table=None):
+        """seed: 32 bytes; table: a TableFile (the fixed-base table on flash) or None (in RAM)."""
         if len(seed) != SEED_BYTES:
             raise ValueError("seed must be 32 bytes")
         h = SHA512(seed).digest()
@@ -342,32 +348,21 @@ class SigningKey:
         a |= 1 << 254
         self._a = a % _L  # [a]B == [a mod L]B and S is computed mod L, so keep the reduced scalar
         self._prefix = h[32:]
-        self.public_key = _encode(_base_mul(self._a))
+        self._table = table
+        self.public_key = _encode(_base_mul(self._a, table))
 
     def sign(self, msg):
         """Return the 64-byte RFC 8032 signature of msg (bytes-like), deterministic."""
         r = _hash_mod_l(self._prefix, msg, b"")
-        R = _encode(_base_mul(r))
+        R = _encode(_base_mul(r, self._table))
         k = _hash_mod_l(R, self.public_key, msg)
         S = (r + k * self._a) % _L
         return R + S.to_bytes(32, "little")
 
 
 def verify(public_key, msg, sig):
-    """Return True if sig is a valid signature of msg under public_key per the module's policy."""
-    if len(public_key) != PUBLIC_KEY_BYTES or len(sig) != SIGNATURE_BYTES:
-        return False
-    S = int.from_bytes(sig[32:], "little")
-    if S >= _L:
-        return False
-    A = _decode(public_key)
-    if A is None or _is_small_order(A):
-        return False
-    Rb = bytes(sig[:32])
-    R = _decode(Rb)
-    if R is None or _is_small_order(R):
-        return False
-    k = _hash_mod_l(Rb, public_key, msg)
-    negA = ((_P - A[0]) % _P, A[1], A[2], (_P - A[3]) % _P)
-    check = _add(_base_mul(S), _mul(k, negA))
-    return _encode(check) == Rb
+    """Return True if sig is a valid signature of msg under public_key per the module's policy
+    (firmware.ed25519_extra.verify, imported on first use: the board itself never verifies)."""
+    from firmware.ed25519_extra import verify as verify_impl
+
+    return verify_impl(public_key, msg, sig)

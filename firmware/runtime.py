@@ -17,6 +17,9 @@ _IDLE_MS = const(1000)
 # bytes when full: drained only at a 30 s sample it would hand out a 30 s old position).
 GPS_POLL_MS = const(250)
 PROFILE_PATH = "board.json"  # the deployed profile (tools copy boards/<name>.json here)
+# The signer's fixed-base table on flash (firmware.ed25519.TableFile; written at the first boot):
+# read an entry at a time while signing, so its 12 KB never sit on the heap.
+TABLE_PATH = "ed25519.tbl"
 NVS_NAMESPACE = "edgeseal"  # key, seq counter and the counters below (docs/production.md)
 # NVS i32: MemoryError resets since the board last ran healthy (< 0: see Watch)
 OOM_KEY = "oom_run"
@@ -84,6 +87,17 @@ class Board:
         self.journal = sampler.journal
         self._tasks = []
         self.running = False
+        # firmware.power.DutyCycle of a battery profile (build_board sets it), else None; woke:
+        # this boot resumed the chain after a deep sleep (no boot event: the boot did not change)
+        self.duty = None
+        self.woke = False
+        self._watch = None
+
+    def set_duty(self, duty, woke):
+        """Make this a battery board run by duty (firmware.power.DutyCycle); woke: the boot resumed
+        the chain after a deep sleep (no boot event). Returns nothing; call before start()."""
+        self.duty = duty
+        self.woke = woke
 
     def coroutines(self):
         """Journal the boot event and return the board's task coroutines (sampling, heartbeat,
@@ -94,7 +108,10 @@ class Board:
         s = self.sampler
         s.running = True
         self.running = True
-        s.event(EV_BOOT)
+        if not self.woke:
+            s.event(EV_BOOT)
+        if self.duty is not None:  # battery profile: one task steps, serves windows and sleeps
+            return [self.duty.run(self, self._watch)]
         tasks = [s.sample_task(), s.heartbeat_task(), self.peripheral.run()]
         if self.pollers:
             tasks.append(self._poll_task())
@@ -132,7 +149,9 @@ class Board:
 
     async def run(self, watch=None, watch_ms=_IDLE_MS):
         """start(), then keep the board alive until stop(); watch(board), when given, is called
-        every watch_ms (main.py's health check: it may stop the board or reset it)."""
+        every watch_ms (main.py's health check: it may stop the board or reset it; a battery
+        board's DutyCycle calls it once per wake instead)."""
+        self._watch = watch
         await self.start()
         clock = self.sampler.time.clock
         while self.running:
@@ -205,9 +224,18 @@ def run_board(ble, nvs, machine, urandom, degraded, watch):
 
     profile = app.load_profile(PROFILE_PATH)  # validated; firmware.board is unloaded again
     buses = {} if degraded else app.make_buses(profile, machine)
+    sleeper = None
+    clock = RealClock()
+    if profile.get("power") and not degraded:  # a degraded boot stays awake until it drains
+        from firmware.power import Sleeper
+
+        sleeper = Sleeper(machine)
+        if profile["power"].get("sleep", "none") != "none":
+            clock.block_ms = sleeper.block_ms  # drivers' waits (DS18B20 conversion) light-sleep
     board = app.build_board(
-        profile, ble, VfsFS(), nvs, buses, RealClock(), urandom, degraded=degraded
-    )
+        profile, ble, VfsFS(), nvs, buses, clock, urandom, degraded=degraded,
+        table_path=TABLE_PATH, sleeper=sleeper,
+    )  # fmt: skip
     app.unload_boot_modules()
     app = None  # noqa: F841 (the last reference: the boot code can now be collected)
     asyncio.run(board.run(watch, WATCH_MS))

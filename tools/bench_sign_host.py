@@ -79,6 +79,13 @@ def main(argv=None):
                     f" (previous {r[f'prev_alloc_b_{size}']} B, ratio {r[f'alloc_ratio_{size}']},"
                     f" budget {r['alloc_budget_b']} B)"
                 )
+        if "time_ratio_table_file" in r:
+            print(f"{impl:<11} table on flash: {r['time_ratio_table_file']} x the sign time")
+        if "limbs_sha_alloc_b_100" in r:
+            print(
+                f"{impl:<11} 16-bit-limb SHA-512 variant: {r['time_ratio_limbs_sha']} x the sign"
+                f" time, {r['limbs_sha_alloc_b_100']} B per signature of a 100-byte body"
+            )
     mp = results.get("micropython")
     if mp is not None and float(mp["ratio"]) < 3.0:
         print(f"FAIL: VM speedup {mp['ratio']} x is below the 3x goal")

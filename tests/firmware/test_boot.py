@@ -192,11 +192,14 @@ def test_first_boot_key_power_cut_at_every_write_point():
 
 
 def test_whole_first_boot_power_cut_at_every_write_point():
+    # as runtime.run_board builds it: the signer table goes to its file (written at first boot)
+    tp = runtime.TABLE_PATH
     dry = SimFlash(seed=3)
     _build(dry, bluetooth.BLE(1, SimClock()), SimClock(), esp32.NVS("edgeseal", {}, dry), Rand(),
-           sources=_src()).stop()  # fmt: skip
+           sources=_src(), table_path=tp).stop()  # fmt: skip
     total = dry.points
-    assert total >= 5  # key set + commit, journal mkdir, seq reservation set + commit
+    # key set + commit, journal mkdir, table file (create, write, flush, rename), seq reservation
+    assert total >= 9
     for k in range(1, total + 1):
         fs = SimFlash(seed=3 + k)
         store = {}
@@ -205,13 +208,13 @@ def test_whole_first_boot_power_cut_at_every_write_point():
         clock = SimClock()
         try:
             _build(fs, bluetooth.BLE(1, clock), clock, esp32.NVS("edgeseal", store, fs), rand,
-                   sources=_src())  # fmt: skip
+                   sources=_src(), table_path=tp)  # fmt: skip
             raise AssertionError("cut not reached")
         except PowerCut:
             pass
         fs.remount()
         b = _build(fs, bluetooth.BLE(2, clock), clock, esp32.NVS("edgeseal", store, fs), rand,
-                   sources=_src())  # fmt: skip
+                   sources=_src(), table_path=tp)  # fmt: skip
         pk = b.public_key
         assert ed25519.SigningKey(rand.made[-1]).public_key == pk or any(
             ed25519.SigningKey(s).public_key == pk for s in rand.made
@@ -219,9 +222,36 @@ def test_whole_first_boot_power_cut_at_every_write_point():
         b.stop()
         fs.remount()
         b2 = _build(fs, bluetooth.BLE(3, clock), clock, esp32.NVS("edgeseal", store, fs), rand,
-                    sources=_src())  # fmt: skip
+                    sources=_src(), table_path=tp)  # fmt: skip
         assert b2.public_key == pk
+        assert bytes(fs.files[tp]) == bytes(ed25519._table_bytes()), k
         b2.stop()
+
+
+def test_the_signer_table_is_written_once_and_read_from_flash():
+    # runtime.run_board passes TABLE_PATH: the first boot writes the table, later boots check
+    # and read it, and what the board signs verifies as with the table in RAM
+    tp = runtime.TABLE_PATH
+    clock = SimClock()
+    fs = SimFlash(seed=4)
+    store = {}
+    rand = Rand()
+    b = _build(fs, bluetooth.BLE(1, clock), clock, esp32.NVS("edgeseal", store, fs), rand,
+               sources=_src(), table_path=tp)  # fmt: skip
+    table = b.sampler.signer._table
+    assert table is not None and table.built and not table.in_ram
+    assert bytes(fs.files[tp]) == bytes(ed25519._table_bytes())
+    b.stop()
+    fs.remount()
+    b = _build(fs, bluetooth.BLE(2, clock), clock, esp32.NVS("edgeseal", store, fs), rand,
+               sources=_src(), table_path=tp)  # fmt: skip
+    table = b.sampler.signer._table
+    assert not table.built and not table.in_ram
+    ram = ed25519.SigningKey(rand.made[0])
+    assert ram.public_key == b.public_key
+    msg = bytes(range(100))
+    assert b.sampler.signer.sign(msg) == ram.sign(msg)
+    b.stop()
 
 
 def _old_key_file(fs, rand):

@@ -3,7 +3,7 @@
 import binascii
 import json
 
-from firmware import ed25519
+from firmware import ed25519, ed25519_extra
 from firmware.sha512 import sha512
 
 try:
@@ -130,10 +130,10 @@ def test_non_canonical_encodings_rejected():
     for y in range(_P, 2**255):
         for sign in (0, 1):
             enc = (y | (sign << 255)).to_bytes(32, "little")
-            assert ed25519._decode(enc) is None, (y - _P, sign)
+            assert ed25519_extra._decode(enc) is None, (y - _P, sign)
     # "Negative zero": x == 0 with the sign bit set (identity and the order-2 point).
-    assert ed25519._decode(_unhex(SMALL_ORDER[0][:-2] + "80")) is None
-    assert ed25519._decode(_unhex(SMALL_ORDER[1][:-2] + "ff")) is None
+    assert ed25519_extra._decode(_unhex(SMALL_ORDER[0][:-2] + "80")) is None
+    assert ed25519_extra._decode(_unhex(SMALL_ORDER[1][:-2] + "ff")) is None
     # A non-canonical A or R can never verify: replace R / A of a valid signature.
     _name, _seed, public, msg, sig = _vectors()[1]
     twin = (_P + 1).to_bytes(32, "little")  # non-canonical identity
@@ -144,7 +144,7 @@ def test_non_canonical_encodings_rejected():
 def test_not_on_curve_rejected():
     # y = 2: (y^2 - 1) / (d y^2 + 1) is not a square mod p.
     enc = (2).to_bytes(32, "little")
-    assert ed25519._decode(enc) is None
+    assert ed25519_extra._decode(enc) is None
     _name, _seed, public, msg, sig = _vectors()[0]
     assert not ed25519.verify(enc, msg, sig)
     assert not ed25519.verify(public, msg, enc + sig[32:])
@@ -152,12 +152,12 @@ def test_not_on_curve_rejected():
 
 def test_small_order_points_detected():
     for h in SMALL_ORDER:
-        pt = ed25519._decode(_unhex(h))
+        pt = ed25519_extra._decode(_unhex(h))
         assert pt is not None, h
-        assert ed25519._is_small_order(pt), h
+        assert ed25519_extra._is_small_order(pt), h
     for _name, _seed, public, _msg, sig in _vectors():
-        assert not ed25519._is_small_order(ed25519._decode(public))
-        assert not ed25519._is_small_order(ed25519._decode(sig[:32]))
+        assert not ed25519_extra._is_small_order(ed25519_extra._decode(public))
+        assert not ed25519_extra._is_small_order(ed25519_extra._decode(sig[:32]))
 
 
 def _trivial_forgery(r):
@@ -210,9 +210,9 @@ def test_random_keys_sign_and_verify():
 
 
 def test_base_mul_matches_generic_multiplication():
-    B = (ed25519._BX, ed25519._BY, 1, ed25519._BX * ed25519._BY % _P)
+    B = (ed25519_extra._BX, ed25519_extra._BY, 1, ed25519_extra._BX * ed25519_extra._BY % _P)
     for s in (0, 1, 2, 7, 8, 9, 15, 16, 17, 255, 2**16 + 3, _L - 1, 2**252, 2**253 - 1):
-        want = ed25519._encode(ed25519._mul(s, B))
+        want = ed25519._encode(ed25519_extra._mul(s, B))
         assert ed25519._encode(ed25519._base_mul(s)) == want, s
 
 
@@ -227,21 +227,21 @@ def test_base_mul_returns_a_reduced_consistent_extended_point():
 
 
 def test_curve_constants():
-    d = ed25519._D
+    d = ed25519_extra._D
     assert (d * 121666 + 121665) % _P == 0
-    assert 2 * d % _P == ed25519._D2
-    assert ed25519._SQRT_M1 * ed25519._SQRT_M1 % _P == _P - 1
-    x = ed25519._BX
-    y = ed25519._BY
+    assert 2 * d % _P == ed25519_extra._D2
+    assert ed25519_extra._SQRT_M1 * ed25519_extra._SQRT_M1 % _P == _P - 1
+    x = ed25519_extra._BX
+    y = ed25519_extra._BY
     assert (y * y - x * x - 1 - d * x * x % _P * y * y) % _P == 0
     assert y * 5 % _P == 4
     B = (x, y, 1, x * y % _P)
-    assert ed25519._mul(_L, B)[0] % _P == 0  # [L]B is the identity
+    assert ed25519_extra._mul(_L, B)[0] % _P == 0  # [L]B is the identity
     assert ed25519._P == _P and ed25519._L == _L
 
 
 def test_table_layout():
-    ypx, ymx, t2d = ed25519._table()
+    ypx, ymx, t2d = ed25519_extra._table()
     assert len(ypx) == len(ymx) == len(t2d) == 128
     # Entry 8*j + m - 1 is m * 2**(16 j) * B in (y+x, y-x, 2dxy) form.
     for j, m in ((0, 1), (0, 8), (5, 3), (15, 8)):
@@ -250,7 +250,7 @@ def test_table_layout():
         y = (ypx[n] + ymx[n]) * ed25519._inv(2) % _P
         enc = (y | ((x & 1) << 255)).to_bytes(32, "little")
         assert enc == ed25519._encode(ed25519._base_mul(m << (16 * j))), (j, m)
-        assert t2d[n] == 2 * ed25519._D * x % _P * y % _P
+        assert t2d[n] == 2 * ed25519_extra._D * x % _P * y % _P
 
 
 def test_generate_seed_uses_the_given_randomness():
