@@ -13,16 +13,17 @@ PORT ?= /dev/ttyUSB0
 BOARD ?= boards/esp32-devkitc.json
 
 .PHONY: help setup test lint typecheck mpy-check test-firmware-mp test-py vectors vectors-check \
-        bench run deps-system hil flash install-gateway clean
+        bench run deps-system hil flash deploy install-gateway clean
 
 help:
-	@echo "make run    - the gateway with five virtual boards; prints the dashboard URL"
+	@echo "make run    - the gateway with five virtual boards, anvil, 3 witnesses, a replica; prints the URLs"
 	@echo "make test   - set up and run every check: lint, types, mpy-cross, MicroPython VM, pytest"
 	@echo "make bench  - benchmarks, reported as ratios against baselines measured in the same run"
 	@echo "make vectors - regenerate tests/vectors and fail if they changed"
 	@echo "make deps-system - apt packages for Debian / Raspberry Pi OS (run as root)"
-	@echo "make flash PORT=/dev/ttyUSB0 BOARD=boards/cold-chain-logger.json - deploy firmware to a board"
-	@echo "make hil PORT=/dev/ttyUSB0 - run the firmware tests on an attached board"
+	@echo "make flash PORT=/dev/ttyUSB0 IMAGE=micropython.bin BOARD=boards/X.json - write MicroPython (esptool)"
+	@echo "make deploy PORT=/dev/ttyUSB0 BOARD=boards/X.json - deploy the firmware (.mpy) and the profile"
+	@echo "make hil PORT=/dev/ttyUSB0 - board checks and numbers on an attached board (PORT=stand-in: the VM)"
 
 $(BIN)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +71,8 @@ test: setup lint typecheck mpy-check vectors-check test-firmware-mp test-py
 bench: setup
 	$(BIN)/python tools/bench.py
 
-# The demo: the gateway with five virtual boards running the real firmware on a virtual radio.
+# The demo: the gateway with five virtual boards running the real firmware on a virtual radio,
+# anchoring on a local anvil, cosigned by three witnesses, copied by a replica (docs/demo.md).
 DATA_DIR ?= data
 HOST ?= 127.0.0.1
 HTTP_PORT ?= 8000
@@ -83,11 +85,16 @@ install-gateway:
 	@[ "$$(id -u)" = 0 ] || { echo "make install-gateway must run as root (sudo make install-gateway)"; exit 1; }
 	sh tools/install_gateway.sh
 
+# docs/boards.md: EDGESEAL_HIL_RADIO=1 adds the radio measurements (gateway's bleak central).
 hil: setup
-	$(BIN)/python -m pytest -m hil --port $(PORT) tests/hil
+	EDGESEAL_HIL_PROFILE=$(BOARD) $(BIN)/python -m pytest -m hil -s -p no:randomly --port $(PORT) tests/hil
 
 flash: setup
-	$(BIN)/python tools/flash.py --port $(PORT) --board $(BOARD)
+	@[ -n "$(IMAGE)" ] || { echo "make flash needs IMAGE=<the MicroPython .bin you downloaded>"; exit 2; }
+	$(BIN)/edgeseal board flash --port $(PORT) --image $(IMAGE) --profile $(BOARD)
+
+deploy: setup
+	$(BIN)/edgeseal board deploy --port $(PORT) --profile $(BOARD)
 
 # System packages on Debian / Raspberry Pi OS: the toolchain, D-Bus + dbusmock (the BlueZ path's
 # test), Chromium (the dashboard's browser test), Mosquitto (the MQTT bridge's test broker, started

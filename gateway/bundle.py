@@ -1,4 +1,4 @@
-"""Proof bundles (format 2): one canonical JSON document per log entry, checked offline.
+"""Proof bundles (formats 2, 3 and 4): one canonical JSON document per log entry, checked offline.
 
 A bundle holds the entry bytes, a decoded view, the entry's signature material, its RFC 9162
 inclusion proof (2.1.3) and the signed C2SP checkpoint it is proven against (docs/api.md, Proof
@@ -14,6 +14,21 @@ value that differs from what it derives from the entry bytes, a successor after 
 that closes the chain, causes out of the event's order, a checkpoint signature it does not check.
 So any change to a bundle file, down to one bit, fails verification with a typed BundleError (or
 the ProofError/SignatureError/WireError of the failing check).
+
+Format 3 (a gateway with a witness policy, docs/witness.md) is format 2 whose checkpoint may
+carry, after the gateway's signature line, C2SP cosignature/v1 lines of witnesses
+(c2sp.org/tlog-cosignature). Given the policy (gateway.publish.policy.WitnessPolicy), the
+verifier checks every such line and the quorum; without it, it checks their form only and reports
+the "witness-quorum" check as not checked, never as verified. Each check a verification made is
+named in Verified.checks.
+
+Format 4 (a gateway that anchors its checkpoints on an EVM chain, docs/anchoring.md) is format 3
+whose checkpoint may carry zero or more cosignature lines and whose "anchor" is the anchor
+section of gateway.anchor.bundled: an anchored checkpoint that holds the entry, its RFC 9162
+consistency proof to the bundle's checkpoint and the chain evidence (block header, receipt
+proof). It is checked offline here (gateway.anchor.bundled, imported only for such a bundle: it
+needs rlp, trie and eth-utils); that the block is canonical and final needs the chain
+(`edgeseal verify-bundle --rpc`), and is reported as "anchor-canonical: not-checked" otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
@@ -42,9 +57,20 @@ from gateway.ledger.entries import (
     decode_entry,
 )
 
+if TYPE_CHECKING:
+    from gateway.publish.policy import WitnessPolicy
+
 # 2: canonical bytes, no `note` in an event's material, causes in the event's order, successors
 # end at the first signed record, one checkpoint signature (format 1 verifiers refuse these).
 BUNDLE_VERSION = 2
+# 3: as 2, and the checkpoint may carry witness cosignature lines after the gateway's signature.
+BUNDLE_VERSION_WITNESSED = 3
+# 4: as 3 (zero or more cosignature lines), and a non-null "anchor" section (the top-level bundle
+# only: its causes carry version 4 and a null anchor, the anchored tree holds them too).
+BUNDLE_VERSION_ANCHORED = 4
+BUNDLE_VERSIONS = (BUNDLE_VERSION, BUNDLE_VERSION_WITNESSED, BUNDLE_VERSION_ANCHORED)
+# cosignature/v1: a signature line's bytes after the 4-byte key id: timestamp (8) || Ed25519 (64)
+COSIGNATURE_TAIL_BYTES = 8 + 64
 BUNDLE_MEDIA_TYPE = "application/json"
 BUNDLE_KEYS = frozenset(
     {"version", "entry", "decoded", "signature_material", "inclusion", "checkpoint", "anchor"}
@@ -95,6 +121,9 @@ class DeviceChains(Protocol):
 
 
 DeviceLookup = Callable[[bytes], "tuple[bytes, int] | None"]
+# anchor_for(index, size): the anchor section of entry index for a bundle against the checkpoint
+# of that size (gateway.anchor.bundled.anchor_section), or None if no final anchor covers it.
+AnchorFor = Callable[[int, int], "dict[str, Any] | None"]
 
 
 # ---- shared helpers ------------------------------------------------------------------------
@@ -268,9 +297,14 @@ def build_bundle(
     device_lookup: DeviceLookup,
     checkpoint_note: bytes | None = None,
     chains: DeviceChains | None = None,
+    anchor_for: AnchorFor | None = None,
 ) -> dict[str, Any]:
     """Return the proof bundle of log entry `index` against the latest checkpoint (or
     checkpoint_note); `encode_bundle` gives its canonical bytes.
+
+    The format is 4 (BUNDLE_VERSION_ANCHORED) if anchor_for(index, size) gives an anchor
+    section; else it follows the checkpoint: 3 (BUNDLE_VERSION_WITNESSED) if its note carries
+    cosignature lines after the gateway's signature, else 2.
 
     device_lookup(device_id) returns (first public key, enrollment index) or None; chains finds
     key rotations and signed successors (default: ScanChains over the ledger). Reads the entry,
@@ -279,14 +313,19 @@ def build_bundle(
     (or an unsigned record's signed successor) yet, BundleError for an entry that has none.
     """
     cp_note = checkpoint_note if checkpoint_note is not None else ledger.checkpoint()
-    cp = note.parse_checkpoint(note.parse_note(cp_note)[0])
+    cp_body, cp_sigs = note.parse_note(cp_note)
+    cp = note.parse_checkpoint(cp_body)
+    version = BUNDLE_VERSION_WITNESSED if len(cp_sigs) > 1 else BUNDLE_VERSION
     if not 0 <= index < cp.size:
         raise NotIntegrated(
             "not-integrated", f"entry {index} is not covered by the checkpoint of size {cp.size}"
         )
     entry = ledger.entry(index)
-    ctx = _Build(ledger, device_lookup, cp_note, cp.size, chains or ScanChains(ledger))
-    return ctx.bundle(index, entry)
+    anchor = anchor_for(index, cp.size) if anchor_for is not None else None
+    if anchor is not None:
+        version = BUNDLE_VERSION_ANCHORED
+    ctx = _Build(ledger, device_lookup, cp_note, cp.size, chains or ScanChains(ledger), version)
+    return ctx.bundle(index, entry, anchor)
 
 
 @dataclass(frozen=True)
@@ -296,10 +335,13 @@ class _Build:
     cp_note: bytes
     size: int
     chains: DeviceChains
+    version: int = BUNDLE_VERSION
 
-    def bundle(self, index: int, entry: bytes) -> dict[str, Any]:
+    def bundle(
+        self, index: int, entry: bytes, anchor: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {
-            "version": BUNDLE_VERSION,
+            "version": self.version,
             "entry": {"index": index, "kind": KIND_NAMES[entry[0]], "base64": b64(entry)},
             "decoded": _decode(entry),
             "signature_material": self.material(index, entry),
@@ -309,7 +351,7 @@ class _Build:
                 "hashes": [b64(h) for h in self.ledger.prove_inclusion(index, self.size)],
             },
             "checkpoint": self.cp_note.decode("utf-8"),
-            "anchor": None,
+            "anchor": anchor,
         }
 
     def material(self, index: int, entry: bytes) -> dict[str, Any]:
@@ -369,8 +411,29 @@ class _Build:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One check a verification made: its name, "ok" or "not-checked", and what it found."""
+
+    name: str
+    status: str
+    detail: str
+
+    def line(self) -> str:
+        """Return "<name>: <status> (<detail>)"."""
+        return f"{self.name}: {self.status} ({self.detail})"
+
+
+@dataclass(frozen=True)
 class Verified:
-    """What a verified bundle proves: the entry at index is in the log of origin at size."""
+    """What a verified bundle proves: the entry at index is in the log of origin at size.
+
+    checks: every check made, by name (checkpoint-signature, witness-quorum, inclusion,
+    decoded-view, entry-signature, causes, then the anchor's: anchor-checkpoint,
+    anchor-consistency, anchor-format, anchor-header, anchor-transaction, anchor-receipt-proof,
+    anchor-receipt-status, anchor-log, anchor-canonical); a check that could not be made is
+    "not-checked". anchor_evidence: a format 4 bundle's verified chain evidence (for the online
+    check, gateway.anchor.evidence.verify_anchor_online), else None.
+    """
 
     index: int
     kind: str
@@ -379,6 +442,12 @@ class Verified:
     root_b64: str
     detail: str
     causes: tuple[int, ...] = ()
+    checks: tuple[Check, ...] = ()
+    anchor_evidence: dict[str, Any] | None = None
+
+    def check(self, name: str) -> Check | None:
+        """Return the check of that name, or None if it was not part of this verification."""
+        return next((c for c in self.checks if c.name == name), None)
 
     def summary(self) -> str:
         """Return a one-paragraph human summary."""
@@ -388,11 +457,18 @@ class Verified:
         )
         if self.causes:
             text += f"; causes proven: {', '.join(str(c) for c in self.causes)}"
+        quorum = self.check("witness-quorum")
+        if quorum is not None:
+            text += f"; witness quorum: {quorum.status} ({quorum.detail})"
+        anchor = self.check("anchor")
+        if anchor is not None:
+            text += f"; anchor: {anchor.status} ({anchor.detail})"
         return text
 
 
-def verify_bundle_bytes(data: bytes, vkey: str) -> Verified:
-    """Return what the bundle file `data` proves after checking all of it against vkey.
+def verify_bundle_bytes(data: bytes, vkey: str, policy: WitnessPolicy | None = None) -> Verified:
+    """Return what the bundle file `data` proves after checking all of it against vkey (and the
+    witness quorum of `policy`, if given: a bundle short of it fails with "no-quorum").
 
     The strict path for files and API responses: data must be at most bounds.MAX_BUNDLE_BYTES of
     strict JSON (no duplicate keys, no floats or NaN, bounded depth) and exactly the canonical
@@ -404,10 +480,10 @@ def verify_bundle_bytes(data: bytes, vkey: str) -> Verified:
     doc = bounds.loads_strict(data, "bundle", _bundle_error, max_bytes=bounds.MAX_BUNDLE_BYTES)
     if encode_bundle(doc) != data:
         raise BundleError("not-canonical", "the bundle is not in canonical form (docs/api.md)")
-    return _guarded(doc, verifier)
+    return _guarded(doc, verifier, policy)
 
 
-def verify_bundle(bundle: Any, vkey: str) -> Verified:
+def verify_bundle(bundle: Any, vkey: str, policy: WitnessPolicy | None = None) -> Verified:
     """Return what a parsed bundle value proves after checking all of it against vkey.
 
     Duplicate keys cannot be seen in a parsed value: files and API responses go through
@@ -416,7 +492,7 @@ def verify_bundle(bundle: Any, vkey: str) -> Verified:
     """
     verifier = _verifier(vkey)
     encode_bundle(bundle)  # a value with no canonical form (NaN, a non-JSON type) is refused
-    return _guarded(bundle, verifier)
+    return _guarded(bundle, verifier, policy)
 
 
 def _verifier(vkey: Any) -> note.NoteVerifier:
@@ -426,10 +502,12 @@ def _verifier(vkey: Any) -> note.NoteVerifier:
         raise BundleError("bad-vkey", f"the verifier key is not usable: {exc}") from None
 
 
-def _guarded(bundle: Any, verifier: note.NoteVerifier) -> Verified:
+def _guarded(
+    bundle: Any, verifier: note.NoteVerifier, policy: WitnessPolicy | None = None
+) -> Verified:
     """Return _verify(bundle); turn an untyped failure (a bug) into BundleError("internal")."""
     try:
-        return _verify(bundle, verifier, depth=0)
+        return _verify(bundle, verifier, depth=0, policy=policy)
     except EdgesealError:
         raise
     except _UNTYPED as exc:
@@ -470,14 +548,28 @@ def _hex(value: Any, n_bytes: int, what: str) -> bytes:
     return raw
 
 
-def _checkpoint(text: Any, verifier: note.NoteVerifier) -> note.Checkpoint:
-    """Return the checkpoint of a bundle's note: exactly one signature, the gateway's."""
+def _checkpoint(text: Any, verifier: note.NoteVerifier, version: int) -> note.Checkpoint:
+    """Return the checkpoint of a bundle's note: format 2, exactly one signature, the gateway's;
+    format 3, the gateway's first, then one or more well-formed cosignature/v1 lines
+    (_cosignature_lines): the format follows the note, so no bit of `version` is free; format 4
+    (which the anchor section fixes instead), the gateway's first, then zero or more."""
     if not isinstance(text, str):
         raise BundleError("bad-checkpoint", "checkpoint must be the signed note text")
     try:
         raw = text.encode("utf-8")
-        if len(note.parse_note(raw)[1]) != 1:
+        sigs = note.parse_note(raw)[1]
+        if version == BUNDLE_VERSION and len(sigs) != 1:
             raise BundleError("bad-checkpoint", "the checkpoint must carry one signature")
+        if version == BUNDLE_VERSION_WITNESSED and len(sigs) < 2:
+            raise BundleError("bad-checkpoint", "a format 3 checkpoint carries cosignatures")
+        first = sigs[0]
+        if first.name != verifier.name or first.key_id != verifier.key_id:
+            raise BundleError(
+                "bad-checkpoint",
+                f"checkpoint does not verify with {verifier.name}: its first signature is not "
+                "by this key",
+            )
+        _cosignature_lines(sigs[1:], verifier)
         return note.verify_checkpoint(raw, verifier)
     except BundleError:
         raise
@@ -487,17 +579,78 @@ def _checkpoint(text: Any, verifier: note.NoteVerifier) -> note.Checkpoint:
         ) from None
 
 
-def _verify(bundle: Any, verifier: note.NoteVerifier, depth: int) -> Verified:
+def _cosignature_lines(sigs: Sequence[note.NoteSignature], verifier: note.NoteVerifier) -> None:
+    """Raise BundleError("bad-checkpoint") unless every line after the gateway's is shaped as a
+    cosignature/v1 (4-byte key id, 8-byte timestamp, 64-byte signature), none is by the
+    gateway's key name, and no (name, key id) appears twice. Their signatures are checked only
+    against a policy (_witness_check)."""
+    seen: set[tuple[str, bytes]] = set()
+    for sig in sigs:
+        if len(sig.signature) != COSIGNATURE_TAIL_BYTES or sig.name == verifier.name:
+            raise BundleError("bad-checkpoint", f"the line of {sig.name!r} is not a cosignature")
+        if (sig.name, sig.key_id) in seen:
+            raise BundleError("bad-checkpoint", f"two cosignatures by {sig.name!r}")
+        seen.add((sig.name, sig.key_id))
+
+
+def _witness_check(cp_text: str, policy: WitnessPolicy | None) -> Check:
+    """Return the "witness-quorum" check of a checkpoint note.
+
+    Without a policy the cosignature lines are reported as not checked. With one, every
+    cosignature line must be a policy witness's and verify (tlog-cosignature), and the quorum
+    must hold (tlog-policy); raises BundleError ("unknown-cosigner", "bad-cosignature",
+    "no-quorum") otherwise.
+    """
+    n_lines = len(note.parse_note(cp_text.encode("utf-8"))[1]) - 1
+    if policy is None:
+        return Check("witness-quorum", "not-checked", f"{n_lines} cosignature line(s), no policy")
+    result = policy.check(cp_text.encode("utf-8"))
+    if result.invalid:
+        names = ", ".join(result.invalid)
+        raise BundleError("bad-cosignature", f"the cosignature of {names} does not verify")
+    if result.log_origin is None and policy.logs:
+        raise BundleError("no-quorum", f"checkpoint refused by the policy: {result.reason}")
+    # the first line is the gateway's (_checkpoint): unknown to a policy that lists no logs
+    unknown = result.unknown_lines - (0 if policy.logs else 1)
+    if unknown:
+        raise BundleError(
+            "unknown-cosigner", f"{unknown} cosignature(s) by no witness of the policy"
+        )
+    if not result.ok:
+        raise BundleError(
+            "no-quorum",
+            f"cosigned by {result.cosigned_by or 'no witness'}: {result.summary}; {result.reason}",
+        )
+    names = ", ".join(result.cosigned_by) or "none required"
+    return Check("witness-quorum", "ok", f"{result.summary} cosigned by {names}")
+
+
+def _verify(
+    bundle: Any,
+    verifier: note.NoteVerifier,
+    depth: int,
+    policy: WitnessPolicy | None = None,
+    parent_version: int | None = None,
+) -> Verified:
     _object(bundle, BUNDLE_KEYS, "bundle")
     version = bundle["version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version != BUNDLE_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in BUNDLE_VERSIONS:
         raise BundleError("bad-version", f"unsupported bundle version {version!r}")
-    if bundle["anchor"] is not None:
-        raise BundleError("anchor-unsupported", "this verifier cannot check an anchor yet")
+    if parent_version is not None and version != parent_version:
+        raise BundleError("bad-version", "a cause must have its event bundle's version")
+    anchor = bundle["anchor"]
+    if depth == 0 and version == BUNDLE_VERSION_ANCHORED:
+        if anchor is None:
+            raise BundleError("bad-anchor", "a format 4 bundle carries an anchor section")
+    elif anchor is not None:
+        raise BundleError("bad-anchor", "only a format 4 bundle carries an anchor (a cause never)")
 
-    # 1. the checkpoint: signed by the gateway key, and by nothing else
+    # 1. the checkpoint: signed by the gateway key first; format 3: witnesses' cosignatures
     cp_text = bundle["checkpoint"]
-    cp = _checkpoint(cp_text, verifier)
+    cp = _checkpoint(cp_text, verifier, version)
+    checks = [Check("checkpoint-signature", "ok", f"signed by {verifier.name}")]
+    if depth == 0:  # causes carry the same checkpoint text: checked once, here
+        checks.append(_witness_check(cp_text, policy))
 
     # 2. the entry and its RFC 9162 2.1.3 inclusion proof against the checkpoint's root
     ent = _object(bundle["entry"], {"index", "kind", "base64"}, "entry")
@@ -523,14 +676,56 @@ def _verify(bundle: Any, verifier: note.NoteVerifier, depth: int) -> Verified:
             "bad-inclusion", f"inclusion proof of entry {index} fails at size {cp.size}: {exc}"
         ) from None
 
+    checks.append(Check("inclusion", "ok", f"entry {index} in the tree of size {cp.size}"))
+
     # 3. the decoded view must be what the bytes say (compared as canonical JSON)
     if not _same(bundle["decoded"], _decode(entry)):
         raise BundleError("decoded-mismatch", "decoded view differs from the entry bytes")
+    checks.append(Check("decoded-view", "ok", "equals the entry bytes' decoding"))
 
     # 4. the entry's own signatures
     sm = bundle["signature_material"]
-    detail, causes = _verify_material(index, entry, sm, cp_text, verifier, depth)
-    return Verified(index, kind, cp.size, cp.origin, b64(cp.root), detail, causes)
+    detail, causes = _verify_material(index, entry, sm, cp_text, verifier, depth, version)
+    checks.append(Check("entry-signature", "ok", detail))
+    if causes:
+        checks.append(Check("causes", "ok", f"{len(causes)} cause(s) proven"))
+
+    # 5. format 4: the anchor section, offline (the chain's word on the block needs --rpc)
+    evidence = None
+    if depth == 0 and anchor is not None:
+        checks.extend(_anchor_checks(anchor, index, cp, verifier))
+        evidence = anchor["evidence"]
+    elif depth == 0:
+        checks.append(Check("anchor", "not-checked", "the bundle carries no anchor"))
+    root = b64(cp.root)
+    return Verified(index, kind, cp.size, cp.origin, root, detail, causes, tuple(checks), evidence)
+
+
+def _anchor_checks(
+    section: Any, index: int, cp: note.Checkpoint, verifier: note.NoteVerifier
+) -> list[Check]:
+    """Return the checks of a format 4 bundle's anchor section (docs/anchoring.md, Proof
+    bundles): each of gateway.anchor.bundled.verify_anchor_section's as "anchor-<name>", then
+    "anchor" (ok) and "anchor-canonical" (not-checked: it needs the chain). Raises
+    BundleError("bad-anchor") naming the first check that fails.
+    """
+    from gateway.anchor.bundled import verify_anchor_section  # rlp, trie: format 4 only
+
+    checks = []
+    for name, ok, detail in verify_anchor_section(section, index, cp, verifier):
+        label = name if name.startswith("anchor") else f"anchor-{name}"
+        label = "anchor-checkpoint" if name == "anchored-checkpoint" else label
+        if not ok:
+            raise BundleError("bad-anchor", f"{label}: {detail}")
+        checks.append(Check(label, "ok", detail))
+    ev = section["evidence"]
+    where = f"chain {ev['chain_id']}, contract {ev['contract']}, block {ev['block_number']}"
+    checks.append(Check("anchor", "ok", f"{checks[0].detail}: anchored on {where}"))
+    checks.append(
+        Check("anchor-canonical", "not-checked", "that the block is canonical and final needs "
+              "the chain (edgeseal verify-bundle --rpc URL)")
+    )  # fmt: skip
+    return checks
 
 
 def _material(sm: Any, keys: set[str], typ: str) -> dict[str, Any]:
@@ -540,7 +735,13 @@ def _material(sm: Any, keys: set[str], typ: str) -> dict[str, Any]:
 
 
 def _verify_material(
-    index: int, entry: bytes, sm: Any, cp_text: str, verifier: note.NoteVerifier, depth: int
+    index: int,
+    entry: bytes,
+    sm: Any,
+    cp_text: str,
+    verifier: note.NoteVerifier,
+    depth: int,
+    version: int = BUNDLE_VERSION,
 ) -> tuple[str, tuple[int, ...]]:
     kind, payload = entry[0], entry[1:]
     if kind == KIND_DEVICE_RECORD:
@@ -556,7 +757,7 @@ def _verify_material(
         if wire.device_id_for(enr.public_key) != enr.device_id:
             raise BundleError("wrong-device", "device id is not SHA-256(public key)[0:16]")
         return f"enrollment of device {enr.device_id.hex()} (self-certifying id)", ()
-    return _verify_event(index, payload, sm, cp_text, verifier, depth)
+    return _verify_event(index, payload, sm, cp_text, verifier, depth, version)
 
 
 def _current_key(rec: wire.Record, key: bytes, rotations: Any) -> bytes:
@@ -652,6 +853,7 @@ def _verify_event(
     cp_text: str,
     verifier: note.NoteVerifier,
     depth: int,
+    version: int = BUNDLE_VERSION,
 ) -> tuple[str, tuple[int, ...]]:
     _material(sm, {"causes"}, "contract-event")
     if depth > 0:
@@ -664,7 +866,7 @@ def _verify_event(
         if not isinstance(cause, dict) or not _same(cause.get("checkpoint"), cp_text):
             raise BundleError("bad-cause", "every cause must be proven against the same checkpoint")
         try:
-            res = _verify(cause, verifier, depth + 1)
+            res = _verify(cause, verifier, depth + 1, parent_version=version)
         except EdgesealError as exc:
             raise BundleError("bad-cause", f"cause does not verify: {exc}") from None
         if res.index != expected:

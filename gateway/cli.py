@@ -3,7 +3,10 @@
 Subcommands: `serve` (the gateway service: BLE link, ingest, contracts, HTTP API), `audit`
 (re-verify a ledger file), `keygen` (create the gateway key), `vkey` (print the gateway's C2SP
 verifier key), `verify-bundle` (check a proof bundle offline), `enroll` (admin: enroll a device
-from a provisioning file through the running gateway). Add a subcommand by writing `cmd_<name>`
+from a provisioning file through the running gateway), `participant` (a participant's keys,
+transactions and reads: gateway/participant_cli.py), `board` (flash, deploy, provision and
+inspect a board over USB: gateway/boardctl), `replica` (a participant's verified replica of
+the log, and `replica check-evidence`: gateway/replica/cli.py). Add a subcommand by writing `cmd_<name>`
 and registering it in `build_parser`.
 """
 
@@ -159,17 +162,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def cmd_keygen(args: argparse.Namespace) -> int:
-    """Create the gateway key file (mode 0600) at --key and print its vkey."""
+def _create_key(command: str, path: str, name: str | None) -> Any:
+    """Return a new NoteSigner written to path (mode 0600, never overwriting), or None after
+    printing why it could not be created (exists, no such directory, permission denied)."""
     from gateway.ledger.note import KeyFileError, create_signer
 
     try:
-        signer = create_signer(args.key, origin=args.origin)
+        return create_signer(path, origin=name)
     except KeyFileError as exc:
-        print(f"keygen: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"{command}: {exc}", file=sys.stderr)
     except OSError as exc:  # no such directory, permission denied, read-only filesystem
-        print(f"keygen: cannot create {args.key}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{command}: cannot create {path}: {exc.strerror or exc}", file=sys.stderr)
+    return None
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Create the gateway key file (mode 0600) at --key and print its vkey."""
+    signer = _create_key("keygen", args.key, args.origin)
+    if signer is None:
         return EXIT_USAGE
     print(signer.vkey)
     return EXIT_OK
@@ -225,6 +235,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             ble=False if args.no_ble else None,
             accept_loss=True if args.accept_loss else None,
+            witness_policy=args.witness_policy,
+            mqtt_url=args.mqtt,
         )
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"serve: bad configuration: {exc}", file=sys.stderr)
@@ -255,8 +267,10 @@ def _read_at_most(path: str, max_bytes: int) -> bytes:
 
 
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
-    """Verify a proof bundle file offline against --key (a vkey, or a file holding one); print a
-    summary and return EXIT_OK, or print "FAILED: <code>: <reason>" and return EXIT_FAILED.
+    """Verify a proof bundle file offline against --key (a vkey, or a file holding one) and, with
+    --policy, the witness quorum, and with --rpc, that a format 4 bundle's anchor block is
+    canonical and final (else that check is printed as not-checked); print each check by name
+    and a summary and return EXIT_OK, or print "FAILED: <code>: <reason>" and return EXIT_FAILED.
 
     The file's bytes go through gateway.bundle.verify_bundle_bytes (strict canonical JSON, at
     most MAX_BUNDLE_BYTES): no input gives a traceback.
@@ -279,12 +293,69 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
         data = _read_at_most(args.file, MAX_BUNDLE_BYTES)
     except (OSError, ValueError) as exc:
         return failed(f"cannot read {args.file}: {exc}")
+    if args.depth is not None and args.depth < 0:
+        return failed(f"bad-depth: --depth must be >= 0, not {args.depth}")
+    policy = None
+    if args.policy:
+        from gateway.publish.policy import load_policy
+
+        try:
+            policy = load_policy(args.policy)
+        except EdgesealError as exc:
+            return failed(f"bad-policy: {exc.code}: {exc.message}")
     try:
-        result = verify_bundle_bytes(data, vkey)
+        result = verify_bundle_bytes(data, vkey, policy)
     except EdgesealError as exc:
         return failed(f"{exc.code}: {exc.message}")
+    checks = [c.line() for c in result.checks if c.name != "anchor-canonical" or not args.rpc]
+    pinned = _anchor_pins(result.anchor_evidence, args.chain_id, args.contract)
+    if pinned is not None:
+        if not pinned.startswith("anchor-pinned"):
+            return failed(pinned)
+        checks.append(pinned)
+    if args.rpc and result.anchor_evidence is not None:
+        online = _anchor_online(result.anchor_evidence, args.rpc, args.depth)
+        if isinstance(online, str):
+            return failed(online)
+        checks += online
+    elif args.rpc:
+        checks.append("anchor-canonical: not-checked (the bundle carries no anchor)")
+    for line in checks:
+        print(f"  {line}")
     print(f"verify-bundle: {result.summary()}")
     return EXIT_OK
+
+
+def _anchor_pins(evidence: dict[str, Any] | None, chain_id: int | None, contract: str | None
+                 ) -> str | None:  # fmt: skip
+    """Return None without pins, the "anchor-pinned: ok" check line if the verified anchor is on
+    the pinned chain id and contract (compared case-insensitively), else the FAILED reason."""
+    if chain_id is None and contract is None:
+        return None
+    if evidence is None:
+        return "no-anchor: --chain-id/--contract given, the bundle carries no anchor"
+    if chain_id is not None and evidence["chain_id"] != chain_id:
+        return f"bad-anchor: anchored on chain {evidence['chain_id']}, not {chain_id}"
+    if contract is not None and evidence["contract"].lower() != contract.lower():
+        return f"bad-anchor: anchored by contract {evidence['contract']}, not {contract}"
+    return f"anchor-pinned: ok (chain {evidence['chain_id']}, contract {evidence['contract']})"
+
+
+def _anchor_online(evidence: dict[str, Any], rpc_url: str, depth: int | None) -> list[str] | str:
+    """Return the check lines of what only the chain can say about a verified anchor (the node
+    at rpc_url serves its chain; the block is canonical and final: `finalized` tag, or `depth`
+    blocks deep), or the FAILED reason: a check failed or the node did not answer."""
+    from gateway.anchor.chain import connect
+    from gateway.anchor.evidence import verify_anchor_online
+
+    try:
+        results = verify_anchor_online(evidence, connect(rpc_url), depth)
+    except Exception as exc:  # the node is down or answers nonsense: no traceback, a reason
+        return f"anchor-unreachable: cannot ask {rpc_url}: {type(exc).__name__}: {exc}"[:2000]
+    for name, ok, detail in results:
+        if not ok:
+            return f"bad-anchor: anchor-{name}: {detail}"
+    return [f"anchor-{name}: ok ({detail})" for name, _ok, detail in results]
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -340,16 +411,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_witness_keygen(args: argparse.Namespace) -> int:
     """Create a witness key file (mode 0600, gateway.ledger.note format); print its vkey."""
-    from gateway.ledger.note import KeyFileError, create_signer
     from gateway.publish.cosignature import CosignatureSigner
 
-    try:
-        signer = create_signer(args.key, origin=args.name)
-    except KeyFileError as exc:
-        print(f"witness keygen: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # no such directory, permission denied, read-only filesystem
-        print(f"witness keygen: cannot create {args.key}: {exc.strerror or exc}", file=sys.stderr)
+    signer = _create_key("witness keygen", args.key, args.name)
+    if signer is None:
         return EXIT_USAGE
     print(CosignatureSigner(signer).vkey)
     return EXIT_OK
@@ -409,13 +474,40 @@ def add_witness_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_witness_vkey)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
-        prog="edgeseal", description="edgeseal: signed IoT readings, Merkle ledger, proofs."
+def _add_serve_parser(sub: Any) -> None:
+    """Add the `serve` command and its options to the subparsers `sub`."""
+    p = sub.add_parser("serve", help="run the gateway: BLE link, ingest, contracts, HTTP API")
+    p.add_argument(
+        "--config",
+        help="TOML config file (default $EDGESEAL_CONFIG or /etc/edgeseal/edgeseal.toml)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--data-dir", help="ledger, keys and state (default $EDGESEAL_DATA_DIR)")
+    p.add_argument("--host", help="API listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="API port (default 8000)")
+    p.add_argument("--virtual-fleet", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-ble", action="store_true", help="do not start the BLE link")
+    p.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="start although acknowledged history was lost: rebuild derived state from the "
+        "ledger as it is and raise an alarm (docs/operations.md, Recovery)",
+    )
+    p.add_argument(
+        "--witness-policy",
+        metavar="FILE",
+        help="C2SP tlog-policy file: witnesses to cosign every checkpoint (docs/witness.md)",
+    )
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish verified readings and contract events to this MQTT broker: "
+        "mqtt://[user:pass@]host[:port] or mqtts://... (docs/mqtt.md)",
+    )
+    p.set_defaults(func=cmd_serve)
 
+
+def _add_audit_parser(sub: Any) -> None:
+    """Register `edgeseal audit` (gateway/ledger/audit.py)."""
     p = sub.add_parser(
         "audit", help="re-verify a ledger: tree, checkpoints, device chains, contract replay"
     )
@@ -436,6 +528,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_audit)
 
+
+def _add_verify_bundle_parser(sub: Any) -> None:
+    """Register `edgeseal verify-bundle` (gateway/bundle.py; docs/api.md, Proof bundle)."""
+    p = sub.add_parser("verify-bundle", help="check a proof bundle offline with the gateway vkey")
+    p.add_argument("file", help="the bundle JSON file (GET /v1/bundle/{index})")
+    p.add_argument("--key", required=True, help="the gateway's C2SP vkey, or a file holding it")
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="C2SP tlog-policy file: also check the checkpoint's witness cosignatures and quorum",
+    )
+    p.add_argument(
+        "--rpc",
+        metavar="URL",
+        help="an EVM JSON-RPC node: also check the anchor's block is canonical and final",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        metavar="N",
+        help="with --rpc: final means N blocks deep (default: the chain's `finalized` block)",
+    )
+    p.add_argument("--chain-id", type=int, metavar="N", help="require the anchor on this chain")
+    p.add_argument("--contract", metavar="ADDRESS", help="require the anchor by this contract")
+    p.set_defaults(func=cmd_verify_bundle)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="edgeseal", description="edgeseal: signed IoT readings, Merkle ledger, proofs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_audit_parser(sub)
+
     p = sub.add_parser("keygen", help="create the gateway signing key (file mode 0600)")
     p.add_argument("--key", required=True, help="path of the key file to create")
     p.add_argument("--origin", help="log origin / key name (default edgeseal.example/gateway/<id>)")
@@ -447,28 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--db", help="a ledger file (prints the vkey stored in it)")
     p.set_defaults(func=cmd_vkey)
 
-    p = sub.add_parser("serve", help="run the gateway: BLE link, ingest, contracts, HTTP API")
-    p.add_argument(
-        "--config",
-        help="TOML config file (default $EDGESEAL_CONFIG or /etc/edgeseal/edgeseal.toml)",
-    )
-    p.add_argument("--data-dir", help="ledger, keys and state (default $EDGESEAL_DATA_DIR)")
-    p.add_argument("--host", help="API listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="API port (default 8000)")
-    p.add_argument("--virtual-fleet", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--no-ble", action="store_true", help="do not start the BLE link")
-    p.add_argument(
-        "--accept-loss",
-        action="store_true",
-        help="start although acknowledged history was lost: rebuild derived state from the "
-        "ledger as it is and raise an alarm (docs/operations.md, Recovery)",
-    )
-    p.set_defaults(func=cmd_serve)
+    _add_serve_parser(sub)
 
-    p = sub.add_parser("verify-bundle", help="check a proof bundle offline with the gateway vkey")
-    p.add_argument("file", help="the bundle JSON file (GET /v1/bundle/{index})")
-    p.add_argument("--key", required=True, help="the gateway's C2SP vkey, or a file holding it")
-    p.set_defaults(func=cmd_verify_bundle)
+    _add_verify_bundle_parser(sub)
 
     p = sub.add_parser("enroll", help="enroll a device from a provisioning file (operator)")
     p.add_argument("file", help='provisioning JSON: {"public_key": hex, "metadata": {...}}')
@@ -482,7 +591,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_enroll)
 
     add_witness_parser(sub)
+    from gateway.replica.cli import add_replica_parser
+
+    add_replica_parser(sub)
+    from gateway.participant_cli import add_participant_parser  # `edgeseal participant ...`
+
+    add_participant_parser(sub)
+    from gateway.anchor.cli import add_anchor_parser  # `edgeseal anchor deploy|verify`
+
+    add_anchor_parser(sub)
+    _add_board_parser(sub)
+    _add_release_parser(sub)
     return parser
+
+
+def _add_board_parser(sub: Any) -> None:
+    """Register `edgeseal board flash|deploy|provision|info` (gateway/boardctl, docs/boards.md)."""
+    from gateway.boardctl.cli import add_board_parser
+
+    add_board_parser(sub)
+
+
+def _add_release_parser(sub: Any) -> None:
+    """Register `edgeseal release keygen|build|sign|verify|publish` (gateway/release.py)."""
+    from gateway.release import add_release_parser
+
+    add_release_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,6 +55,94 @@ class Settings(BaseSettings):
         default=False,
         description="start on a ledger that lost acknowledged history (docs/operations.md)",
     )
+    witness_policy: Path | None = Field(
+        default=None,
+        description="C2SP tlog-policy file of the witnesses that cosign the checkpoints "
+        "(docs/witness.md); none: checkpoints are not witnessed",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="MQTT broker to publish verified readings and contract events to: "
+        "mqtt://user:pass@host:port or mqtts://... (docs/mqtt.md); none: no MQTT bridge",
+    )
+    mqtt_topic_prefix: str | None = Field(
+        default=None, description="MQTT topic prefix (default edgeseal/<origin>; docs/mqtt.md)"
+    )
+    mqtt_ha_discovery: bool = Field(
+        default=False,
+        description="also publish retained Home Assistant MQTT discovery configs for every "
+        "reading channel (docs/mqtt.md)",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="base URL clients reach the API at, for proof links such as "
+        "<public_url>/v1/bundle/<index> (default http://<host>:<port>)",
+    )
+    # anchoring on an EVM chain (gateway/anchor/, docs/anchoring.md): on iff anchor_rpc_url
+    anchor_rpc_url: str | None = Field(
+        default=None, description="EVM chain JSON-RPC URL to anchor checkpoints on; none: off"
+    )
+    anchor_chain_id: int | None = Field(default=None, ge=1, description="the chain's id")
+    anchor_contract: str | None = Field(
+        default=None, description="EdgesealAnchor address (`edgeseal anchor deploy`)"
+    )
+    anchor_key_file: Path | None = Field(
+        default=None, description="hex private key of the anchoring account (default data_dir)"
+    )
+    anchor_interval_s: float = Field(default=3600.0, gt=0, description="anchor at least this often")
+    anchor_entries: int = Field(default=1024, ge=1, description="or after this many entries")
+    anchor_finality_depth: int | None = Field(
+        default=None, ge=0, description="final after this many blocks (default: `finalized` tag)"
+    )
+    anchor_poll_s: float = Field(default=5.0, gt=0, description="receipt and finality polling")
+    replica_urls: list[str] = Field(
+        default_factory=list,
+        description="participant replicas (docs/replica.md) the dashboard compares checkpoints "
+        "with: http(s) base URLs, fetched by GET /v1/checkpoints (docs/dashboard.md)",
+    )
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _replica_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+                raise ValueError(f"replica_urls: {url!r} is not an http(s) URL")
+        return [url.rstrip("/") for url in value]
+
+    @model_validator(mode="after")
+    def _anchoring(self) -> Settings:
+        """Return self if the anchoring settings are complete; raise ValueError otherwise."""
+        if self.anchor_rpc_url and (self.anchor_chain_id is None or not self.anchor_contract):
+            raise ValueError("anchor_rpc_url needs anchor_chain_id and anchor_contract")
+        if self.anchor_contract and not (
+            len(self.anchor_contract) == 42 and self.anchor_contract.startswith("0x")
+        ):
+            raise ValueError("anchor_contract must be a 0x-prefixed 20-byte hex address")
+        return self
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str | None) -> str | None:
+        from gateway.mqtt.url import parse_broker_url
+
+        if value is not None:
+            try:
+                parse_broker_url(value)
+            except ValueError as exc:  # StartupRefused("bad-mqtt-url") is a ValueError
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("mqtt_topic_prefix")
+    @classmethod
+    def _mqtt_prefix(cls, value: str | None) -> str | None:
+        from gateway.mqtt.url import check_topic_prefix
+
+        if value is not None:
+            try:
+                check_topic_prefix(value)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -118,6 +206,11 @@ class Settings(BaseSettings):
     def token_path(self) -> Path:
         """Return the operator token file (mode 0600), used unless operator_token is set."""
         return self.data_dir / "operator.token"
+
+    @property
+    def anchor_key_path(self) -> Path:
+        """Return the anchoring account's key file: anchor_key_file, else data_dir/anchor.key."""
+        return self.anchor_key_file or self.data_dir / "anchor.key"
 
 
 _CONFIG_FILE_OVERRIDE: str | None = None

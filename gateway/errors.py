@@ -99,6 +99,14 @@ class UnknownLot(ContractError):
     status = 404
 
 
+class EpcisError(EdgesealError):
+    """A GS1 EPCIS 2.0 document or event that cannot become a participant transaction
+    (gateway/contracts/epcis.py): not EPCIS, an event type or business step without a
+    contract action, a value out of bounds."""
+
+    kind = "EpcisError"
+
+
 # ---- the HTTP API ---------------------------------------------------------------------------
 
 
@@ -168,7 +176,8 @@ class StartupRefused(EdgesealError):
 
     Codes: "ledger-missing", "ledger-behind-checkpoint", "ledger-fork", "bad-checkpoint-file",
     "ledger-unreadable", "acked-data-lost", "key-missing", "bad-operator-token", "bad-link-key"
-    (data_dir/link.key is not 32 bytes: gateway/ble/auth.py).
+    (data_dir/link.key is not 32 bytes: gateway/ble/auth.py), "bad-mqtt-url",
+    "bad-mqtt-topic-prefix", "bad-mqtt-cursor" (the MQTT bridge: gateway/mqtt/).
     """
 
     kind = "StartupRefused"

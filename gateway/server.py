@@ -22,13 +22,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 # Start-up refusals (gateway.errors.StartupRefused), one exit code per thing the operator must
 # do (docs/operations.md, Recovery). systemd does not restart on them (RestartPreventExitStatus).
-EXIT_BAD_CONFIG = 2  # an unusable setting: an operator token under 16 characters, a bad link.key
+EXIT_BAD_CONFIG = 2  # an unusable setting: an operator token under 16 characters, a bad link.key,
+# witness policy, MQTT URL or MQTT cursor file
 EXIT_LEDGER_ROLLED_BACK = 3  # the ledger is missing, emptied, rolled back or forked
 EXIT_ACKED_DATA_LOST = 4  # the derived state saw acknowledged records the ledger lacks
 EXIT_KEY_MISSING = 5  # a ledger exists but the gateway key does not
 _EXIT_BY_CODE = {
     "bad-operator-token": EXIT_BAD_CONFIG,
     "bad-link-key": EXIT_BAD_CONFIG,
+    "bad-witness-policy": EXIT_BAD_CONFIG,
+    "bad-mqtt-url": EXIT_BAD_CONFIG,
+    "bad-mqtt-topic-prefix": EXIT_BAD_CONFIG,
+    "bad-mqtt-cursor": EXIT_BAD_CONFIG,
     "ledger-missing": EXIT_LEDGER_ROLLED_BACK,
     "ledger-behind-checkpoint": EXIT_LEDGER_ROLLED_BACK,
     "ledger-fork": EXIT_LEDGER_ROLLED_BACK,

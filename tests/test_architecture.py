@@ -111,3 +111,21 @@ def test_the_witness_server_runs_without_a_gateway() -> None:
         p.relative_to(ROOT).as_posix() for p in _modules("gateway/publish") if p.name not in witness
     }
     assert _violations("gateway/publish", forbidden, skip) == []
+
+
+# the participant's side: the client and the one transaction format it shares with the engine
+PARTICIPANT_SIDE = ("gateway/client.py", "gateway/txformat.py")
+# a participant installs no server: no web framework, node, ledger (store), contract engine
+SERVER_SIDE = ("fastapi", "starlette", "uvicorn", "sqlite3", "gateway.node", "gateway.api",
+               "gateway.ledger", "gateway.contracts", "gateway.ble", "gateway.server")  # fmt: skip
+
+
+def test_the_participant_client_imports_nothing_of_the_server() -> None:
+    # direct imports here; tests/gateway/test_client.py checks what importing it loads in all
+    found = [
+        f"{rel}:{line} imports {name}"
+        for rel in PARTICIPANT_SIDE
+        for line, name in _imports(ROOT / rel)
+        if any(name == f or name.startswith(f + ".") for f in SERVER_SIDE)
+    ]
+    assert found == []

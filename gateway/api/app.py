@@ -26,7 +26,7 @@ from gateway.api.limits import RateLimits
 from gateway.api.metrics import ApiMetrics
 from gateway.api.middleware import CountRequests, RequestGuard, SecurityHeaders
 from gateway.api.responses import error_response, error_schemas
-from gateway.api.routes import contracts, devices, log, ops, transactions
+from gateway.api.routes import checkpoints, contracts, devices, log, ops, tiles, transactions
 from gateway.errors import EdgesealError, NotFound, RequestError
 from gateway.node import Node
 
@@ -87,6 +87,14 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer EdgesealError, validation errors and unknown routes with the typed body (module
+    doc); shared with the replica's app (gateway.replica.app)."""
+    app.add_exception_handler(EdgesealError, _typed)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+
+
 def create_app(
     node: Node, *, clock: Callable[[], float] = time.monotonic, limits: RateLimits | None = None
 ) -> FastAPI:
@@ -104,9 +112,7 @@ def create_app(
     app.state.limits = limits = limits or RateLimits(clock)
     app.state.metrics = metrics = ApiMetrics(node)
     app.state.has_dashboard = WEB_DIR.is_dir()
-    app.add_exception_handler(EdgesealError, _typed)
-    app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    install_error_handlers(app)
     # added innermost first: SecurityHeaders wraps CountRequests wraps RequestGuard
     app.add_middleware(RequestGuard, limits=limits)
     app.add_middleware(CountRequests, metrics=metrics)
@@ -116,7 +122,9 @@ def create_app(
         log.router,
         devices.router,
         transactions.router,
+        tiles.router,
         contracts.build_router(node.sequencer.engine.contracts),
+        checkpoints.build_router(node),
     ):
         app.include_router(router)
     if app.state.has_dashboard:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -91,8 +92,59 @@ class NodeMetrics(Collector):
             for name, value in sorted(vars(node.link.stats).items()):
                 if isinstance(value, int):
                     yield _counter(f"edgeseal_link_{name}", f"BLE link {name}", value)
+        if node.witnesses is not None:  # the witness client (docs/witness.md)
+            yield from _witness_metrics(node)
+        anchor = node.reads.anchor_status()
+        if anchor is not None:  # the anchoring service (docs/anchoring.md)
+            yield from _anchor_metrics(anchor)
+        if node.mqtt is not None:  # the MQTT bridge (docs/mqtt.md)
+            mq = node.mqtt.status
+            yield _gauge(
+                "edgeseal_mqtt_connected", "1 while connected to the broker", int(mq.connected)
+            )
+            yield _gauge(
+                "edgeseal_mqtt_next_index",
+                "log index the bridge publishes next (durable cursor)",
+                mq.next_index,
+            )
+            yield _counter("edgeseal_mqtt_published", "messages PUBACKed since start", mq.published)
         uptime_s = round(time.monotonic() - node.started_at, 3)
         yield _gauge("edgeseal_uptime_seconds", "seconds since start", uptime_s)
+
+
+def _witness_metrics(node: Node) -> Iterator[Metric]:
+    """Yield the witness client's numbers: cosignatures, failures and alarms per witness (the
+    policy's names: a bounded set), and whether the newest checkpoint has its quorum."""
+    client = node.witnesses
+    assert client is not None
+    status = list(client.status.values())
+    for metric, text in (
+        ("cosigned", "cosignatures collected"),
+        ("failures", "failed add-checkpoint requests"),
+        ("alarms", "witness alarms: refused or inconsistent checkpoints"),
+    ):
+        family = CounterMetricFamily(f"edgeseal_witness_{metric}", text, labels=["witness"])
+        yield _labelled(family, [(s.name, getattr(s, metric)) for s in status])
+    quorum = client.newest().quorum
+    ok = int(bool(quorum and quorum.ok))
+    yield _gauge("edgeseal_witness_quorum", "1 if the newest checkpoint has its quorum", ok)
+
+
+def _anchor_metrics(status: dict[str, Any]) -> Iterator[Metric]:
+    """Yield the anchoring numbers of ReadModel.anchor_status: outbox rows per state (a fixed
+    set), the newest anchored and final sizes, whether the chain node answers, failures."""
+    yield _labelled(
+        GaugeMetricFamily("edgeseal_anchor_outbox", "anchors by outbox state", labels=["state"]),
+        status["anchors"].items(),
+    )  # fmt: skip
+    for name, text in (
+        ("newest_size", "largest tree size anchored or being anchored"),
+        ("final_size", "largest tree size anchored in a final block"),
+        ("failures", "consecutive failed anchoring rounds"),
+    ):
+        yield _gauge(f"edgeseal_anchor_{name}", text, status[name])
+    yield _gauge("edgeseal_anchor_node_up", "1 if the chain node answered", int(status["node_up"]))
+    yield _counter("edgeseal_anchor_reorgs", "anchors whose block left the chain", status["reorgs"])
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

@@ -32,6 +32,10 @@ HEADER_TIMEOUT_S = 10.0
 # why: the dashboard polls every 2 s and reuses its connection; an idle one beyond 5 s is closed
 # so that idle clients do not hold connection slots (uvicorn's default, stated on purpose).
 KEEP_ALIVE_TIMEOUT_S = 5
+# why: on SIGTERM uvicorn waits for open connections to finish; a client that keeps one busy
+# (a replica syncing, a slow bundle download) would hold the stop for ever. 10 s lets requests in
+# flight finish and still leaves the node's own stop within systemd's TimeoutStopSec=30.
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 10
 # why: request line + headers of every real client are under 8 KiB; h11 buffers at most this much
 # of an unfinished request head per connection before answering 400 and closing.
 MAX_HEADER_BYTES = 16 * 1024
@@ -166,6 +170,7 @@ def uvicorn_config(
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT_S,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         limit_concurrency=MAX_CONNECTIONS,
         server_header=False,  # no "server: uvicorn" banner

@@ -76,7 +76,7 @@ INTEGRATE_CHUNK_ENTRIES = 65536
 # stalls 16x rarer at a bounded disk cost.
 WAL_AUTOCHECKPOINT_PAGES = 16384
 
-_SCHEMA = (
+SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value)",
     "CREATE TABLE IF NOT EXISTS entry(idx INTEGER PRIMARY KEY, data BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tile(level INTEGER NOT NULL, idx INTEGER NOT NULL,"
@@ -142,7 +142,7 @@ def _create_or_check_meta(
 
     Precondition: inside the caller's BEGIN IMMEDIATE (the caller commits or rolls back).
     """
-    for statement in _SCHEMA:
+    for statement in SCHEMA:
         conn.execute(statement)
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if meta:
@@ -494,6 +494,12 @@ class Ledger:
         return note
 
     # ------------------------------------------------------------------ reading
+
+    @_locked
+    def stored_tile(self, tile_level: int, tile_index: int) -> bytes | None:
+        """Return the stored hashes of tile (tile_level, tile_index) as written (the tile store
+        of gateway.ledger.tiles), or None if that tile is not stored."""
+        return self._read_tile_uncached(tile_level, tile_index)
 
     def _read_tile_uncached(self, tile_level: int, tile_index: int) -> bytes | None:
         row = self._conn.execute(

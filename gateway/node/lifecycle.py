@@ -15,12 +15,14 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.ble.auth import LINK_KEY_FILE, LinkKeys, load_or_create_master
-from gateway.ble.link import BleakBackends, BleLink
+from gateway.ble.link import BleakBackends, BleLink, LinkConfig
+from gateway.ble.ota import OtaPusher
 from gateway.config import Settings
 from gateway.contracts import Engine
 from gateway.errors import StartupRefused
@@ -28,7 +30,13 @@ from gateway.files import create_exclusive
 from gateway.node.index import Counters, LogIndex
 from gateway.node.reads import ReadModel
 from gateway.node.sequencer import Sequencer
+from gateway.release import Release, ReleaseError, load_published
 from gateway.systemd import Notifier
+
+if TYPE_CHECKING:
+    from gateway.anchor.service import AnchorService
+    from gateway.mqtt.bridge import MqttBridge
+    from gateway.publish.witness import WitnessPublisher
 
 log = logging.getLogger("edgeseal.node")
 
@@ -122,6 +130,33 @@ def load_or_create_token(path: Path) -> str:
     return token
 
 
+def sleepy_period_s(devices: Iterable[Any]) -> float:
+    """Return the longest advertising period (metadata "advertise_every_s", which `edgeseal
+    board provision` copies from a battery profile's "power" object) of the active devices, 0.0
+    when none sleeps. The link then treats that much silence as a sleeping fleet, not a stuck
+    scanner or a lost board (docs/power.md). Read at link start: a sleepy board enrolled later
+    is covered after the next restart."""
+    periods = [
+        d.metadata.get("advertise_every_s")
+        for d in devices
+        if d.status == "active" and isinstance(d.metadata, dict)
+    ]
+    return float(max((p for p in periods if type(p) is int and p > 0), default=0))
+
+
+def _published_release(data_dir: Path) -> Release | None:
+    """Return the release published in data_dir for the link to push (docs/ota.md; read once
+    at start), or None: none published, or a damaged one (logged: the boards would refuse it
+    anyway, and ingest must not stop over it)."""
+    try:
+        return load_published(data_dir)
+    except (ReleaseError, OSError) as exc:
+        log.error(
+            "OTA: the published release in %s is not usable, not pushing it: %s", data_dir, exc
+        )
+        return None
+
+
 class Node:
     """One gateway: its sequencer (writes), read model (queries), BLE link and loops."""
 
@@ -147,7 +182,19 @@ class Node:
         self.link_keys = LinkKeys(load_or_create_master(settings.data_dir / LINK_KEY_FILE))
         self.index = LogIndex()
         self.sequencer = Sequencer(settings, engine or Engine(), self.index, lambda: self.phase)
-        self.reads = ReadModel(self.sequencer, self.index)
+        self.witnesses = self._open_witnesses(settings)  # None without a witness policy
+        self.reads = ReadModel(self.sequencer, self.index, self.witnesses)
+        self.mqtt: MqttBridge | None = None
+        if settings.mqtt_url:
+            try:
+                self.mqtt = self._open_mqtt(settings.mqtt_url)
+            except Exception:
+                self.sequencer.close()
+                raise
+        self.anchor = self._open_anchor(settings)  # None unless settings.anchor_rpc_url
+        if self.anchor is not None:  # bundles carry the anchor evidence once an anchor is final
+            self.reads.anchoring = self.anchor
+            self.reads.anchor_for = self._anchor_for
         self._extension: Extension | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._link_tasks: list[asyncio.Task[Any]] = []
@@ -178,6 +225,80 @@ class Node:
         interval = self.notifier.watchdog_interval_s
         if interval:
             self._link_tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="wd"))
+        if self.mqtt is not None:  # only reads the log; cancelled on stop (its cursor is durable)
+            self._link_tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        if self.witnesses is not None:  # only reads the log; its state is durable per answer
+            task = asyncio.create_task(self.witnesses.run(self._stop), name="witnesses")
+            self._link_tasks.append(task)
+        if self.anchor is not None:  # its own worker thread: a dead chain node blocks nothing
+            self._link_tasks.append(asyncio.create_task(self.anchor.run(self._stop), name="anchor"))
+
+    def _open_anchor(self, settings: Settings) -> AnchorService | None:
+        """Return the anchoring service settings configure (docs/anchoring.md), or None; raise
+        AnchorError("bad-key-file") (closing the sequencer) if its key is unusable."""
+        if not settings.anchor_rpc_url:
+            return None
+        from gateway.anchor.service import open_service  # web3 is loaded only when configured
+        from gateway.anchor.source import CheckpointSource, LedgerSource, NoteSource
+
+        source: CheckpointSource = LedgerSource(self.sequencer.open_ledger)
+        if self.witnesses is not None:  # anchor what the witnesses vouched for (quorum)
+            witnesses = self.witnesses
+
+            def newest_quorum() -> bytes | None:
+                best = witnesses.newest_with_quorum()
+                return None if best is None else best.note
+
+            source = NoteSource(newest_quorum, self.sequencer.open_ledger)
+        try:
+            return open_service(settings, source)
+        except Exception:
+            self.sequencer.close()
+            raise
+
+    def _anchor_for(self, index: int, size: int) -> dict[str, Any] | None:
+        """Return the anchor section of entry index for a bundle against the checkpoint of
+        `size` (gateway.anchor.bundled.anchor_section), None if no final anchor covers it.
+        Precondition: anchoring is configured. Reads the outbox and the ledger (any thread)."""
+        from gateway.anchor.bundled import anchor_section
+
+        assert self.anchor is not None
+        led = self.sequencer.open_ledger()
+        return anchor_section(self.anchor.outbox, led.origin, index, size, led.prove_consistency)
+
+    def _open_witnesses(self, settings: Settings) -> WitnessPublisher | None:
+        """Return the witness client of settings.witness_policy (docs/witness.md), or None;
+        raise StartupRefused("bad-witness-policy") (closing the sequencer) if it is unusable."""
+        if settings.witness_policy is None:
+            return None
+        from gateway.publish.policy import PolicyError, load_policy
+        from gateway.publish.witness import CosignatureStore, WitnessPublisher
+
+        try:
+            policy = load_policy(str(settings.witness_policy))
+        except PolicyError as exc:
+            self.sequencer.close()
+            raise StartupRefused(
+                "bad-witness-policy", f"{settings.witness_policy}: {exc.code}: {exc.message}"
+            ) from None
+        store = CosignatureStore(str(settings.data_dir))
+        return WitnessPublisher(policy, self.sequencer.open_ledger, store)
+
+    def _open_mqtt(self, url: str) -> MqttBridge:
+        """Return the MQTT bridge of settings (docs/mqtt.md); raise StartupRefused
+        ("bad-mqtt-url", "bad-mqtt-topic-prefix", "bad-mqtt-cursor")."""
+        from gateway.mqtt.bridge import MqttBridge  # aiomqtt is loaded only when configured
+
+        s = self.settings
+        return MqttBridge(
+            self.reads,
+            s.data_dir,
+            url,
+            origin=self.sequencer.open_ledger().origin,
+            public_url=s.public_url or f"http://{s.host}:{s.port}",
+            prefix=s.mqtt_topic_prefix,
+            ha_discovery=s.mqtt_ha_discovery,
+        )
 
     async def _guard(self, extension: Extension) -> None:
         try:
@@ -219,8 +340,13 @@ class Node:
             self.ble = BleStatus(radio.mode, "running", radio.detail)
         else:
             self.ble = BleStatus("bluez", "running", "BlueZ via bleak")
+        release = _published_release(self.settings.data_dir)
         self.link = BleLink(
-            self.sequencer, radio.backends if radio else None, link_keys=self.link_keys
+            self.sequencer,
+            radio.backends if radio else None,
+            LinkConfig(sleepy_period_s=sleepy_period_s(self.reads.devices())),
+            link_keys=self.link_keys,
+            ota=OtaPusher(release) if release is not None else None,
         )
         try:
             await self.link.run(self._stop)
@@ -261,6 +387,10 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.phase = "stopped"
         await self.sequencer.drain()
+        if self.witnesses is not None:
+            self.witnesses.store.close()
+        if self.anchor is not None:
+            await self.anchor.close()
 
     def close(self) -> None:
         """Close the databases without finishing anything (pending entries stay durable and
@@ -268,3 +398,7 @@ class Node:
         self.phase = "stopped"
         self._closed = True
         self.sequencer.close()
+        if self.witnesses is not None:
+            self.witnesses.store.close()
+        if self.anchor is not None:
+            self.anchor.outbox.close()

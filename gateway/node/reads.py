@@ -9,23 +9,45 @@ which the API maps to their HTTP status.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import bundle as bundles
 from gateway.contracts import state_hash
 from gateway.contracts.engine import State
-from gateway.errors import NotFound, ProofError, RequestError, WrongContractType
+from gateway.errors import NotFound, NotIntegrated, ProofError, RequestError, WrongContractType
 from gateway.ingest import Event as IngestEvent
 from gateway.ledger import Ledger, merkle
 from gateway.ledger.entries import KIND_NAMES
+from gateway.ledger.note import parse_checkpoint, parse_note
+from gateway.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, node_location
 from gateway.node.index import LogIndex
 from gateway.node.sequencer import Sequencer
 from gateway.registry import Device
 
+if TYPE_CHECKING:
+    from gateway.anchor.service import AnchorService
+    from gateway.publish.witness import WitnessedCheckpoint, WitnessPublisher
+
 # why: an index or size beyond 2^62 cannot exist in a SQLite-backed log (int64 rowids), and a
 # bound keeps hostile query numbers from reaching SQLite at all.
 MAX_INDEX = 2**62
+# The ledger stores a tile's nodes in post-order (gateway.ledger.tiles); a C2SP tlog-tiles tile
+# is the bottom row, node (8L, N*256 + i), which sits at the same byte offset in every tile.
+_BOTTOM_ROW_OFFSETS = tuple(node_location(0, i)[2] for i in range(TILE_WIDTH))
+# why: the anchoring status is public (GET /v1/gateway); an RPC provider's URL often carries an
+# API key in its path, query or user info, and requests' errors quote the URL and its path; an
+# MQTT broker URL (mqtt://user:password@host) its password. Any scheme is cut the same way.
+MAX_ERROR_CHARS = 300
+_URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^@/\s'\"]+@)?([^/\s'\"]+)[^\s'\"]*")
+_URL_PATH = re.compile(r"(with url: )\S+")
+
+
+def redact_urls(text: str) -> str:
+    """Return text cut to MAX_ERROR_CHARS with every URL reduced to its scheme and host."""
+    text = _URL_PATH.sub(r"\1<path>", _URL.sub(r"\1\2/<path>", text))
+    return text[:MAX_ERROR_CHARS]
 
 
 @dataclass(frozen=True)
@@ -76,15 +98,29 @@ class TxLocation:
     integrated: bool
 
 
+def _stored_tile(led: Ledger, level: int, index: int) -> bytes | None:
+    """Return the ledger's stored (post-order) tile (level, index), or None."""
+    return led.stored_tile(level, index)
+
+
 class ReadModel:
     """Typed queries for the API over one sequencer's log and index (module doc)."""
 
-    def __init__(self, sequencer: Sequencer, index: LogIndex) -> None:
-        """Read through sequencer (ledger, state) and index (transactions, events, devices)."""
+    def __init__(
+        self, sequencer: Sequencer, index: LogIndex, witnesses: WitnessPublisher | None = None
+    ) -> None:
+        """Read through sequencer (ledger, state) and index (transactions, events, devices);
+        witnesses: the witness client (gateway.publish.witness), None without a witness policy."""
         self._seq = sequencer
         self._index = index
+        self.witnesses = witnesses
         self._hashed_state: State | None = None  # the state whose hash is cached (state_hash_hex)
         self._hashed_hex = ""
+        # the anchor section of a bundle (gateway.bundle.AnchorFor); the node sets it when it
+        # anchors its checkpoints (gateway/node/lifecycle.py); None: bundles carry no anchor
+        self.anchor_for: bundles.AnchorFor | None = None
+        self.anchoring: AnchorService | None = None  # set with anchor_for
+        self._anchor_sizes: tuple[tuple[tuple[str, int], ...], int, int] | None = None
 
     # ---- the log ---------------------------------------------------------------------------
 
@@ -111,6 +147,58 @@ class ReadModel:
             return led.checkpoint_at(size).decode("utf-8")
         except ProofError:
             raise NotFound("not-found", f"no checkpoint at size {size}") from None
+
+    def newest_cosigned_checkpoint(self) -> WitnessedCheckpoint:
+        """Return the newest signed checkpoint with every cosignature collected for it so far.
+
+        Its note is a C2SP signed note: the gateway's signature line, then the witnesses'
+        cosignature/v1 lines (policy order); `quorum` is the policy's verdict on it (None and no
+        cosignature lines without a witness policy).
+        """
+        if self.witnesses is not None:
+            return self.witnesses.newest()
+        from gateway.publish.witness import WitnessedCheckpoint
+
+        note = self.ledger().checkpoint()
+        size = parse_checkpoint(parse_note(note)[0]).size
+        return WitnessedCheckpoint(size, note, None)
+
+    def newest_quorum_checkpoint(self) -> WitnessedCheckpoint | None:
+        """Return the newest checkpoint whose collected cosignatures satisfy the witness policy's
+        quorum (None if none does yet); without a policy, the newest signed checkpoint."""
+        if self.witnesses is not None:
+            return self.witnesses.newest_with_quorum()
+        return self.newest_cosigned_checkpoint()
+
+    def anchor_status(self) -> dict[str, Any] | None:
+        """Return the anchoring status (docs/anchoring.md, Status), None without anchoring:
+        chain id, contract, whether the chain node answered the last round, the consecutive
+        failures and the last error, reorgs seen, the outbox rows per state, and the newest
+        anchored size (any state but superseded) and newest final size (0 if none)."""
+        svc = self.anchoring
+        if svc is None:
+            return None
+        counts = svc.outbox.counts()
+        key = tuple(sorted(counts.items()))
+        cached = self._anchor_sizes
+        if cached is None or cached[0] != key:  # sizes change only when the counts do
+            rows = svc.outbox.anchors(self.ledger().origin)
+            live = [a.head.size for a in rows if a.state != "superseded"]
+            final = [a.head.size for a in rows if a.state == "final"]
+            cached = (key, max(live, default=0), max(final, default=0))
+            self._anchor_sizes = cached
+        s = svc.status
+        return {
+            "chain_id": svc.outbox.chain_id,
+            "contract": svc.chain.address,
+            "node_up": s.node_up,
+            "failures": s.failures,
+            "last_error": redact_urls(s.last_error),
+            "reorgs": s.reorgs,
+            "anchors": counts,
+            "newest_size": cached[1],
+            "final_size": cached[2],
+        }
 
     def entries(self, since: int, limit: int, kind: str | None = None) -> EntryPage:
         """Return the page of entries [since, since + limit), keeping only `kind` if given.
@@ -167,19 +255,62 @@ class ReadModel:
             "hashes": [bundles.b64(h) for h in led.prove_consistency(old, n)],
         }
 
+    def tile(self, level: int, index: int, width: int | None) -> bytes:
+        """Return C2SP tlog-tiles tile (level, index): the hashes of nodes (8 * level,
+        index * 256 + i) for i < width (256 when width is None), 32 bytes each (RFC 9162 2.1.1).
+
+        Served when the integrated tree completes all of them, so every partial tile of every
+        signed tree size up to the current one. Raises NotFound otherwise (a tile beyond the tree).
+        """
+        led = self.ledger()
+        count = TILE_WIDTH if width is None else width
+        if (index * TILE_WIDTH + count) << (TILE_HEIGHT * level) > led.tree_size:
+            raise NotFound("not-found", "the tree holds no such tile")
+        blob = _stored_tile(led, level, index)
+        if blob is None or len(blob) <= _BOTTOM_ROW_OFFSETS[count - 1]:
+            raise NotFound("not-found", f"tile ({level}, {index}) is not stored")
+        return b"".join(blob[o : o + merkle.HASH_SIZE] for o in _BOTTOM_ROW_OFFSETS[:count])
+
+    def entry_bundle(self, index: int, width: int | None) -> bytes:
+        """Return C2SP tlog-tiles entry bundle `index`: entries index * 256 + i for i < width
+        (256 when None), each as a big-endian uint16 length and its bytes.
+
+        Only integrated entries (covered by a signed checkpoint); raises NotFound otherwise.
+        """
+        led = self.ledger()
+        start = index * TILE_WIDTH
+        end = start + (TILE_WIDTH if width is None else width)
+        if end > led.tree_size:
+            raise NotFound("not-found", "the tree holds no such entry bundle")
+        return b"".join(len(e).to_bytes(2, "big") + e for _, e in led.entries(start, end))
+
     async def bundle(self, index: int) -> dict[str, Any]:
         """Return the offline proof bundle of entry index (gateway.bundle) as a value.
 
         Raises NotFound for an index past the log, NotIntegrated if no checkpoint covers it yet.
+        Format 4 (with its anchor section) once a final on-chain anchor covers the entry.
         Reads the entries the bundle carries and the RFC 9162 2.1.3 proof: O(log n) with the
         LogIndex's device records (never a scan of the log); runs in a thread (SQLite reads).
         """
         led = self.ledger()
         if index >= led.sequenced_size:
             raise NotFound("not-found", f"no entry at index {index}")
+        if self.witnesses is None:
+            return await asyncio.to_thread(
+                bundles.build_bundle, led, index, self._device_lookup, None, self._index,
+                self.anchor_for,
+            )  # fmt: skip
+        # against the newest checkpoint that has the witness quorum (format 3 if it has
+        # cosignatures: gateway.bundle)
+        best = self.witnesses.newest_with_quorum()
+        if best is None or index >= best.size:
+            raise NotIntegrated(
+                "not-integrated", f"entry {index} is not covered by a witnessed checkpoint yet"
+            )
         return await asyncio.to_thread(
-            bundles.build_bundle, led, index, self._device_lookup, None, self._index
-        )
+            bundles.build_bundle, led, index, self._device_lookup, best.note, self._index,
+            self.anchor_for,
+        )  # fmt: skip
 
     async def bundle_bytes(self, index: int) -> bytes:
         """Return the canonical bytes of the bundle of entry index (what the API serves and

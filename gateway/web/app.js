@@ -29,6 +29,7 @@ const S = {
   entryTime: {}, // log index -> decoded time_s (for "last seen")
   selectedLot: {}, // contract id -> lot id
   rendered: {}, // render key -> JSON of the data last rendered (skip identical re-renders)
+  checkpointsBusy: false, // a GET /v1/checkpoints is in flight
 };
 
 // ---------------------------------------------------------------- HTTP
@@ -227,6 +228,14 @@ async function poll() {
       Date.now() - S.lastFull > FULL_REFRESH_MS;
     if (changed) await refreshAll(prev ? prev.tree_size !== gw.tree_size : true);
     renderLedgerChart();
+    // every poll: confirmations grow without new entries; not awaited (a chain node or replica
+    // that is slow to answer must not hold the rest of the page)
+    if (!S.checkpointsBusy) {
+      S.checkpointsBusy = true;
+      refreshCheckpoints()
+        .catch((e) => console.warn(e))
+        .finally(() => (S.checkpointsBusy = false));
+    }
     setLive(`Live · updated ${new Date().toLocaleTimeString()}`);
     document.body.dataset.ready = "1";
   } catch (e) {
@@ -340,6 +349,91 @@ async function refreshCheckpoint() {
   render("checkpoint-list", rows.map((r) => [r[0], r[1].title, r[2]]), () =>
     table("Checkpoints seen by this page", ["Tree size", "Root (base64)", "Seen at"], rows),
   );
+}
+
+// ---------------------------------------------------------------- checkpoints panel
+
+// GET /v1/checkpoints: per checkpoint its cosignatures, anchor and replica agreement.
+async function refreshCheckpoints() {
+  const v = await getJson("/v1/checkpoints?limit=10");
+  render("checkpoints-setup", [v.witnesses, v.quorum_required, v.anchoring, v.replicas], () => checkpointSetup(v));
+  render("checkpoints-body", v.checkpoints, () =>
+    table(
+      "Recent checkpoints, newest first",
+      ["Tree size", "Root (base64)", "Cosignatures", "Anchor", "Replicas"],
+      v.checkpoints.map((c) => ({
+        attrs: { "data-size": c.size },
+        cells: [fmtInt(c.size), h("code", { title: c.root }, short(c.root, 12)), cosignCell(c), anchorCell(c.anchor, v.anchoring), replicaCell(c.replicas)],
+      })),
+      { testid: "checkpoints", empty: "No checkpoint yet." },
+    ),
+  );
+}
+
+function checkpointSetup(v) {
+  const a = v.anchoring;
+  return dl([
+    ["Witness policy", v.witnesses ? `${v.quorum_required ?? "?"} of ${v.witnesses.join(", ")}` : "none (checkpoints are not witnessed)"],
+    [
+      "Anchoring",
+      a
+        ? [
+            `chain ${a.chain_id}, contract `,
+            h("code", { title: a.contract }, short(a.contract, 12)),
+            ` · latest block ${fmtInt(a.latest_block)}, final block ${fmtInt(a.final_block)} (${a.finality})`,
+            a.chain_error ? [" ", badge("chain node not answering", "bad")] : null,
+            a.status && a.status.last_error && !a.status.node_up ? [" ", badge(a.status.last_error, "warn")] : null,
+          ]
+        : "off (no anchor_rpc_url)",
+    ],
+    [
+      "Replicas",
+      v.replicas.length
+        ? v.replicas.map((r) => [
+            h("a", { href: `${r.url}/v1/replica`, rel: "noopener" }, r.url),
+            " ",
+            r.error ? badge("unreachable", "bad") : r.matches ? badge(`verified up to ${fmtInt(r.size)}`, "ok") : badge(r.alarms ? "ALARM" : "does not match", "bad"),
+            " ",
+          ])
+        : "none configured (replica_urls)",
+    ],
+  ]);
+}
+
+const COSIGN = { valid: ["✓", "ok"], invalid: ["✗ invalid", "bad"], missing: ["–", "muted"] };
+
+function cosignCell(c) {
+  if (!c.cosignatures) return h("span", { class: "muted" }, "not witnessed");
+  return [
+    c.quorum ? h("span", { title: `cosigned/required: ${c.quorum.summary}` }, badge(c.quorum.ok ? "quorum ✓" : "quorum short", c.quorum.ok ? "ok" : "warn")) : null,
+    " ",
+    c.cosignatures.map((s) => {
+      const [mark, kind] = COSIGN[s.status] || ["?", "muted"];
+      return [badge(`${s.witness} ${mark}`, kind), " "];
+    }),
+  ];
+}
+
+function anchorCell(a, anchoring) {
+  if (!a) return h("span", { class: "muted" }, anchoring ? "not anchored" : "–");
+  const kind = a.final ? "ok" : a.state === "included" ? "info" : a.state === "superseded" ? "bad" : "warn";
+  return [
+    badge(a.final ? "final" : a.state, kind),
+    a.block_number !== null ? ` block ${fmtInt(a.block_number)}` : "",
+    a.confirmations !== null ? `, ${fmtInt(a.confirmations)} conf.` : "",
+    a.tx_hash ? [" · tx ", h("code", { title: a.tx_hash }, short(a.tx_hash, 10))] : "",
+    a.error ? [" ", h("span", { class: "small" }, a.error)] : "",
+  ];
+}
+
+const REPLICA = { agrees: ["agrees", "ok"], behind: ["not yet synced", "muted"], disagrees: ["DISAGREES", "bad"], alarm: ["ALARM", "bad"], unreachable: ["unreachable", "warn"] };
+
+function replicaCell(list) {
+  if (!list || !list.length) return h("span", { class: "muted" }, "–");
+  return list.map((r) => {
+    const [text, kind] = REPLICA[r.status] || [r.status, "muted"];
+    return [h("span", { title: r.url }, badge(text, kind)), " "];
+  });
 }
 
 async function refreshContract(c) {
@@ -966,29 +1060,44 @@ async function loadBundle(index, scroll) {
   }
 }
 
+// The witness policy the gateway serves (GET /v1/witness-policy, parsed once), or null if it
+// has none: cosignatures are then reported as not checked, never as verified.
+let policyPromise = null;
+function witnessPolicy() {
+  // /v1/gateway says whether there is one (a 404 would log a console error in the browser)
+  policyPromise ??= getJson("/v1/gateway").then((g) =>
+    g.witnesses ? getText("/v1/witness-policy").then(V.parsePolicy) : null,
+  );
+  return policyPromise;
+}
+
 // Every check: {name, ok: true | false | null (information), message}; causes nest.
 async function verifyBundle(bundle, vkey, depth = 0, checkpointNote = null) {
   const checks = [];
   const add = (name, ok, message, extra = {}) => checks.push({ name, ok, message, ...extra });
   const shape = V.bundleShapeProblem(bundle);
   if (shape) {
-    add("bundle format", false, `not a version ${V.BUNDLE_VERSION} proof bundle: ${shape}`);
+    add("bundle format", false, `not a version ${V.BUNDLE_VERSIONS.join(" or ")} proof bundle: ${shape}`);
     return checks;
   }
   let entry;
   try {
     entry = V.unb64(bundle.entry.base64);
-    add("bundle format", true, `version ${V.BUNDLE_VERSION}, entry ${bundle.entry.index} (${entry.length} bytes), no unchecked field`);
+    add("bundle format", true, `version ${bundle.version}, entry ${bundle.entry.index} (${entry.length} bytes), no unchecked field`);
   } catch (e) {
     add("bundle format", false, `entry bytes: ${e.message}`);
     return checks;
   }
-  // 1. the checkpoint, signed by the gateway key and by nothing else
+  // 1. the checkpoint, signed by the gateway key first; format 3: the witnesses' cosignatures
   const cp = await V.verifyCheckpoint(bundle.checkpoint, vkey);
-  const oneSig = cp.ok && cp.lines === 1;
+  const policy = depth === 0 ? await witnessPolicy() : null;
+  const gatewayName = vkey.trim().split("+")[0];
+  const w = await V.checkWitnesses(bundle.checkpoint, bundle.version, gatewayName, policy);
   if (depth === 0 || bundle.checkpoint !== checkpointNote) {
-    const msg = cp.ok && !oneSig ? `the checkpoint must carry one signature, the gateway's (it has ${cp.lines})` : cp.message;
-    add("checkpoint signature (Ed25519, gateway key)", oneSig, msg, { engine: cp.engine });
+    add("checkpoint signature (Ed25519, gateway key)", cp.ok, cp.message, { engine: cp.engine });
+  }
+  if (w.ok === false || (depth === 0 && (bundle.version === 3 || policy))) {
+    add("witness quorum (cosignature/v1, the gateway's witness policy)", w.ok, w.message);
   }
   // 2. the inclusion proof against the checkpoint root
   const inc = bundle.inclusion;
@@ -1015,7 +1124,15 @@ async function verifyBundle(bundle, vkey, depth = 0, checkpointNote = null) {
   add("entry kind", kindName === bundle.entry.kind && sm.type === kindName, kindName ? `${V.KIND_NAMES[entry[0]]}` : `unknown kind byte ${entry[0]}`);
   for (const c of await entrySignatureChecks(entry, sm, bundle.decoded, vkey, bundle.checkpoint, depth, bundle.entry.index)) checks.push(c);
   if (depth === 0) {
-    add("on-chain anchor", null, "not anchored on a chain yet (the signed checkpoint is the evidence)");
+    if (bundle.anchor == null) {
+      add("on-chain anchor", null, "not anchored on a chain yet (the signed checkpoint is the evidence)");
+    } else {
+      // docs/anchoring.md: everything but "is the block canonical and final" (that needs the chain)
+      const anchorChecks = cp.checkpoint
+        ? await V.verifyAnchor(bundle, vkey, cp.checkpoint, bundle.entry.index)
+        : [{ name: "anchor", ok: false, message: "no verified checkpoint" }];
+      for (const c of anchorChecks) add(c.name, c.ok, c.message);
+    }
   }
   return checks;
 }

@@ -1,6 +1,9 @@
 // In-browser verification of edgeseal evidence: SHA-256/512, Ed25519 (RFC 8032, libsodium
 // policy), C2SP signed notes and checkpoints, RFC 9162 inclusion proofs, ledger entries, and the
-// canonical form and shape of proof bundles (format 2, docs/api.md "Proof bundle").
+// canonical form and shape of proof bundles (formats 2, 3 and 4, docs/api.md "Proof bundle"),
+// witness cosignatures (C2SP tlog-cosignature, cosignature/v1) against a witness policy (C2SP
+// tlog-policy, docs/witness.md), and a format 4 bundle's on-chain anchor (keccak-256, RLP,
+// Merkle-Patricia proofs; docs/anchoring.md) as far as it needs no chain node.
 //
 // WebCrypto (crypto.subtle) is used when the page has it; it exists only in a secure context
 // (https, or http on localhost). A dashboard opened over plain http from another machine (a
@@ -648,9 +651,128 @@ export async function verifyEntrySignatures(entry, devicePublicKey) {
   }
 }
 
-// ---------------------------------------------------------------- proof bundles (format 2)
+// ---------------------------------------------------------------- witness cosignatures
+
+// c2sp.org/tlog-cosignature: key id = SHA-256(name || 0x0A || 0x04 || key)[:4]; a signature
+// line's bytes after the key id are timestamp (u64 big-endian) || Ed25519 signature; the signed
+// message is "cosignature/v1\ntime <timestamp>\n" || the checkpoint text.
+const ALG_COSIGNATURE_V1 = 0x04;
+const COSIGNATURE_TAIL_BYTES = 8 + 64;
+
+export async function cosignatureKeyId(name, publicKey) {
+  return (await sha256(concat(utf8(name), new Uint8Array([0x0a, ALG_COSIGNATURE_V1]), publicKey))).slice(0, 4);
+}
+
+// "<name>+<key id hex>+<base64(0x04 || public key)>" -> {name, keyId, publicKey}
+export async function parseCosignatureVkey(vkey) {
+  const s = vkey.trim();
+  const i = s.indexOf("+");
+  const j = s.indexOf("+", i + 1);
+  if (i < 0 || j < 0) throw new VerifyError("bad-vkey", "a vkey is name+keyid+key");
+  const name = s.slice(0, i);
+  const raw = unb64(s.slice(j + 1));
+  if (!validKeyName(name)) throw new VerifyError("bad-vkey", "invalid key name");
+  if (raw.length !== 33 || raw[0] !== ALG_COSIGNATURE_V1) throw new VerifyError("bad-vkey", "not a cosignature/v1 key (type 0x04)");
+  const publicKey = raw.slice(1);
+  const id = await cosignatureKeyId(name, publicKey);
+  if (hex(id) !== s.slice(i + 1, j)) throw new VerifyError("bad-vkey", "key id does not match name and key");
+  return { name, keyId: id, publicKey };
+}
+
+// The subset of C2SP tlog-policy a verifier needs (gateway/publish/policy.py is the full parser:
+// the gateway refuses a malformed policy before serving it): {witnesses: [{name, key}], groups:
+// Map name -> {k, members}, quorum}. Throws VerifyError("bad-policy") on what it cannot use.
+export async function parsePolicy(text) {
+  const witnesses = [];
+  const groups = new Map();
+  const names = new Set();
+  let quorum = null;
+  const lines = text.split("\n");
+  for (let n = 0; n < lines.length; n++) {
+    const f = lines[n].split(/[ \t]+/).filter((x) => x);
+    const bad = (why) => new VerifyError("bad-policy", `line ${n + 1}: ${why}`);
+    if (!f.length || f[0].startsWith("#") || f[0] === "log") continue;
+    if (f[0] === "witness" && (f.length === 3 || f.length === 4)) {
+      if (names.has(f[1]) || f[1] === "none") throw bad(`name ${f[1]} defined twice`);
+      witnesses.push({ name: f[1], key: await parseCosignatureVkey(f[2]) });
+      names.add(f[1]);
+    } else if (f[0] === "group" && f.length >= 4) {
+      const members = f.slice(3);
+      const k = f[2] === "all" ? members.length : f[2] === "any" ? 1 : /^[1-9][0-9]{0,5}$/.test(f[2]) ? Number(f[2]) : 0;
+      if (k < 1 || k > members.length) throw bad("k is not in 1..n");
+      if (new Set(members).size !== members.length || members.some((m) => !names.has(m))) throw bad("members must be distinct names defined above");
+      if (names.has(f[1]) || f[1] === "none") throw bad(`name ${f[1]} defined twice`);
+      groups.set(f[1], { k, members });
+      names.add(f[1]);
+    } else if (f[0] === "quorum" && f.length === 2 && quorum === null) {
+      if (f[1] !== "none" && !names.has(f[1])) throw bad(`quorum ${f[1]} is not defined above`);
+      quorum = f[1];
+    } else {
+      throw bad(`cannot use ${f[0]}`);
+    }
+  }
+  if (quorum === null) throw new VerifyError("bad-policy", "the policy has no quorum line");
+  return { witnesses, groups, quorum };
+}
+
+// tlog-policy: a group witnessed iff at least k of its members did; `none` always holds.
+export function quorumHolds(policy, cosigned, name = policy.quorum) {
+  if (name === "none") return true;
+  const g = policy.groups.get(name);
+  if (!g) return cosigned.has(name);
+  return g.members.filter((m) => quorumHolds(policy, cosigned, m)).length >= g.k;
+}
+
+// The witness check of a bundle's checkpoint note (gateway/bundle.py _checkpoint and
+// _witness_check). Format 2: exactly one signature (the gateway's, checked by verifyCheckpoint).
+// Format 3: the gateway's first, then one or more cosignature/v1 lines, none twice, none by the
+// gateway's name. With a policy every cosignature must be by a policy witness and verify, and the
+// quorum must hold. Returns {ok: true | false | null (not checked: no policy), message}.
+export async function checkWitnesses(noteText, version, gatewayName, policy) {
+  let parsed;
+  try {
+    parsed = parseNote(noteText);
+  } catch (e) {
+    return { ok: false, message: e.message };
+  }
+  const { text, sigs } = parsed;
+  const cosigs = sigs.slice(1);
+  if (sigs[0]?.name !== gatewayName) return { ok: false, message: "the first signature must be the gateway's" };
+  if (version === 2 && cosigs.length) return { ok: false, message: "a format 2 checkpoint carries one signature" };
+  if (version === 3 && !cosigs.length) return { ok: false, message: "a format 3 checkpoint carries cosignatures" };
+  const seen = new Set();
+  for (const c of cosigs) {
+    const k = `${c.name}+${hex(c.keyId)}`;
+    if (c.signature.length !== COSIGNATURE_TAIL_BYTES || c.name === gatewayName || seen.has(k)) {
+      return { ok: false, message: `the line of ${c.name} is not a cosignature, or is there twice` };
+    }
+    seen.add(k);
+  }
+  if (!policy) {
+    const message = `${cosigs.length} cosignature line(s) not checked: the gateway serves no witness policy`;
+    return { ok: null, message };
+  }
+  const good = new Set();
+  for (const c of cosigs) {
+    const w = policy.witnesses.find((x) => x.key.name === c.name && equal(x.key.keyId, c.keyId));
+    if (!w) return { ok: false, message: `cosignature by ${c.name}, no witness of the policy` };
+    const ts = c.signature.slice(0, 8);
+    const time = new DataView(ts.buffer, ts.byteOffset, 8).getBigUint64(0);
+    const msg = concat(utf8(`cosignature/v1\ntime ${time}\n`), utf8(text));
+    const r = await ed25519Verify(w.key.publicKey, msg, c.signature.slice(8));
+    if (!r.ok) return { ok: false, message: `the cosignature of ${w.name} does not verify` };
+    good.add(w.name);
+  }
+  const names = policy.witnesses.map((w) => w.name).filter((n) => good.has(n));
+  const ok = quorumHolds(policy, good);
+  return { ok, message: `${ok ? "quorum holds" : "quorum NOT met"}: cosigned by ${names.join(", ") || "no witness"}` };
+}
+
+// ---------------------------------------------------------------- proof bundles (formats 2, 3)
 
 export const BUNDLE_VERSION = 2;
+// 3: the checkpoint carries witness cosignatures; 4: the bundle carries an on-chain anchor
+export const BUNDLE_VERSIONS = [2, 3, 4];
 
 // Python's str order (code points); JS's default sort compares UTF-16 code units, which differs
 // for characters above U+FFFF against U+E000..U+FFFF.
@@ -734,13 +856,17 @@ export function hasKeys(o, keys) {
 // the verifier does not check. Returns null if so, else what is wrong.
 export function bundleShapeProblem(bundle) {
   if (!hasKeys(bundle, BUNDLE_KEYS)) return `bundle fields must be ${BUNDLE_KEYS.join(", ")}`;
-  if (bundle.version !== BUNDLE_VERSION) return `version ${bundle.version} is not ${BUNDLE_VERSION}`;
+  if (!BUNDLE_VERSIONS.includes(bundle.version)) return `version ${bundle.version} is not ${BUNDLE_VERSIONS.join(" or ")}`;
   if (!hasKeys(bundle.entry, ["base64", "index", "kind"])) return "entry fields must be index, kind, base64";
   if (!hasKeys(bundle.inclusion, ["hashes", "index", "size"])) return "inclusion fields must be index, size, hashes";
   const sm = bundle.signature_material;
   const keys = sm && MATERIAL_KEYS[sm.type];
   if (!keys || !hasKeys(sm, keys)) return "signature_material has other fields than its type's";
-  if (bundle.anchor !== null) return "anchor must be null (anchors are not checked yet)";
+  // format 4: the top-level bundle has the section (verifyAnchor says if it is missing); its
+  // causes carry version 4 and a null anchor; any other version has none
+  if (bundle.anchor !== null && (bundle.version !== 4 || !hasKeys(bundle.anchor, ANCHOR_KEYS))) {
+    return `anchor must be null, or in a format 4 bundle have exactly ${ANCHOR_KEYS.join(", ")}`;
+  }
   return null;
 }
 
@@ -765,4 +891,425 @@ export async function recordHeaderView(rec) {
     signature: rec.signature ? hex(rec.signature) : null,
     n_values: b[63],
   };
+}
+
+// ---------------------------------------------------------------- on-chain anchors (format 4)
+//
+// gateway/anchor/bundled.py verify_anchor_section and gateway/anchor/evidence.py
+// verify_anchor_evidence, in the browser: the anchored checkpoint's signature and consistency to
+// the bundle's checkpoint, keccak-256(header RLP) = block hash, the transaction and receipt
+// Merkle-Patricia proofs to the header's roots, and the Anchored event's fields. Whether the
+// block is canonical and final needs a chain node: reported as not checked, never as passed.
+
+const ANCHOR_KEYS = ["checkpoint", "consistency", "evidence"];
+const EVIDENCE_KEYS = [
+  "block_hash", "block_number", "chain_id", "contract", "header_rlp", "log_index",
+  "receipt_index", "receipt_proof", "tx_hash", "tx_proof", "version",
+];
+const EVIDENCE_VERSION = 1;
+const MAX_PROOF_NODES = 64; // as gateway/anchor/evidence.py
+const MAX_FIELD_BYTES = 64 * 1024;
+const MAX_CONSISTENCY_HASHES = 128; // as gateway/anchor/bundled.py
+const MAX_RLP_DEPTH = 16; // headers, receipts and trie nodes nest 3 deep; a bound for hostile input
+const STATE_PREFIX = "edgeseal-state "; // gateway/contracts/engine.py EXTENSION_PREFIX
+
+// Keccak-f[1600] on 25 lanes held as (lo, hi) 32-bit words: lane i is s[2i], s[2i + 1].
+const KECCAK_ROTATIONS = [0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14];
+const KECCAK_ROUND_CONSTANTS = (() => {
+  // FIPS 202 3.2.5: rc(t) from the LFSR x^8 + x^6 + x^5 + x^4 + 1; RC bit 2^j - 1 is rc(j + 7 ir)
+  const rc = (t) => {
+    let r = 1;
+    for (let i = 0; i < t % 255; i++) {
+      r <<= 1;
+      if (r & 0x100) r ^= 0x171;
+    }
+    return r & 1;
+  };
+  const out = [];
+  for (let ir = 0; ir < 24; ir++) {
+    let lo = 0;
+    let hi = 0;
+    for (let j = 0; j < 7; j++) {
+      const bit = (1 << j) - 1;
+      if (rc(j + 7 * ir)) {
+        if (bit < 32) lo |= 1 << bit;
+        else hi |= 1 << (bit - 32);
+      }
+    }
+    out.push([lo >>> 0, hi >>> 0]);
+  }
+  return out;
+})();
+
+function rot64(lo, hi, n) {
+  if (n >= 32) [lo, hi, n] = [hi, lo, n - 32];
+  if (n === 0) return [lo, hi];
+  return [((lo << n) | (hi >>> (32 - n))) >>> 0, ((hi << n) | (lo >>> (32 - n))) >>> 0];
+}
+
+function keccakF(s) {
+  const c = new Uint32Array(10);
+  const b = new Uint32Array(50);
+  for (let round = 0; round < 24; round++) {
+    for (let x = 0; x < 10; x++) c[x] = s[x] ^ s[x + 10] ^ s[x + 20] ^ s[x + 30] ^ s[x + 40];
+    for (let x = 0; x < 5; x++) {
+      const [l, h] = [c[2 * ((x + 1) % 5)], c[2 * ((x + 1) % 5) + 1]];
+      const dlo = c[2 * ((x + 4) % 5)] ^ ((l << 1) | (h >>> 31));
+      const dhi = c[2 * ((x + 4) % 5) + 1] ^ ((h << 1) | (l >>> 31));
+      for (let y = 0; y < 5; y++) {
+        s[2 * (x + 5 * y)] ^= dlo;
+        s[2 * (x + 5 * y) + 1] ^= dhi;
+      }
+    }
+    for (let x = 0; x < 5; x++) {
+      for (let y = 0; y < 5; y++) {
+        const i = x + 5 * y;
+        const j = y + 5 * ((2 * x + 3 * y) % 5); // pi: (x, y) -> (y, 2x + 3y)
+        [b[2 * j], b[2 * j + 1]] = rot64(s[2 * i], s[2 * i + 1], KECCAK_ROTATIONS[i]);
+      }
+    }
+    for (let y = 0; y < 5; y++) {
+      for (let x = 0; x < 5; x++) {
+        const i = 2 * (x + 5 * y);
+        const i1 = 2 * (((x + 1) % 5) + 5 * y);
+        const i2 = 2 * (((x + 2) % 5) + 5 * y);
+        s[i] = b[i] ^ (~b[i1] & b[i2]);
+        s[i + 1] = b[i + 1] ^ (~b[i1 + 1] & b[i2 + 1]);
+      }
+    }
+    s[0] ^= KECCAK_ROUND_CONSTANTS[round][0];
+    s[1] ^= KECCAK_ROUND_CONSTANTS[round][1];
+  }
+}
+
+// Ethereum's keccak-256: the Keccak submission's padding (0x01 ... 0x80), not SHA3-256's.
+export function keccak256(msg) {
+  const rate = 136;
+  const s = new Uint32Array(50);
+  const padded = new Uint8Array((Math.floor(msg.length / rate) + 1) * rate);
+  padded.set(msg);
+  padded[msg.length] ^= 0x01;
+  padded[padded.length - 1] ^= 0x80;
+  for (let off = 0; off < padded.length; off += rate) {
+    for (let k = 0; k < rate; k += 4) {
+      s[k >> 2] ^= padded[off + k] | (padded[off + k + 1] << 8) | (padded[off + k + 2] << 16) | (padded[off + k + 3] << 24);
+    }
+    keccakF(s);
+  }
+  const out = new Uint8Array(32);
+  for (let k = 0; k < 32; k++) out[k] = (s[k >> 2] >>> (8 * (k & 3))) & 0xff;
+  return out;
+}
+
+// Strict RLP (Yellow Paper appendix B, as pyrlp decodes): one item, nothing after it, every
+// length in its shortest form. Returns Uint8Array (a string) or an array (a list).
+export function rlpDecode(bytes) {
+  const [item, end] = rlpItem(bytes, 0, 0);
+  if (end !== bytes.length) throw new VerifyError("bad-rlp", "bytes after the RLP item");
+  return item;
+}
+
+function rlpItem(b, pos, depth) {
+  if (depth > MAX_RLP_DEPTH) throw new VerifyError("bad-rlp", "RLP nested too deep");
+  if (pos >= b.length) throw new VerifyError("bad-rlp", "RLP is truncated");
+  const p = b[pos];
+  if (p < 0x80) return [b.subarray(pos, pos + 1), pos + 1];
+  const isList = p >= 0xc0;
+  const short = p - (isList ? 0xc0 : 0x80);
+  let len = short;
+  let start = pos + 1;
+  if (short > 55) {
+    const n = short - 55;
+    if (n > 4 || start + n > b.length) throw new VerifyError("bad-rlp", "RLP length is truncated or too long");
+    if (b[start] === 0) throw new VerifyError("bad-rlp", "RLP length has a leading zero");
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[start + i];
+    if (len <= 55) throw new VerifyError("bad-rlp", "RLP length not in its short form");
+    start += n;
+  }
+  const end = start + len;
+  if (end > b.length) throw new VerifyError("bad-rlp", "RLP is truncated");
+  if (!isList) {
+    if (len === 1 && b[start] < 0x80) throw new VerifyError("bad-rlp", "a single byte below 0x80 is its own RLP");
+    return [b.subarray(start, end), end];
+  }
+  const items = [];
+  let q = start;
+  while (q < end) {
+    const [item, next] = rlpItem(b, q, depth + 1);
+    items.push(item);
+    q = next;
+  }
+  if (q !== end) throw new VerifyError("bad-rlp", "an RLP list item runs past its list");
+  return [items, end];
+}
+
+// RLP of a non-negative integer (a trie key: RLP(transaction index)).
+export function rlpInt(n) {
+  if (n === 0) return new Uint8Array([0x80]);
+  const be = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) be.unshift(v % 256);
+  return be.length === 1 && be[0] < 0x80 ? new Uint8Array(be) : new Uint8Array([0x80 + be.length, ...be]);
+}
+
+const isBytes = (x) => x instanceof Uint8Array;
+const bigOf = (bytes) => bytes.reduce((a, x) => (a << 8n) | BigInt(x), 0n);
+
+function nibbles(bytes) {
+  const out = [];
+  for (const x of bytes) out.push(x >> 4, x & 15);
+  return out;
+}
+
+// The value stored under `key` in the Merkle-Patricia trie of `root`, given the proof's nodes
+// (raw RLP; Yellow Paper appendix D, as py-trie HexaryTrie.get_from_proof): empty if the proof
+// shows the key absent. Throws VerifyError("bad-proof") for a node the proof lacks or a
+// malformed node.
+export function trieGet(root, key, proofNodes) {
+  const db = new Map(proofNodes.map((raw) => [hex(keccak256(raw)), raw]));
+  const resolve = (ref) => {
+    if (Array.isArray(ref)) return ref; // a node under 32 bytes sits in its parent
+    if (!isBytes(ref) || (ref.length !== 0 && ref.length !== 32)) throw new VerifyError("bad-proof", "bad node reference");
+    if (!ref.length) return null;
+    const raw = db.get(hex(ref));
+    if (!raw) throw new VerifyError("bad-proof", `the proof lacks node ${hex(ref).slice(0, 16)}...`);
+    return rlpDecode(raw);
+  };
+  const path = nibbles(key);
+  let i = 0;
+  let node = resolve(root);
+  for (let step = 0; node !== null && step <= 2 * path.length + 1; step++) {
+    if (!Array.isArray(node)) throw new VerifyError("bad-proof", "a trie node is not a list");
+    if (node.length === 17) {
+      if (i === path.length) return node[16];
+      node = resolve(node[path[i++]]);
+    } else if (node.length === 2) {
+      const [enc, rest] = node;
+      if (!isBytes(enc) || !enc.length || enc[0] >> 4 > 3) throw new VerifyError("bad-proof", "bad hex-prefix path");
+      const odd = enc[0] & 0x10;
+      if (!odd && enc[0] & 0x0f) throw new VerifyError("bad-proof", "bad hex-prefix path");
+      const seg = nibbles(enc).slice(odd ? 1 : 2);
+      const matches = seg.every((n, k) => path[i + k] === n);
+      if (enc[0] & 0x20) return matches && i + seg.length === path.length ? rest : new Uint8Array(0); // leaf
+      if (!matches || !seg.length) return new Uint8Array(0);
+      i += seg.length;
+      node = resolve(rest);
+    } else {
+      throw new VerifyError("bad-proof", `a trie node of ${node.length} items`);
+    }
+  }
+  if (node === null) return new Uint8Array(0);
+  throw new VerifyError("bad-proof", "the proof is deeper than its key");
+}
+
+// RFC 9162 2.1.4.2, as gateway/ledger/merkle.py verify_consistency: true if `proof` shows the
+// tree (size1, root1) is a prefix of (size2, root2); BigInt sizes, 1 <= size1 <= size2.
+export async function verifyConsistency(size1, size2, proof, root1, root2) {
+  if (size1 < 1n || size1 > size2) throw new VerifyError("bad-range", `no consistency from ${size1} to ${size2}`);
+  if (proof.some((p) => p.length !== 32)) throw new VerifyError("bad-proof", "proof hash is not 32 bytes");
+  if (size1 === size2) return !proof.length && equal(root1, root2);
+  if (!proof.length) return false;
+  const path = (size1 & (size1 - 1n)) === 0n ? [root1, ...proof] : proof;
+  let fn = size1 - 1n;
+  let sn = size2 - 1n;
+  while (fn & 1n) {
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  let fr = path[0];
+  let sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0n) return false;
+    if (fn & 1n || fn === sn) {
+      fr = await nodeHash(c, fr);
+      sr = await nodeHash(c, sr);
+      while (!(fn & 1n) && fn !== 0n) {
+        fn >>= 1n;
+        sn >>= 1n;
+      }
+    } else {
+      sr = await nodeHash(sr, c);
+    }
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  return sn === 0n && equal(fr, root1) && equal(sr, root2);
+}
+
+// EIP-55: the mixed-case spelling of a 20-byte address.
+export function checksumAddress(bytes) {
+  const lower = hex(bytes);
+  const h = hex(keccak256(utf8(lower)));
+  let out = "0x";
+  for (let i = 0; i < 40; i++) out += parseInt(h[i], 16) >= 8 ? lower[i].toUpperCase() : lower[i];
+  return out;
+}
+
+// Lower-case 0x-hex of whole bytes (of `size` bytes if given), as the evidence is built.
+function hexField(value, what, size) {
+  if (typeof value !== "string" || value.length > 2 + 2 * MAX_FIELD_BYTES || !/^0x([0-9a-f]{2})*$/.test(value)) {
+    throw new VerifyError("bad-anchor", `${what} is not lower-case 0x-hex of whole bytes`);
+  }
+  const out = unhex(value.slice(2));
+  if (size !== undefined && out.length !== size) throw new VerifyError("bad-anchor", `${what} is not ${size} bytes`);
+  return out;
+}
+
+function intField(value, what) {
+  if (!Number.isSafeInteger(value) || value < 0) throw new VerifyError("bad-anchor", `${what} is not a non-negative integer`);
+  return value;
+}
+
+function proofField(value, what) {
+  if (!Array.isArray(value) || value.length > MAX_PROOF_NODES) throw new VerifyError("bad-anchor", `${what} is not a list of nodes`);
+  return value.map((n) => {
+    const raw = hexField(n, what);
+    rlpDecode(raw);
+    return raw;
+  });
+}
+
+// The head a checkpoint anchors: size, root and the "edgeseal-state <hex>" extension's hash
+// (zero if none), as gateway/anchor/evidence.py checkpoint_head.
+function checkpointHead(cp) {
+  let state = new Uint8Array(32);
+  const line = cp.extensions.find((l) => l.startsWith(STATE_PREFIX));
+  const value = line ? line.slice(STATE_PREFIX.length) : "";
+  if (/^[0-9a-fA-F]{64}$/.test(value)) state = unhex(value);
+  return { size: cp.size, root: cp.root, state };
+}
+
+// The checks of a bundle's anchor section that need no chain, in order, each
+// {name, ok: true | false | null (not checked), message}; it stops at the first failure. `cp` is
+// the bundle's verified checkpoint (verifyCheckpoint(...).checkpoint), `index` its entry's index.
+// A bundle of format 2 or 3 gives one check, "anchor", null: none carried.
+export async function verifyAnchor(bundle, vkey, cp, index) {
+  const checks = [];
+  const add = (name, ok, message) => checks.push({ name, ok, message });
+  if (bundle.anchor === null) {
+    if (bundle.version === 4) add("anchor", false, "a format 4 bundle carries an anchor section");
+    else add("anchor", null, "the bundle carries no on-chain anchor (format 2 or 3)");
+    return checks;
+  }
+  const section = bundle.anchor;
+  const step = async (name, fn) => {
+    try {
+      const message = await fn();
+      add(name, true, message);
+      return true;
+    } catch (e) {
+      add(name, false, e.message);
+      return false;
+    }
+  };
+  let anchored;
+  const ok1 = await step("anchor-checkpoint", async () => {
+    if (!hasKeys(section, ANCHOR_KEYS) || typeof section.checkpoint !== "string") throw new VerifyError("bad-anchor", "not an anchor section");
+    if (parseNote(section.checkpoint).sigs.length !== 1) throw new VerifyError("bad-anchor", "the anchored checkpoint carries one signature, the log's");
+    const r = await verifyCheckpoint(section.checkpoint, vkey);
+    if (!r.ok) throw new VerifyError("bad-anchor", r.message);
+    anchored = r.checkpoint;
+    if (anchored.size <= BigInt(index)) throw new VerifyError("bad-anchor", `size ${anchored.size} does not hold entry ${index}`);
+    return `size ${anchored.size} signed by the gateway, holds entry ${index}`;
+  });
+  if (!ok1) return checks;
+  const ok2 = await step("anchor-consistency", async () => {
+    const hashes = section.consistency;
+    if (!Array.isArray(hashes) || hashes.length > MAX_CONSISTENCY_HASHES) throw new VerifyError("bad-anchor", "consistency is not a list of hashes");
+    const proof = hashes.map(unb64);
+    if (!(await verifyConsistency(anchored.size, cp.size, proof, anchored.root, cp.root))) {
+      throw new VerifyError("bad-anchor", `the proof does not show size ${cp.size} extends size ${anchored.size}`);
+    }
+    return `the bundle's checkpoint (size ${cp.size}) extends it (RFC 9162)`;
+  });
+  if (!ok2) return checks;
+  const ev = section.evidence;
+  let f;
+  const ok3 = await step("anchor-format", async () => {
+    if (!hasKeys(ev, EVIDENCE_KEYS) || ev.version !== EVIDENCE_VERSION) throw new VerifyError("bad-anchor", `not anchor evidence version ${EVIDENCE_VERSION} with exactly its fields`);
+    const contract = hexField(ev.contract.toLowerCase(), "contract", 20);
+    if (ev.contract !== checksumAddress(contract)) throw new VerifyError("bad-anchor", "contract is not in its EIP-55 spelling");
+    f = {
+      chainId: intField(ev.chain_id, "chain_id"),
+      contract,
+      txHash: hexField(ev.tx_hash, "tx_hash", 32),
+      number: intField(ev.block_number, "block_number"),
+      blockHash: hexField(ev.block_hash, "block_hash", 32),
+      header: hexField(ev.header_rlp, "header_rlp"),
+      index: intField(ev.receipt_index, "receipt_index"),
+      logIndex: intField(ev.log_index, "log_index"),
+      receiptProof: proofField(ev.receipt_proof, "receipt_proof"),
+      txProof: proofField(ev.tx_proof, "tx_proof"),
+    };
+    return `chain ${f.chainId}, contract ${ev.contract}, block ${f.number}`;
+  });
+  if (!ok3) return checks;
+  let roots;
+  const ok4 = await step("anchor-header", async () => {
+    if (!equal(keccak256(f.header), f.blockHash)) throw new VerifyError("bad-anchor", "keccak-256(header_rlp) is not block_hash");
+    const fields = rlpDecode(f.header);
+    const [txRoot, receiptsRoot, number] = [fields[4], fields[5], fields[8]];
+    if (![txRoot, receiptsRoot].every((r) => isBytes(r) && r.length === 32) || !isBytes(number) || bigOf(number) !== BigInt(f.number)) {
+      throw new VerifyError("bad-anchor", `the header is not that of block ${f.number}`);
+    }
+    roots = { txRoot, receiptsRoot };
+    return "keccak-256(header_rlp) = block_hash";
+  });
+  if (!ok4) return checks;
+  const key = rlpInt(f.index);
+  const ok5 = await step("anchor-transaction", async () => {
+    const raw = trieGet(roots.txRoot, key, f.txProof);
+    if (!isBytes(raw) || !raw.length) throw new VerifyError("bad-anchor", `no transaction ${f.index} under transactionsRoot`);
+    if (!equal(keccak256(raw), f.txHash)) throw new VerifyError("bad-anchor", "the proven transaction is not tx_hash");
+    let chain;
+    let to;
+    if (raw[0] >= 0x80) {
+      const t = rlpDecode(raw); // legacy: [nonce, gasPrice, gas, to, value, data, v, r, s]
+      const v = bigOf(t[6]);
+      [to, chain] = [t[3], v >= 35n ? (v - 35n) / 2n : null];
+    } else {
+      const t = rlpDecode(raw.subarray(1)); // EIP-2718: [chainId, nonce, ...]
+      [to, chain] = [raw[0] === 1 ? t[4] : t[5], bigOf(t[0])];
+    }
+    if (chain !== BigInt(f.chainId) || !isBytes(to) || !equal(to, f.contract)) {
+      throw new VerifyError("bad-anchor", `the transaction is for chain ${chain}, to 0x${isBytes(to) ? hex(to) : "?"}`);
+    }
+    return `transaction ${f.index} of the block, on chain ${f.chainId} to the contract`;
+  });
+  if (!ok5) return checks;
+  let receipt;
+  const ok6 = await step("anchor-receipt-proof", async () => {
+    const value = trieGet(roots.receiptsRoot, key, f.receiptProof);
+    if (!isBytes(value) || !value.length) throw new VerifyError("bad-anchor", `no receipt ${f.index} under receiptsRoot`);
+    receipt = rlpDecode(value[0] < 0x80 ? value.subarray(1) : value); // typed receipt: skip the type
+    return `receipt ${f.index} is under the header's receiptsRoot (Merkle-Patricia proof)`;
+  });
+  if (!ok6) return checks;
+  const ok7 = await step("anchor-receipt-status", async () => {
+    if (!Array.isArray(receipt) || receipt.length !== 4 || !isBytes(receipt[0]) || !equal(receipt[0], new Uint8Array([1]))) {
+      throw new VerifyError("bad-anchor", "the transaction failed");
+    }
+    return "the transaction succeeded";
+  });
+  if (!ok7) return checks;
+  const ok8 = await step("anchor-log", async () => {
+    const log = Array.isArray(receipt[3]) ? receipt[3][f.logIndex] : undefined;
+    if (!Array.isArray(log) || log.length !== 3) throw new VerifyError("bad-anchor", `the receipt has no log ${f.logIndex}`);
+    const [address, topics, data] = log;
+    if (!isBytes(address) || !equal(address, f.contract)) throw new VerifyError("bad-anchor", "the log is not from the contract");
+    const topic = keccak256(utf8("Anchored(bytes32,uint64,bytes32,bytes32)"));
+    if (!Array.isArray(topics) || topics.length !== 2 || !topics.every(isBytes) || !equal(topics[0], topic) || !isBytes(data) || data.length !== 96) {
+      throw new VerifyError("bad-anchor", "the log is not an Anchored event");
+    }
+    if (!equal(topics[1], await sha256(utf8(anchored.origin)))) throw new VerifyError("bad-anchor", "the anchored origin is not the checkpoint's");
+    const want = checkpointHead(anchored);
+    const size = bigOf(data.subarray(0, 32));
+    if (size !== want.size || !equal(data.subarray(32, 64), want.root) || !equal(data.subarray(64), want.state)) {
+      throw new VerifyError("bad-anchor", `anchored size ${size}: not the anchored checkpoint's size, root and state hash`);
+    }
+    return `the Anchored event holds size ${size}, its root and state hash`;
+  });
+  if (!ok8) return checks;
+  add("anchor-canonical", null, "not checked in the browser: that the block is canonical and final needs a chain node (edgeseal verify-bundle --rpc URL)");
+  return checks;
 }

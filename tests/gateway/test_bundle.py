@@ -26,6 +26,8 @@ from gateway.bundle import (
 from gateway.errors import EdgesealError
 from gateway.ledger import Ledger, NoteSigner
 from gateway.node import Node
+from gateway.publish.cosignature import CosignatureSigner
+from gateway.publish.policy import WitnessPolicy, parse_policy
 from tests.gateway.node.helpers import PARKING, World, make_settings, started
 from tests.gateway.simboard import SimBoard
 
@@ -516,3 +518,119 @@ def test_type_confusion_is_refused_in_a_parsed_bundle_too(built: Built) -> None:
     bad["version"] = float("nan")
     with pytest.raises(BundleError, match="not-canonical"):
         verify_bundle(bad, built.vkey)
+
+
+# ---- format 3: cosignature lines of the witnesses, checked against a policy -----------------
+
+WITNESSES = [CosignatureSigner(NoteSigner.generate(f"witness{i}.example")) for i in range(3)]
+STRANGER = CosignatureSigner(NoteSigner.generate("stranger.example"))
+
+
+def _policy(built: Built) -> WitnessPolicy:
+    """Return a 2-of-3 tlog-policy over WITNESSES for the built ledger's log."""
+    lines = [f"log {built.vkey}"]
+    lines += [f"witness W{i} {w.vkey}" for i, w in enumerate(WITNESSES)]
+    return parse_policy("\n".join([*lines, "group g 2 W0 W1 W2", "quorum g"]) + "\n")
+
+
+def _witnessed(built: Built, index: int, signers: list[CosignatureSigner]) -> bytes:
+    """Return the canonical format-3 bundle of index against the latest checkpoint cosigned by
+    `signers` (their cosignature/v1 lines after the gateway's signature line)."""
+    cp = built.ledger.checkpoint()
+    text = cp.decode().split("\n\n")[0] + "\n"
+    note = cp + "".join(s.cosign(text, 1_700_000_000 + i) for i, s in enumerate(signers)).encode()
+    return encode_bundle(build_bundle(built.ledger, index, built.devices.get, note))
+
+
+def test_format_3_checks_the_quorum_only_with_a_policy(built: Built) -> None:
+    policy = _policy(built)
+    for what in ("enrollment", "event with causes"):
+        data = _witnessed(built, _samples(built)[what], WITNESSES[:2])
+        assert json.loads(data)["version"] == 3
+        checked = verify_bundle_bytes(data, built.vkey, policy).check("witness-quorum")
+        assert checked is not None and checked.status == "ok" and "W0, W1" in checked.detail
+        unchecked = verify_bundle_bytes(data, built.vkey).check("witness-quorum")
+        assert unchecked is not None and unchecked.status == "not-checked"
+    # format 2 keeps verifying; against a policy it has no quorum
+    data = built.bundle_bytes(_samples(built)["enrollment"])
+    assert json.loads(data)["version"] == 2
+    assert verify_bundle_bytes(data, built.vkey).check("witness-quorum").status == "not-checked"  # type: ignore[union-attr]
+    with pytest.raises(BundleError, match="no-quorum"):
+        verify_bundle_bytes(data, built.vkey, policy)
+
+
+def test_format_3_short_of_quorum_or_with_strangers_fails(built: Built) -> None:
+    policy, index = _policy(built), _samples(built)["enrollment"]
+    short = _witnessed(built, index, WITNESSES[:1])  # k - 1 cosignatures
+    with pytest.raises(BundleError, match="no-quorum"):
+        verify_bundle_bytes(short, built.vkey, policy)
+    assert verify_bundle_bytes(short, built.vkey).check("witness-quorum").status == "not-checked"  # type: ignore[union-attr]
+    stranger = _witnessed(built, index, [*WITNESSES[:2], STRANGER])
+    with pytest.raises(BundleError, match="unknown-cosigner"):
+        verify_bundle_bytes(stranger, built.vkey, policy)
+    # a cosignature over another checkpoint (a forged or replayed line) is refused by name
+    doc = json.loads(_witnessed(built, index, WITNESSES[:2]))
+    other = WITNESSES[2].cosign("another\n1\n" + base64.b64encode(bytes(32)).decode() + "\n", 5)
+    doc["checkpoint"] += other
+    with pytest.raises(BundleError, match="bad-cosignature"):
+        verify_bundle_bytes(encode_bundle(doc), built.vkey, policy)
+
+
+def test_format_3_any_single_bit_flip_fails_against_the_policy(built: Built) -> None:
+    policy = _policy(built)
+    data = _witnessed(built, _samples(built)["enrollment"], WITNESSES)
+    verify_bundle_bytes(data, built.vkey, policy)
+    start = data.index(b'"checkpoint":')
+    end = data.index(b'","decoded"') if b'","decoded"' in data else len(data)
+    rng = random.Random("format 3 bit flips")
+    # every bit of the checkpoint (with its cosignatures), a sample of the rest
+    cp_bits = list(range(8 * start, 8 * min(end, start + 2000)))
+    positions = sorted(set(cp_bits) | set(_flip_positions(len(data), rng, SAMPLED_BITS)))
+    if FLIP_EVERY_BIT:
+        positions = list(range(8 * len(data)))
+    codes: dict[str, int] = {}
+    for bit in positions:
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(EdgesealError) as info:
+            verify_bundle_bytes(bytes(flipped), built.vkey, policy)
+        assert info.value.code != "internal", (bit, info.value)
+        codes[info.value.code] = codes.get(info.value.code, 0) + 1
+    assert {"bad-cosignature", "bad-checkpoint"} <= set(codes), codes
+
+
+def test_format_3_without_a_policy_never_claims_the_cosignatures(built: Built) -> None:
+    """A flipped bit inside a cosignature's signature cannot be seen without the witness keys:
+    the verifier then says "not-checked" for the quorum, never "ok"."""
+    data = _witnessed(built, _samples(built)["enrollment"], WITNESSES[:2])
+    doc = json.loads(data)
+    lines = doc["checkpoint"].split("\n")
+    name, sig = lines[-2].rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(sig))
+    raw[-1] ^= 1
+    lines[-2] = f"{name} {base64.b64encode(bytes(raw)).decode()}"
+    doc["checkpoint"] = "\n".join(lines)
+    tampered = encode_bundle(doc)
+    result = verify_bundle_bytes(tampered, built.vkey)
+    assert result.check("witness-quorum").status == "not-checked"  # type: ignore[union-attr]
+    assert "not-checked" in result.summary()
+    with pytest.raises(BundleError, match="bad-cosignature"):
+        verify_bundle_bytes(tampered, built.vkey, _policy(built))
+
+
+def test_only_a_format_4_bundle_carries_an_anchor_and_never_in_a_cause(built: Built) -> None:
+    """Format 4 (tests/gateway/anchor/test_bundle_anchor.py builds real ones on anvil): the
+    version and the anchor section go together, and a cause never has one."""
+    assert built.charged is not None
+    doc = built.bundle(built.charged)
+    assert verify_bundle(copy.deepcopy(doc), built.vkey).check("anchor").status == "not-checked"  # type: ignore[union-attr]
+    doc["signature_material"]["causes"][0]["anchor"] = {"checkpoint": doc["checkpoint"]}
+    with pytest.raises(BundleError, match="cause does not verify.*only a format 4"):
+        verify_bundle(doc, built.vkey)
+    doc = built.bundle(built.charged)
+    doc["version"] = 4
+    for cause in doc["signature_material"]["causes"]:
+        cause["version"] = 4
+    with pytest.raises(BundleError, match="carries an anchor section") as info:
+        verify_bundle(doc, built.vkey)
+    assert info.value.code == "bad-anchor"

@@ -412,3 +412,55 @@ JS_POLICY_CHECKS = """async () => {
     non_canonical_s: (await V.ed25519Verify(pk, msg, bigS)).code,
   };
 }"""
+
+
+# A checkpoint cosigned by witnesses (format 3), checked by the page's verify.js against a
+# 2-of-3 witness policy: verified with the policy, "not checked" (null) without, refused short
+# of the quorum, with a flipped cosignature bit, or with a cosigner the policy does not name.
+JS_WITNESS_CHECKS = """async (a) => {
+  const V = window.edgeseal.verify;
+  const policy = await V.parsePolicy(a.policy);
+  const run = async (note, p) => (await V.checkWitnesses(note, 3, a.gw, p)).ok;
+  return {
+    quorum: await run(a.note, policy),
+    no_policy: await run(a.note, null),
+    short: await run(a.short, policy),
+    flipped: await run(a.flipped, policy),
+    stranger: await run(a.stranger, policy),
+    v2_with_cosignatures: (await V.checkWitnesses(a.note, 2, a.gw, null)).ok,
+  };
+}"""
+
+
+def test_dashboard_checks_witness_cosignatures(gateway: dict[str, Any], browser: Any) -> None:
+    from gateway.ledger.note import NoteSigner, sign_note
+    from gateway.publish.cosignature import CosignatureSigner
+
+    log = NoteSigner.generate("edgeseal.example/gateway/js")
+    witnesses = [CosignatureSigner(NoteSigner.generate(f"w{i}.example")) for i in range(4)]
+    text = "edgeseal.example/gateway/js\n9\n" + base64.b64encode(bytes(32)).decode() + "\n"
+    signed = sign_note(text, [log]).decode()
+    cosig = [w.cosign(text, 1_700_000_000 + i) for i, w in enumerate(witnesses)]
+    name, sig = cosig[1].rstrip("\n").rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(sig))
+    raw[-1] ^= 1
+    policy = "".join(f"witness W{i} {w.vkey}\n" for i, w in enumerate(witnesses[:3]))
+    args = {
+        "gw": log.name,
+        "policy": policy + "group g 2 W0 W1 W2\nquorum g\n",
+        "note": signed + cosig[0] + cosig[1],
+        "short": signed + cosig[0],
+        "flipped": signed + cosig[0] + f"{name} {base64.b64encode(bytes(raw)).decode()}\n",
+        "stranger": signed + cosig[0] + cosig[1] + cosig[3],
+    }
+    page, errors = _open(browser, gateway["base"] + "/ui/?crypto=js")
+    assert page.evaluate(JS_WITNESS_CHECKS, args) == {
+        "quorum": True,
+        "no_policy": None,
+        "short": False,
+        "flipped": False,
+        "stranger": False,
+        "v2_with_cosignatures": False,
+    }
+    assert not errors, errors
+    page.close()

@@ -18,6 +18,7 @@ EXPECTED = {  # class -> (kind a client sees, HTTP status), docs/api.md Errors
     "ContractError": ("ContractError", 422),
     "TxError": ("ContractError", 400),
     "UnknownLot": ("ContractError", 404),
+    "EpcisError": ("EpcisError", 400),
     "RequestError": ("RequestError", 400),
     "WrongContractType": ("RequestError", 409),
     "TooLarge": ("RequestError", 413),

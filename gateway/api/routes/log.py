@@ -10,8 +10,12 @@ from fastapi.responses import PlainTextResponse, Response
 from gateway.api.deps import DEFAULT_PAGE, Count, Index, Limit, Reads
 from gateway.api.responses import declare
 from gateway.bounds import MAX_INT64
+from gateway.errors import NotFound
 
 router = APIRouter()
+TEXT = "text/plain; charset=utf-8"
+# "<cosigned>/<required>", then " (short)" while the witness quorum does not hold (docs/api.md)
+QUORUM_HEADER = "Edgeseal-Witness-Quorum"
 
 # gateway.ledger.entries.KIND_NAMES, spelled out for the schema (a test keeps them equal)
 EntryKind = Literal["device-record", "participant-tx", "contract-event", "device-enrollment"]
@@ -19,14 +23,33 @@ EntryKind = Literal["device-record", "participant-tx", "contract-event", "device
 
 @router.get(
     "/v1/checkpoint",
-    summary="the latest signed checkpoint (C2SP), or a stored one by size",
+    summary="the latest signed checkpoint (C2SP) with its witness cosignatures, or a stored one "
+    "by size",
     response_class=PlainTextResponse,
     responses=declare(404),
 )
 async def checkpoint(
     reads: Reads, size: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None
 ) -> PlainTextResponse:
-    return PlainTextResponse(reads.checkpoint(size), media_type="text/plain; charset=utf-8")
+    if size is not None:  # a stored checkpoint: the gateway's signature only
+        return PlainTextResponse(reads.checkpoint(size), media_type=TEXT)
+    newest = reads.newest_cosigned_checkpoint()  # with the witnesses' cosignatures (if any)
+    headers = {}
+    if newest.quorum is not None:
+        headers[QUORUM_HEADER] = newest.quorum.summary
+    return PlainTextResponse(newest.note.decode("utf-8"), media_type=TEXT, headers=headers)
+
+
+@router.get(
+    "/v1/witness-policy",
+    summary="the gateway's witness policy (C2SP tlog-policy), if one is configured",
+    response_class=PlainTextResponse,
+    responses=declare(404),
+)
+async def witness_policy(reads: Reads) -> PlainTextResponse:
+    if reads.witnesses is None:
+        raise NotFound("not-found", "this gateway has no witness policy")
+    return PlainTextResponse(reads.witnesses.policy.text, media_type=TEXT)
 
 
 @router.get("/v1/entries", summary="a page of entries, decoded", responses=declare())

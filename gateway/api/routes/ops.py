@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.api.deps import NodeDep, Reads
 from gateway.api.responses import declare
+from gateway.node.reads import redact_urls
 
 router = APIRouter()
 
@@ -68,4 +69,25 @@ async def gateway_info(node: NodeDep, reads: Reads) -> dict[str, Any]:
         "state_hash": reads.state_hash_hex(),
         "ble": {"mode": node.ble.mode, "status": node.ble.status, "detail": node.ble.detail},
         "version": package_version(),
+        # the witness quorum of the newest checkpoint and each witness (docs/witness.md)
+        "witnesses": reads.witnesses.to_json() if reads.witnesses is not None else None,
+        # the on-chain anchoring: outbox, newest anchored and final sizes (docs/anchoring.md)
+        "anchor": reads.anchor_status(),
+        # the MQTT bridge: connected, its durable cursor (docs/mqtt.md)
+        "mqtt": _mqtt_status(node),
+    }
+
+
+def _mqtt_status(node: Any) -> dict[str, Any] | None:
+    """Return the MQTT bridge's state for /v1/gateway, None when no bridge is configured. The
+    broker URL is left out: it may hold a password."""
+    if node.mqtt is None:
+        return None
+    st = node.mqtt.status
+    return {
+        "connected": st.connected,
+        "next_index": st.next_index,
+        "published": st.published,
+        "connects": st.connects,
+        "last_error": redact_urls(st.last_error) if st.last_error else None,
     }

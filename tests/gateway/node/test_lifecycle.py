@@ -122,3 +122,25 @@ def test_an_extension_is_started_run_and_closed_in_order(tmp_path: Path) -> None
         return ext.calls
 
     assert run(scenario()) == ["radio", "run running", "close"]
+
+
+def test_the_link_learns_the_longest_advertising_period_of_the_active_boards() -> None:
+    """docs/power.md: `edgeseal board provision` copies a battery profile's advertise_every_s
+    into the enrollment metadata; the node hands the longest to the link (sleepy_period_s)."""
+    from gateway.node.lifecycle import sleepy_period_s
+    from gateway.registry import Device
+
+    def dev(status: str, metadata: dict[str, object]) -> Device:
+        return Device(b"\x01" * 16, b"k", b"k", status, metadata, 0, None, None, None)
+
+    assert sleepy_period_s([]) == 0.0
+    assert sleepy_period_s([dev("active", {"profile": "pond-monitor"})]) == 0.0
+    fleet = [
+        dev("active", {"advertise_every_s": 900}),
+        dev("active", {"advertise_every_s": 300}),
+        dev("revoked", {"advertise_every_s": 3600}),  # a revoked board is not waited for
+        dev("active", {"advertise_every_s": "7200"}),  # not an int: ignored, never a crash
+        dev("active", {"advertise_every_s": True}),
+        dev("active", {"advertise_every_s": -5}),
+    ]
+    assert sleepy_period_s(fleet) == 900.0

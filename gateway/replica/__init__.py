@@ -1,0 +1,1 @@
+"""A participant's replica of the gateway's log (C2SP tlog-tiles client, replay, evidence); docs/replica.md."""
