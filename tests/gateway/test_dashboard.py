@@ -130,12 +130,60 @@ async def _serve(settings: Any, sock: socket.socket, holder: dict[str, Any]) -> 
         await service.stop()
 
 
+@contextlib.contextmanager
+def serving(settings: Any, start_deadline_s: float = 120) -> Iterator[dict[str, Any]]:
+    """Run the real gateway (node + API) for settings in a thread on a free loopback port; yield
+    {"base": URL, "client": httpx.Client} once /healthz answers, and stop it afterwards."""
+    import httpx
+
+    sock = _free_socket()
+    holder: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=asyncio.run, args=(_serve(settings, sock, holder),), daemon=True
+    )
+    thread.start()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = httpx.Client(base_url=base, timeout=60)
+    deadline = time.monotonic() + start_deadline_s
+    try:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/healthz").status_code == 200:
+                    break
+            assert thread.is_alive(), "the gateway thread exited"
+            assert time.monotonic() < deadline, f"the gateway did not start in {start_deadline_s} s"
+            time.sleep(0.05)
+        yield {"base": base, "client": client, "deadline": deadline}
+    finally:
+        if "server" in holder:
+            holder["server"].should_exit = True
+        thread.join(timeout=20)
+        client.close()
+        sock.close()
+
+
+@contextlib.contextmanager
+def chromium(**options: Any) -> Iterator[Any]:
+    """Yield a headless Chromium (Debian's, never a downloaded one) with a fresh persistent
+    profile (IndexedDB kept across page loads, as for a user); options go to
+    launch_persistent_context."""
+    sync_api = _require_browser()
+    profile = tempfile.mkdtemp(prefix="edgeseal-chromium-")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, **options
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[dict[str, Any]]:
     """Run the real gateway (service + API) in a thread over a prepared data dir; yield its URL."""
     _require_browser()
-    import httpx
-
     from gateway.config import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeseal-dash-"))
@@ -148,60 +196,27 @@ def gateway() -> Iterator[dict[str, Any]]:
         batch_interval_ms=200,
         log_level="warning",
     )
-    sock = _free_socket()
-    holder: dict[str, Any] = {}
-    thread = threading.Thread(
-        target=asyncio.run, args=(_serve(settings, sock, holder),), daemon=True
-    )
-    thread.start()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    client = httpx.Client(base_url=base, timeout=60)
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/healthz").status_code == 200:
+        with serving(settings) as gw:
+            client = gw["client"]
+            # the service integrates the prepared log after it opens: wait until every
+            # sequenced entry is in the tree, so the page and the test read one settled state
+            while True:
+                info = client.get("/v1/gateway").json()
+                if info["tree_size"] > 0 and info["tree_size"] == info["sequenced_size"]:
                     break
-            assert thread.is_alive(), "the gateway thread exited"
-            assert time.monotonic() < deadline, "the gateway did not start within 120 s"
-            time.sleep(0.05)
-        # the service integrates the prepared log after it opens: wait until every sequenced
-        # entry is in the tree, so the page and the test read one settled state
-        while True:
-            gw = client.get("/v1/gateway").json()
-            if gw["tree_size"] > 0 and gw["tree_size"] == gw["sequenced_size"]:
-                break
-            assert thread.is_alive(), "the gateway thread exited"
-            assert time.monotonic() < deadline, f"the log was not integrated within 120 s: {gw}"
-            time.sleep(0.05)
-        yield {"base": base, "client": client}
+                assert time.monotonic() < gw["deadline"], f"log not integrated in time: {info}"
+                time.sleep(0.05)
+            yield gw
     finally:
-        if "server" in holder:
-            holder["server"].should_exit = True
-        thread.join(timeout=20)
-        client.close()
-        sock.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def browser(gateway: dict[str, Any]) -> Iterator[Any]:
-    """Yield a headless Chromium (Debian's, never a downloaded one) with a fresh profile."""
-    sync_api = _require_browser()
-    profile = tempfile.mkdtemp(prefix="edgeseal-chromium-")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    """Yield a headless Chromium with a fresh profile."""
+    with chromium(viewport={"width": 1280, "height": 900}) as context:
+        yield context
 
 
 def _open(browser: Any, url: str) -> tuple[Any, list[str]]:

@@ -7,12 +7,9 @@ thread on a free loopback port, Debian's Chromium through Playwright), on an emp
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +19,7 @@ import pytest
 
 from gateway.txformat import decode_tx
 from tests.gateway.node.helpers import PARKING_PARAMS
-from tests.gateway.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    _free_socket,
-    _require_browser,
-    _serve,
-)
+from tests.gateway.test_dashboard import _require_browser, chromium, serving
 
 # Generous: a loaded 2-core machine runs Chromium beside the gateway and other tests.
 WAIT_MS = 90_000
@@ -39,8 +30,6 @@ START_DEADLINE_S = 120
 def gateway() -> Iterator[dict[str, Any]]:
     """Run the real gateway (node + API) in a thread over an empty data dir; yield its URL."""
     _require_browser()
-    import httpx
-
     from gateway.config import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeseal-part-"))
@@ -51,48 +40,18 @@ def gateway() -> Iterator[dict[str, Any]]:
         batch_interval_ms=100,
         log_level="warning",
     )
-    sock = _free_socket()
-    holder: dict[str, Any] = {}
-    thread = threading.Thread(
-        target=asyncio.run, args=(_serve(settings, sock, holder),), daemon=True
-    )
-    thread.start()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    client = httpx.Client(base_url=base, timeout=60)
-    deadline = time.monotonic() + START_DEADLINE_S
     try:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/healthz").status_code == 200:
-                    break
-            assert thread.is_alive(), "the gateway thread exited"
-            assert time.monotonic() < deadline, f"the gateway did not start in {START_DEADLINE_S} s"
-            time.sleep(0.05)
-        yield {"base": base, "client": client}
+        with serving(settings, START_DEADLINE_S) as gw:
+            yield gw
     finally:
-        if "server" in holder:
-            holder["server"].should_exit = True
-        thread.join(timeout=20)
-        client.close()
-        sock.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def browser(gateway: dict[str, Any]) -> Iterator[Any]:
-    """Yield a headless Chromium (Debian's) with a fresh persistent profile (IndexedDB kept
-    across page loads, as for a user)."""
-    sync_api = _require_browser()
-    profile = tempfile.mkdtemp(prefix="edgeseal-chromium-")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    """Yield a headless Chromium (Debian's) with a fresh persistent profile."""
+    with chromium() as context:
+        yield context
 
 
 def _open(browser: Any, url: str) -> tuple[Any, list[str]]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.procs import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WRAPPER = ROOT / "node_modules" / ".bin" / "anvil"
@@ -77,14 +77,9 @@ class Anvil:
     def stop(self) -> None:
         """End the process by its pid (SIGTERM, which saves the state; SIGKILL if stuck)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, STOP_TIMEOUT_S)
         if proc.stderr:
             proc.stderr.close()
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 
 from gateway.ledger.note import create_signer, load_or_create_signer
 from gateway.publish.cosignature import CosignatureSigner
+from tests.support.procs import stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 # why: a witness process imports Starlette and uvicorn; a loaded 2-core machine may take seconds.
@@ -66,14 +65,7 @@ class Witness:
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL), by its own pid."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, STOP_TIMEOUT_S)
 
     def lose_state(self) -> None:
         """Delete the witness's database (it must be stopped): it restarts at size 0."""
