@@ -32,6 +32,12 @@ READ_BURST = 200
 # read token buys this much server time and a dearer read is charged the rest afterwards, so
 # one address gets at most READ_RATE_PER_S x 5 ms = 250 ms of server time per second.
 READ_COST_UNIT_S = 0.005
+# why: the cost is wall time, which overstates server time when a read waits: on a replica or
+# the chain node (GET /v1/checkpoints, up to its 3 s timeout), or behind other requests on a
+# loaded Pi. Uncapped, one such wait put a client 600 tokens in debt and the dashboard into 429s
+# (seen under load in the dashboard test). 20 tokens (100 ms) still charges every genuinely dear
+# read measured above (at most 30 ms) in full.
+MAX_READ_CHARGE_TOKENS = 20.0
 # why: bounds the memory of the limiter under many distinct senders (oldest buckets evicted).
 MAX_BUCKETS = 10_000
 
@@ -104,8 +110,9 @@ class RateLimits:
 
     def charge_read(self, host: str, cost_s: float) -> None:
         """Charge host's read bucket for a read that took cost_s seconds of server time: one
-        token per READ_COST_UNIT_S beyond the token check_read took."""
-        extra = cost_s / READ_COST_UNIT_S - 1.0
+        token per READ_COST_UNIT_S beyond the token check_read took, at most
+        MAX_READ_CHARGE_TOKENS in all."""
+        extra = min(cost_s / READ_COST_UNIT_S, MAX_READ_CHARGE_TOKENS) - 1.0
         if extra > 0:
             self.reads.charge(host, extra)
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.api.limits import READ_BURST, READ_COST_UNIT_S, RateLimits
+from gateway.api.limits import MAX_READ_CHARGE_TOKENS, READ_BURST, READ_COST_UNIT_S, RateLimits
 from gateway.api.middleware import CSP, DOCS_CSP, SECURITY_HEADERS
 from gateway.bounds import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from tests.gateway.api.helpers import ADMIN, Api, assert_typed, open_api
@@ -144,6 +144,18 @@ def test_dear_reads_spend_more_of_the_read_budget(tmp_path: Path) -> None:
     for api in open_api(tmp_path, limits=limits):
         codes = [api.get("/v1/participants").status_code for _ in range(READ_BURST // 10 + 2)]
         assert codes[: READ_BURST // 10] == [200] * (READ_BURST // 10)
+        assert codes[-1] == 429
+
+
+def test_a_read_that_waits_is_charged_at_most_the_cap(tmp_path: Path) -> None:
+    """A read that waited 3 s (a replica, the chain node, a loaded machine) costs
+    MAX_READ_CHARGE_TOKENS, not 600 tokens: the reader's next reads still pass."""
+    ticks = iter(range(10**6))
+    limits = RateLimits(lambda: 1000.0, cost_clock=lambda: next(ticks) * 3.0)
+    for api in open_api(tmp_path, limits=limits):
+        reads = int(READ_BURST // MAX_READ_CHARGE_TOKENS)
+        codes = [api.get("/v1/participants").status_code for _ in range(reads + 2)]
+        assert codes[:reads] == [200] * reads
         assert codes[-1] == 429
 
 
