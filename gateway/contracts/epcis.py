@@ -29,7 +29,6 @@ Anything else is an EpcisError with a stable code; nothing is signed.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from gateway.bounds import MAX_JSON_DEPTH, json_depth
+from gateway.bounds import loads_strict
 from gateway.errors import EdgesealError, EpcisError
 from gateway.ledger.entries import KIND_DEVICE_RECORD, KIND_PARTICIPANT_TX
 from gateway.txformat import decode_tx
@@ -321,37 +320,19 @@ def epcis_document(
 # ---- import -----------------------------------------------------------------------------------
 
 
-def _reject_constant(text: str) -> Any:
-    raise EpcisError("epcis-not-json", f"{text} is not JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise EpcisError("epcis-not-json", f"key {key[:40]!r} appears twice")
-        out[key] = value
-    return out
+def _epcis_error(code: str, message: str) -> EpcisError:
+    """bounds.loads_strict's codes as the EPCIS ones: too-large, else not-json."""
+    return EpcisError("epcis-too-large" if code == "too-large" else "epcis-not-json", message)
 
 
 def parse_epcis(data: bytes) -> Any:
     """Return the JSON value of an EPCIS file's bytes; raise EpcisError("epcis-too-large",
     "epcis-not-json") for more than MAX_EPCIS_BYTES, bytes that are not strict UTF-8 JSON
-    (no NaN/Infinity, no duplicate keys) or nesting deeper than MAX_JSON_DEPTH."""
-    if len(data) > MAX_EPCIS_BYTES:
-        raise EpcisError("epcis-too-large", f"over {MAX_EPCIS_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise EpcisError("epcis-not-json", "not UTF-8") from None
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise EpcisError("epcis-not-json", f"nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-    except EpcisError:
-        raise
-    except ValueError:
-        raise EpcisError("epcis-not-json", "not JSON") from None
+    (no NaN/Infinity, no duplicate keys) or nesting deeper than MAX_JSON_DEPTH
+    (gateway.bounds.loads_strict; EPCIS has fractional numbers, so they are allowed)."""
+    return loads_strict(
+        data, "the EPCIS document", _epcis_error, max_bytes=MAX_EPCIS_BYTES, floats=True
+    )
 
 
 def _event_list(doc: Any) -> list[Any]:
