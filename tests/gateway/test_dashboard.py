@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from nacl.signing import SigningKey
 
-from gateway.ledger import Ledger, load_or_create_signer
+from tests.gateway.replica.helpers import prepare_log, scenario_entries
 
 CHROMIUM = os.environ.get("EDGESEAL_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = Path(os.environ.get("EDGESEAL_DASHBOARD_SCREENSHOT", "/tmp/dashboard.png"))
@@ -69,41 +69,6 @@ def _require_browser() -> Any:
 
 
 # ---- the gateway under test ------------------------------------------------------------------
-
-
-def _scenario_entries() -> list[bytes]:
-    """Return the log of the five contract scenarios (entries and events, in log order)."""
-    from tests.gateway.contracts import (
-        test_agri,
-        test_collateral,
-        test_energy,
-        test_fishfarm,
-        test_parking,
-    )
-    from tests.gateway.contracts.helpers import Log
-
-    log = Log()
-    for module in (test_agri, test_fishfarm, test_collateral, test_energy, test_parking):
-        module.scenario(log)
-    return log.entries
-
-
-def _prepare_data_dir(data_dir: Path) -> None:
-    """Write the scenario log into data_dir/ledger.db under data_dir/gateway.key.
-
-    Entries are sequenced but not integrated: the service integrates them when it opens the
-    ledger (with its own checkpoint extension line), as after a crash.
-    """
-    from gateway.config import Settings
-
-    settings = Settings(data_dir=data_dir)
-    data_dir.mkdir(parents=True)
-    signer = load_or_create_signer(str(settings.key_path), None)
-    led = Ledger.open(str(settings.ledger_path), signer, max_batch_entries=1_000_000)
-    try:
-        led.append([(e[0], e[1:]) for e in _scenario_entries()])
-    finally:
-        led.close()
 
 
 def _free_socket() -> socket.socket:
@@ -193,7 +158,7 @@ def gateway() -> Iterator[dict[str, Any]]:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeseal-dash-"))
     data_dir = tmp / "data"
-    _prepare_data_dir(data_dir)
+    prepare_log(data_dir, scenario_entries())  # sequenced; the node integrates it at start
     settings = Settings(
         data_dir=data_dir,
         ble=False,
