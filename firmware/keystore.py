@@ -183,34 +183,49 @@ def _new_seed(urandom):
 
 
 # ---- the BLE link key ---------------------------------------------------------------------------
+def load_secret(fs, nvs, path, nvs_key, magic, where):
+    """Return the 32-byte secret stored as blob nvs_key in nvs (or, when nvs is None, in the
+    file at path on fs), None when there is none. Raises KeyCorrupt when it is damaged (where
+    names the file), OSError when NVS cannot be read."""
+    if nvs is not None:
+        return _nvs_read(nvs, nvs_key, magic)
+    return _read_file(fs, path, where, magic)
+
+
+def install_secret(fs, nvs, key, path, nvs_key, magic, what):
+    """Store key (32 bytes) under magic as blob nvs_key in nvs (or the file at path, written
+    to path.tmp and renamed), replacing any earlier one; returns once it reads back. Raises
+    ValueError for a key of another length, KeyCorrupt when it does not read back."""
+    if len(key) != SEED_BYTES:
+        raise ValueError(what + " must be 32 bytes")
+    key = bytes(key)
+    if nvs is not None:
+        nvs.set_blob(nvs_key, _pack(key, magic))
+        nvs.commit()
+    else:
+        tmp = path + ".tmp"
+        f = fs.open(tmp, "wb")
+        try:
+            f.write(_pack(key, magic))
+            f.flush()
+        finally:
+            f.close()
+        fs.rename(tmp, path)
+    if load_secret(fs, nvs, path, nvs_key, magic, what + " file") != key:
+        raise KeyCorrupt(what + " did not read back")
+
+
 def load_link_key(fs, nvs, path=LINK_FILE):
     """Return the 32-byte link key installed at provisioning, or None when there is none (the
     board then refuses every control command and keeps its records). nvs: the esp32.NVS of the
     "edgeseal" namespace, or None for the file at path on fs. Raises KeyCorrupt when the stored
     key is damaged, OSError when NVS cannot be read."""
-    if nvs is not None:
-        return _nvs_read(nvs, LINK_NVS_KEY, _LINK_MAGIC)
-    return _read_file(fs, path, "link key file", _LINK_MAGIC)
+    return load_secret(fs, nvs, path, LINK_NVS_KEY, _LINK_MAGIC, "link key file")
 
 
 def install_link_key(fs, nvs, key, path=LINK_FILE):
     """Store key (32 bytes) as the link key, replacing any earlier one; returns once it reads back
     (raises KeyCorrupt if not). Provisioning runs it (tools/sim/fleet.py for virtual boards;
     docs/ble-protocol.md shows the interim one-liner for real boards)."""
-    if len(key) != SEED_BYTES:
-        raise ValueError("link key must be 32 bytes")
-    key = bytes(key)
-    if nvs is not None:
-        nvs.set_blob(LINK_NVS_KEY, _pack(key, _LINK_MAGIC))
-        nvs.commit()
-    else:
-        tmp = path + ".tmp"
-        f = fs.open(tmp, "wb")
-        try:
-            f.write(_pack(key, _LINK_MAGIC))
-            f.flush()
-        finally:
-            f.close()
-        fs.rename(tmp, path)
-    if load_link_key(fs, nvs, path) != key:
-        raise KeyCorrupt("link key did not read back")
+    install_secret(fs, nvs, key, path, LINK_NVS_KEY, _LINK_MAGIC, "link key")
+    return True

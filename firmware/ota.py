@@ -24,7 +24,6 @@ DOMAIN = b"edgeseal/release/v1\n"  # prefixed to the manifest bytes before signi
 STREAM_MAGIC = b"ESR1"  # first 4 bytes of the stream: magic, manifest_len u16, manifest, signature
 HEAD_FIXED_BYTES = const(6)
 SIG_BYTES = const(64)
-KEY_BYTES = const(32)
 RELEASE_ID_BYTES = const(16)  # sha256(manifest)[0:16]: names the release in OTA_BEGIN
 # why 8 KB: 40 files of ~120 bytes of JSON each fit; the manifest is the only thing held in RAM
 # whole (it is what the signature covers), so it is bounded well below the heap.
@@ -206,65 +205,27 @@ def get_floor(nvs):
 
 
 # ---- the release key -----------------------------------------------------------------------------
-def _key_blob(key):
-    from firmware.crc32 import crc32
-
-    body = _REL_MAGIC + bytes(key)
-    return body + struct.pack(">I", crc32(body))
-
-
-def _key_from_blob(blob):
-    """Return the key in a stored blob, None when it is not a well-formed one."""
-    from firmware.crc32 import crc32
-
-    if len(blob) != 4 + KEY_BYTES + 4 or bytes(blob[0:4]) != _REL_MAGIC:
-        return None
-    if struct.unpack(">I", bytes(blob[36:40]))[0] != crc32(bytes(blob[0:36])):
-        return None
-    return bytes(blob[4:36])
-
-
 def install_release_key(fs, nvs, key, path=REL_KEY_FILE):
     """Store key (the 32-byte Ed25519 public key releases are signed with), replacing any earlier
     one; returns once it reads back (raises ValueError if not). Provisioning runs it, with the
-    link key. nvs: esp32.NVS("edgeseal"), or None for the file at path on fs."""
-    if len(key) != KEY_BYTES:
-        raise ValueError("release key must be 32 bytes")
-    blob = _key_blob(key)
-    if nvs is not None:
-        nvs.set_blob(REL_KEY_NVS, blob)
-        nvs.commit()
-    else:
-        tmp = path + ".tmp"
-        f = fs.open(tmp, "wb")
-        try:
-            f.write(blob)
-            f.flush()
-        finally:
-            f.close()
-        fs.rename(tmp, path)
-    if load_release_key(fs, nvs, path) != bytes(key):
-        raise ValueError("release key did not read back")
+    link key. nvs: esp32.NVS("edgeseal"), or None for the file at path on fs. The stored form
+    is firmware.keystore's (magic "RK01", key, CRC-32)."""
+    from firmware import keystore
+
+    try:
+        keystore.install_secret(fs, nvs, key, path, REL_KEY_NVS, _REL_MAGIC, "release key")
+    except keystore.KeyCorrupt as e:
+        raise ValueError(str(e)) from None
 
 
 def load_release_key(fs, nvs, path=REL_KEY_FILE):
     """Return the installed release key, or None (none, or a damaged one: no update is taken)."""
-    buf = bytearray(48)
-    if nvs is not None:
-        try:
-            n = nvs.get_blob(REL_KEY_NVS, buf)
-        except OSError:
-            return None
-        return _key_from_blob(memoryview(buf)[:n])
+    from firmware import keystore
+
     try:
-        f = fs.open(path, "rb")
-    except OSError:
+        return keystore.load_secret(fs, nvs, path, REL_KEY_NVS, _REL_MAGIC, "release key file")
+    except (keystore.KeyCorrupt, OSError):
         return None
-    try:
-        n = f.readinto(buf)
-    finally:
-        f.close()
-    return _key_from_blob(memoryview(buf)[:n])
 
 
 # ---- the manifest --------------------------------------------------------------------------------
