@@ -27,6 +27,7 @@ import nacl.exceptions
 import nacl.signing
 
 from gateway.errors import EdgesealError
+from gateway.files import create_exclusive
 
 DOMAIN = (
     b"edgeseal/release/v1\n"  # firmware/ota.py DOMAIN: separates releases from other signatures
@@ -230,11 +231,9 @@ def keygen(path: Path) -> bytes:
     overwrite one; return its public key (what provisioning installs on boards)."""
     seed = os.urandom(SEED_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_exclusive(str(path), seed)  # mode 0600, all or nothing
     except FileExistsError:
         raise ReleaseError("exists", f"{path} exists; a release key is never overwritten") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(seed)
     return bytes(nacl.signing.SigningKey(seed).verify_key)
 
 

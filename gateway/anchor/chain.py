@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound
 
 from gateway.errors import EdgesealError
+from gateway.files import create_exclusive
 
 ARTEFACT_PATH = Path(__file__).with_name("EdgesealAnchor.json")
 ANCHORED_EVENT = "Anchored(bytes32,uint64,bytes32,bytes32)"
@@ -106,9 +106,8 @@ def create_key(path: Path) -> LocalAccount:
     Raises FileExistsError if the file exists (a key is never overwritten).
     """
     account = Account.create()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    with os.fdopen(fd, "w") as f:
-        f.write("0x" + bytes(account.key).hex() + "\n")
+    data = ("0x" + bytes(account.key).hex() + "\n").encode()
+    create_exclusive(str(path), data, KEY_FILE_MODE)  # all or nothing: no half-written key
     return account
 
 

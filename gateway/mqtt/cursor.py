@@ -10,12 +10,11 @@ cursor, never a torn one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 
 from gateway.errors import StartupRefused
+from gateway.files import write_atomically
 
 CURSOR_FILE = "mqtt-cursor.json"
 CURSOR_VERSION = 1
@@ -69,18 +68,5 @@ class Cursor:
             return
         self._all[self.destination] = next_index
         data = json.dumps({"version": CURSOR_VERSION, "destinations": self._all}, sort_keys=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        with contextlib.suppress(OSError):  # a directory fsync is not supported everywhere
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        write_atomically(str(self.path), data.encode() + b"\n")
         self.next_index = next_index
