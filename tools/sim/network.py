@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -130,9 +131,18 @@ class NetworkPorts:
 class SimNetwork:
     """The demo's anvil, witnesses and replica (module doc). Not thread-safe: one owner."""
 
-    def __init__(self, data_dir: Path, ports: NetworkPorts, gateway_url: str) -> None:
-        """Describe the network under data_dir; gateway_url is where the replica syncs from."""
+    def __init__(
+        self,
+        data_dir: Path,
+        ports: NetworkPorts,
+        gateway_url: str,
+        interrupted: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Describe the network under data_dir; gateway_url is where the replica syncs from;
+        interrupted() says a stop was asked for (starting then raises KeyboardInterrupt, only
+        where every child started so far is recorded in self.children)."""
         self.data_dir = data_dir
+        self._interrupted = interrupted
         self.ports = ports
         self.gateway_url = gateway_url.rstrip("/")
         self.children: list[Child] = []
@@ -157,13 +167,20 @@ class SimNetwork:
             )  # fmt: skip
         child = Child(name, url, path, proc)
         self.children.append(child)
+        self._check_interrupted()
         return child
+
+    def _check_interrupted(self) -> None:
+        """Raise KeyboardInterrupt if a stop was asked for while starting (__init__)."""
+        if self._interrupted():
+            raise KeyboardInterrupt
 
     def _wait_ready(self, child: Child, ready: Any) -> None:
         """Return once ready() is true; raise NetworkError if the child exits or the deadline
         START_TIMEOUT_S passes."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
+            self._check_interrupted()
             if child.proc.poll() is not None:
                 tail = child.log_path.read_text(errors="replace")[-2000:]
                 raise NetworkError(

@@ -127,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 class Signals:
     """SIGTERM/SIGINT in the launcher: nothing may end it before it stopped its children.
 
-    - While the network starts (plain blocking code), a signal raises KeyboardInterrupt: the
-      finally of main() stops the children already running.
+    - While the network starts (plain blocking code), a signal is remembered; the network checks
+      `interrupted()` after each child it has recorded and while it waits, and raises
+      KeyboardInterrupt there: the finally of main() stops the children already running. (Raised
+      from the handler itself it could land inside subprocess.Popen, after the fork and before
+      the child is recorded, and leak that child.)
     - Once the event loop runs and until serve() has its own handlers, a signal is remembered and
       sent to this process again as soon as serve() has them.
     - While serve() runs, the gateway's event loop gets every signal (serve() stops), and this
@@ -143,11 +146,13 @@ class Signals:
         self.received: int | None = None
         self.on_stop: Callable[[], None] | None = None
 
+    def interrupted(self) -> bool:
+        """Return True once a signal arrived while starting (the network stops starting)."""
+        return self.received is not None
+
     def handler(self, sig: int, _frame: object) -> None:
-        """Raise KeyboardInterrupt, remember sig, or call on_stop once (class doc)."""
-        if self.phase == "starting":
-            raise KeyboardInterrupt
-        if self.phase == "deferred":
+        """Remember sig, or call on_stop once (class doc)."""
+        if self.phase in ("starting", "deferred"):
             self.received = self.received or sig
             return
         on_stop, self.on_stop = self.on_stop, None
@@ -231,8 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sim.network:
             ports = NetworkPorts(sim.anvil_port, sim.witness_port, sim.replica_port)
             gateway_url = f"http://{_loopback(settings.host)}:{settings.port}"
-            network = SimNetwork(settings.data_dir, ports, gateway_url)
+            network = SimNetwork(settings.data_dir, ports, gateway_url, signals.interrupted)
             start_network(network, settings)
+            if signals.interrupted():
+                raise KeyboardInterrupt
             settings = load_settings(
                 args.config, data_dir=args.data_dir, host=args.host, port=args.port,
                 ble=False, **network.overrides(sim.demo_anchor_interval_s),
