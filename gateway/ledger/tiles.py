@@ -106,6 +106,9 @@ class TileBuilder:
         self._tile_index: list[int] = []
         self._done: list[tuple[int, int, bytes]] = []
         self._dirty: set[int] = set()
+        # node (TILE_HEIGHT, k) of the newest full level-0 tile k: the MTH of its 256 leaves
+        # (a replica compares it with the signed tree's instead of hashing the leaves again)
+        self.last_tile_node: bytes | None = None
 
     @classmethod
     def resume(cls, size: int, read_tile: TileReader) -> TileBuilder:
@@ -173,6 +176,8 @@ class TileBuilder:
                         buf0 += h
                     else:
                         if not level & 7:
+                            if level == TILE_HEIGHT:
+                                self.last_tile_node = h
                             self._complete((level >> 3) - 1)
                             if level >> 3 == len(buffers):
                                 buffers.append(bytearray())

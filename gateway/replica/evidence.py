@@ -46,14 +46,15 @@ from gateway.ledger import merkle
 from gateway.ledger.note import Checkpoint, NoteVerifier, verify_checkpoint
 from gateway.ledger.tiles import TileBuilder
 from gateway.replica.tiles import (
+    TILE_WIDTH,
     TileMismatch,
     TileRef,
     TileTree,
+    bundle_for,
     decode_bundle,
     encode_bundle,
     leaf_hashes,
     parse_tile_path,
-    tile_for,
 )
 
 FORMAT = "edgeseal-replica-evidence/v1"
@@ -222,18 +223,17 @@ def _check_tiles(cp: Checkpoint, doc: dict[str, Any]) -> Confirmed:
                 bundle = doc["bundle"]
                 if bundle["path"] != failed:
                     raise EvidenceError("bad-evidence", "bundle.path is not the failed path")
-                level0 = tree.tile(tile_for(0, ref.index * 256, cp.size))
-                if ref.count != len(level0) // 32:
+                if ref.index * TILE_WIDTH >= cp.size or ref != bundle_for(ref.index, cp.size):
                     raise EvidenceError("bad-evidence", "the bundle is not one of this tree's")
                 data = _unb64(bundle["base64"], "bundle")
                 try:
                     entries = decode_bundle(data, ref.count)
                 except ProofError:
                     return Confirmed("tile-mismatch", f"{failed} is not a well-formed bundle")
-                if leaf_hashes(entries) != level0:
+                if not tree.bundle_matches(ref, leaf_hashes(entries)):
                     return Confirmed(
                         "tile-mismatch",
-                        f"{failed} holds entries that do not hash to the verified level-0 tile "
+                        f"{failed} holds entries that do not hash to the verified tiles "
                         f"of the signed tree of size {cp.size}",
                     )
                 raise EvidenceError("not-proven", f"{failed} matches its tile")

@@ -9,8 +9,9 @@ One `Syncer.step()` (c2sp.org/tlog-tiles client, RFC 9162):
    same size must have the same root (and the same state line), a larger tree must extend ours:
    its tiles (verified against its root, gateway.replica.tiles.TileTree) give its root at n and
    an RFC 9162 2.1.4 consistency proof. Otherwise: a fork.
-3. For every entry bundle from n on: its entries must hash to the verified level-0 tile (RFC 9162
-   2.1.1 leaf hashes); entries already stored by an interrupted step are checked the same way
+3. For every entry bundle from n on: its entries' RFC 9162 2.1.1 leaf hashes must be the tree's
+   (a full bundle's subtree hash is in the verified level-1 tile, so level-0 tiles are never
+   fetched but the right edge's: half the requests); entries already stored by an interrupted step are checked the same way
    and only fetched again if they do not match. Stored in chunks (gateway.replica.store).
 4. Replay the new entries through the contract engine (gateway.replica.replay): the log's event
    entries must be what the contracts emit, and the checkpoint's state line what they compute.
@@ -61,10 +62,12 @@ log = logging.getLogger("edgeseal.replica")
 # why: one SQLite commit (one fsync) per 4096 entries keeps the commit cost under 1% of the
 # replay, and bounds what an interrupted step has to check again.
 CHUNK_ENTRIES = 4096
-# why: fetching bundles and level-0 tiles a few ahead overlaps the network round trips with
-# the hashing and the replay; 8 bundles (2,048 entries, < 1 MB) is enough on a LAN.
+# why: fetching bundles a few ahead overlaps the network round trips with the hashing and the
+# replay; 8 bundles (2,048 entries, < 1 MB) is enough on a LAN.
 PREFETCH_BUNDLES = 8
-FETCH_WORKERS = 4
+# why: two requests in flight hide a LAN's round trip; each fetch thread takes the GIL from the
+# replay to parse its answer, and on loopback 1, 2 and 4 threads measured alike (noise), so two.
+FETCH_WORKERS = 2
 
 
 class Misbehaviour(Exception):
@@ -108,6 +111,7 @@ class Syncer:
         self._replay_factory = replay_factory
         self.replay = replay_factory()
         self.builder = store.builder()
+        self._builder_stale = False  # the builder holds hashes that failed verification
         self._feed_stored(store.tree_size)
         self._pool = ThreadPoolExecutor(FETCH_WORKERS, thread_name_prefix="edgeseal-replica-fetch")
         self._ahead: dict[TileRef, Future[bytes]] = {}
@@ -128,6 +132,7 @@ class Syncer:
         self.replay.close()
         self.replay = self._replay_factory()
         self.builder = self.store.builder()
+        self._builder_stale = False
         self._feed_stored(n)
 
     # ---- one step ---------------------------------------------------------------------------
@@ -231,7 +236,8 @@ class Syncer:
     def _extend(self, tree: TileTree, note: bytes, cp: Checkpoint) -> None:
         """Verify, store and replay entries [builder.size, cp.size); commit the checkpoint."""
         size = cp.size
-        if self.builder.size > size:  # an interrupted step went past this (older) checkpoint
+        # an interrupted step went past this (older) checkpoint, or a bad bundle reached it
+        if self.builder.size > size or self._builder_stale:
             self._reset()
         applied = self.builder.size
         replay_error: ContractError | None = None
@@ -242,13 +248,9 @@ class Syncer:
             self._prefetch_from(k + 1, min(last, k + PREFETCH_BUNDLES), stored, size)
             ref = bundle_for(k, size)
             start, end = k * TILE_WIDTH, k * TILE_WIDTH + ref.count
-            level0 = tree.tile(tile_for(0, end - 1, size))
-            entries = self._bundle_entries(tree, note, ref, level0, stored)
-            new = entries[applied - start :]
-            skip = (applied - start) * HASH_SIZE  # level0 holds these entries' leaf hashes
-            self.builder.extend(
-                level0[i : i + HASH_SIZE] for i in range(skip, len(level0), HASH_SIZE)
-            )
+            skip = applied - start  # entries of this bundle the tree has already
+            entries = self._bundle_entries(tree, note, ref, stored, skip)
+            new = entries[skip:]
             if replay_error is None:
                 try:
                     self.replay.feed(applied, new)
@@ -274,20 +276,20 @@ class Syncer:
         refs: list[TileRef] = []
         for k in range(k0, k1 + 1):
             bref = bundle_for(k, size)
-            refs.append(tile_for(0, k * TILE_WIDTH + bref.count - 1, size))
             if k * TILE_WIDTH + bref.count > stored:
                 refs.append(bref)
         self._prefetch(refs)
 
     def _bundle_entries(
-        self, tree: TileTree, note: bytes, ref: TileRef, level0: bytes, stored: int
+        self, tree: TileTree, note: bytes, ref: TileRef, stored: int, skip: int
     ) -> list[bytes]:
-        """Return bundle ref's entries, from the store if it holds them all, checked against the
-        verified level-0 tile. Raises _Restart (stored ones differ) or Misbehaviour."""
+        """Return bundle ref's entries (from the store if it holds them all), those from skip on
+        verified and added to the builder (_add_verified). Raises _Restart (stored ones
+        differ) or Misbehaviour."""
         start = ref.index * TILE_WIDTH
         if start + ref.count <= stored:
             entries = self.store.entries(start, start + ref.count)
-            if leaf_hashes(entries) != level0:
+            if not self._add_verified(tree, ref, entries, skip):
                 raise _Restart()
             return entries
         data = self._fetch(ref)
@@ -295,10 +297,33 @@ class Syncer:
             entries = decode_bundle(data, ref.count)
         except ProofError as exc:
             raise self._tile_alarm(tree, note, exc, (ref, data)) from None
-        if leaf_hashes(entries) != level0:
-            exc = ProofError("bundle-mismatch", f"{ref.path()} does not match its level-0 tile")
+        if not self._add_verified(tree, ref, entries, skip):
+            exc = ProofError("bundle-mismatch", f"{ref.path()} does not hash to the signed tree")
             raise self._tile_alarm(tree, note, exc, (ref, data))
         return entries
+
+    def _add_verified(self, tree: TileTree, ref: TileRef, entries: list[bytes], skip: int) -> bool:
+        """Add the RFC 9162 2.1.1 leaf hashes of bundle ref's entries [skip:] (the tree has the
+        ones before) to the builder; return False if they are not the signed tree's.
+
+        The partial bundle is compared with the right edge's level-0 tile, before it is added.
+        A full bundle N completes node (8, N) in the builder, which must be the verified hash in
+        the level-1 tile: no level-0 tile is fetched, and no leaf is hashed twice. On False the
+        builder holds unverified hashes: the next _extend starts from the store again.
+        """
+        hashes = leaf_hashes(entries[skip:])
+        leaves = (hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE))
+        if ref.width is not None:
+            level0 = tree.tile(tile_for(0, ref.index * TILE_WIDTH, tree.size))
+            if level0[skip * HASH_SIZE :] != hashes:
+                return False
+            self.builder.extend(leaves)
+            return True
+        self.builder.extend(leaves)
+        if self.builder.last_tile_node != tree.node_at(TILE_HEIGHT, ref.index):
+            self._builder_stale = True
+            return False
+        return True
 
     def _flush(self, buffer: list[bytes], stored: int) -> int:
         """Store buffered verified entries and the full tiles done so far; return the new

@@ -137,23 +137,21 @@ def encode_bundle(entries: Iterable[bytes]) -> bytes:
 
 def decode_bundle(data: bytes, count: int) -> list[bytes]:
     """Return the `count` entries of an entry bundle; ProofError("bad-bundle") unless data holds
-    exactly count length-prefixed entries."""
+    exactly count length-prefixed entries. Reads at most `count` prefixes, whatever data holds."""
     out: list[bytes] = []
+    append = out.append
     pos, end = 0, len(data)
-    view = memoryview(data)
-    while pos < end:
+    for i in range(count):
         if pos + 2 > end:
-            raise ProofError("bad-bundle", "the bundle ends inside a length prefix")
+            where = "inside a length prefix" if pos < end else f"after {i} entries, not {count}"
+            raise ProofError("bad-bundle", f"the bundle ends {where}")
         n = (data[pos] << 8) | data[pos + 1]
-        pos += 2
-        if pos + n > end:
+        pos += 2 + n
+        if pos > end:
             raise ProofError("bad-bundle", "the bundle ends inside an entry")
-        out.append(bytes(view[pos : pos + n]))
-        pos += n
-        if len(out) > count:
-            raise ProofError("bad-bundle", f"the bundle holds more than {count} entries")
-    if len(out) != count:
-        raise ProofError("bad-bundle", f"the bundle holds {len(out)} entries, not {count}")
+        append(data[pos - n : pos])
+    if pos != end:
+        raise ProofError("bad-bundle", f"the bundle holds more than {count} entries")
     return out
 
 
@@ -285,6 +283,19 @@ class TileTree:
             raise TileMismatch(ref, f"{ref.path()} does not hash to its hash in the tile above")
         self._verified.add(ref)
         return data
+
+    def bundle_matches(self, ref: TileRef, hashes: bytes) -> bool:
+        """Return True if `hashes` (the concatenated RFC 9162 2.1.1 leaf hashes of entry bundle
+        ref's entries) are this tree's: for a full bundle N, their MTH is the verified node
+        (8, N) of the level-1 tile (so its level-0 tile need not be fetched: the entries give
+        it); for the partial bundle, they are the verified partial level-0 tile. Raises
+        TileMismatch if a tile on the way does not verify. Precondition: ref is an entry bundle
+        of this tree (bundle_for gives them)."""
+        if len(hashes) != ref.count * HASH_SIZE:
+            return False
+        if ref.width is not None:
+            return hashes == self.tile(tile_for(0, ref.index * TILE_WIDTH, self.size))
+        return subtree_hash(hashes) == self.node_at(TILE_HEIGHT, ref.index)
 
     def node_at(self, level: int, index: int) -> bytes:
         """Return the verified complete node (level, index) of the tree (RFC 9162 2.1.1)."""

@@ -185,7 +185,6 @@ def _flip(data: bytes, at: int) -> bytes:
 @pytest.mark.parametrize(
     ("path", "at", "failed"),
     [
-        ("/tile/0/001", 40, "tile/0/001"),  # a full level-0 tile mid-tree
         ("/tile/entries/002", 30, "tile/entries/002"),  # an entry's bytes in a bundle
         ("/tile/1/000.p/3", 5, "edge"),  # the right-edge tile above
     ],
@@ -221,6 +220,29 @@ def test_a_tampered_tile_is_caught(
                     evidence.check_evidence(honest_doc, NoteVerifier.from_vkey(vkey))
         finally:
             node.stop()
+
+
+def test_full_level0_tiles_are_never_needed(honest: Any, tmp_path: Path) -> None:
+    # a full bundle is checked against its hash in the level-1 tile (TileTree.bundle_matches):
+    # garbage served for every full level-0 tile changes nothing, because none is fetched
+    gw, _ = honest
+    info = wait_integrated(gw.base)
+    asked: list[str] = []
+
+    def tamper(p: str, body: bytes) -> bytes:
+        asked.append(p)
+        full_level0 = p.startswith("/tile/0/") and ".p/" not in p
+        return bytes(len(body)) if full_level0 else body
+
+    with TamperingProxy(gw.base, tamper) as proxy:
+        node = ReplicaNode(ReplicaOptions(proxy.base, tmp_path / "replica", info["vkey"]))
+        try:
+            assert node.sync_once() == info["tree_size"]
+            assert node.alarms() == []
+            assert node.to_json()["state_hash"] == info["state_hash"]
+        finally:
+            node.stop()
+    assert [p for p in asked if p.startswith("/tile/0/")] == ["/tile/0/003.p/61"]
 
 
 def httpx_get(url: str) -> bytes:
