@@ -32,6 +32,7 @@ from nacl.signing import SigningKey
 
 from gateway import errors
 from gateway.errors import EdgesealError, RateLimited, ServiceUnavailable
+from gateway.files import SECRET_FILE_MODE, create_exclusive, write_atomically
 from gateway.txformat import MAX_SAFE_INT, make_tx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -127,16 +128,10 @@ def create_key_file(path: str | os.PathLike[str]) -> SigningKey:
         "public_key": bytes(key.verify_key).hex(),
     }
     data = (json.dumps(doc, indent=1) + "\n").encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:  # all or nothing: a crash never leaves a half-written key under the name
+        create_exclusive(os.fspath(path), data, SECRET_FILE_MODE)
     except FileExistsError:
         raise ClientError("key-file-exists", f"{path} exists; not overwriting a key") from None
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     return key
 
 
@@ -200,9 +195,8 @@ class NonceFile:
     def record(self, nonce: int) -> None:
         """Record nonce as used (an explicit --nonce), unless a higher one is recorded."""
         value = max(self.last(), nonce)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(f"{value}\n")
-        os.replace(tmp, self.path)
+        # durable before the nonce is used: after a power cut the file must not say less
+        write_atomically(str(self.path), f"{value}\n".encode(), SECRET_FILE_MODE)
 
 
 # ---- results ---------------------------------------------------------------------------------

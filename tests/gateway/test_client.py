@@ -56,6 +56,11 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     with LiveGateway(tmp_path_factory.mktemp("gw"), limits=limits) as live:
         with Client(live.base) as client:
             _register_self(client)
+            # the rate-limit tests' own contract: xdist may run them on a worker (and a
+            # gateway of this fixture) where the transact test did not run; a 429 on the way
+            # (one token, 2/s) is retried by the client
+            args = {"id": "agri-ticks", "type": "agri", "params": {"certifiers": [OP_PK]}}
+            client.transact([OP], "engine", "create", args, nonce=2)
         yield live
 
 
@@ -108,8 +113,8 @@ def test_429_is_retried_with_backoff_then_succeeds(gw: LiveGateway) -> None:
     seen: list[tuple[int, float]] = []
     with Client(gw.base, on_retry=lambda status, wait_s: seen.append((status, wait_s))) as c:
         now = int(time.time())
-        first = c.transact([OP], "agri-client", "tick", {}, nonce=41, time_s=now, wait=False)
-        second = c.transact([OP], "agri-client", "tick", {}, nonce=42, time_s=now, wait=False)
+        first = c.transact([OP], "agri-ticks", "tick", {}, nonce=41, time_s=now, wait=False)
+        second = c.transact([OP], "agri-ticks", "tick", {}, nonce=42, time_s=now, wait=False)
     assert second[0].index > first[0].index
     assert seen and seen[0][0] == 429 and seen[0][1] > 0  # Retry-After honoured
 
@@ -119,7 +124,7 @@ def test_429_after_the_last_retry_is_rate_limited(gw: LiveGateway) -> None:
         now = int(time.time())
         with pytest.raises(errors.RateLimited) as limited:
             for nonce in range(50, 54):
-                c.transact([OP], "agri-client", "tick", {}, nonce=nonce, time_s=now, wait=False)
+                c.transact([OP], "agri-ticks", "tick", {}, nonce=nonce, time_s=now, wait=False)
         assert limited.value.retry_after_s > 0 and limited.value.status == 429
 
 
