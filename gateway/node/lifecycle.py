@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -30,7 +31,13 @@ from gateway.files import create_exclusive
 from gateway.node.index import Counters, LogIndex
 from gateway.node.reads import ReadModel
 from gateway.node.sequencer import Sequencer
-from gateway.release import Release, ReleaseError, load_published
+from gateway.release import (
+    MANIFEST_FILE,
+    PUBLISHED_DIR,
+    Release,
+    ReleaseError,
+    load_published,
+)
 from gateway.systemd import Notifier
 
 if TYPE_CHECKING:
@@ -48,6 +55,10 @@ WRITER_PING_TIMEOUT_S = 5.0
 # why: the link and the extension get this long to finish their uploads on stop; an upload is
 # bounded by the link's own timeouts (stall 10 s), so 15 s lets one in flight complete.
 STOP_TIMEOUT_S = 15.0
+# why: boards are enrolled and releases published while the gateway runs; the running link
+# takes both up within this long (a sleepy board's window period, a release's first push),
+# for one registry read and one stat per period.
+LINK_REFRESH_S = 10.0
 TOKEN_FILE_MODE = 0o600
 TOKEN_BYTES = 32  # 256-bit operator token
 # why: the same floor as a configured token (gateway/config.py): a short token can be guessed
@@ -134,8 +145,8 @@ def sleepy_period_s(devices: Iterable[Any]) -> float:
     """Return the longest advertising period (metadata "advertise_every_s", which `edgeseal
     board provision` copies from a battery profile's "power" object) of the active devices, 0.0
     when none sleeps. The link then treats that much silence as a sleeping fleet, not a stuck
-    scanner or a lost board (docs/power.md). Read at link start: a sleepy board enrolled later
-    is covered after the next restart."""
+    scanner or a lost board (docs/power.md). The running link is kept up to date
+    (Node.refresh_link)."""
     periods = [
         d.metadata.get("advertise_every_s")
         for d in devices
@@ -145,9 +156,9 @@ def sleepy_period_s(devices: Iterable[Any]) -> float:
 
 
 def _published_release(data_dir: Path) -> Release | None:
-    """Return the release published in data_dir for the link to push (docs/ota.md; read once
-    at start), or None: none published, or a damaged one (logged: the boards would refuse it
-    anyway, and ingest must not stop over it)."""
+    """Return the release published in data_dir for the link to push (docs/ota.md), or None:
+    none published, or a damaged one (logged: the boards would refuse it anyway, and ingest
+    must not stop over it)."""
     try:
         return load_published(data_dir)
     except (ReleaseError, OSError) as exc:
@@ -155,6 +166,16 @@ def _published_release(data_dir: Path) -> Release | None:
             "OTA: the published release in %s is not usable, not pushing it: %s", data_dir, exc
         )
         return None
+
+
+def _release_stamp(data_dir: Path) -> tuple[int, int] | None:
+    """Return what identifies the published release's manifest on disk (inode, mtime in ns),
+    None when there is none: `edgeseal release publish` swaps the directory, so either changes."""
+    try:
+        st = (data_dir / PUBLISHED_DIR / MANIFEST_FILE).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 class Node:
@@ -171,6 +192,7 @@ class Node:
         self.started_at = time.monotonic()
         self.ble = BleStatus()
         self.link: BleLink | None = None
+        self._release_stamp: tuple[int, int] | None = None  # the release the link pushes
         self.phase = "starting"
         self.notifier = Notifier()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -340,6 +362,7 @@ class Node:
             self.ble = BleStatus(radio.mode, "running", radio.detail)
         else:
             self.ble = BleStatus("bluez", "running", "BlueZ via bleak")
+        self._release_stamp = _release_stamp(self.settings.data_dir)
         release = _published_release(self.settings.data_dir)
         self.link = BleLink(
             self.sequencer,
@@ -348,6 +371,7 @@ class Node:
             link_keys=self.link_keys,
             ota=OtaPusher(release) if release is not None else None,
         )
+        refresh = asyncio.create_task(self._link_refresh_loop(), name="link-refresh")
         try:
             await self.link.run(self._stop)
             self.ble.status = "stopped"
@@ -362,6 +386,39 @@ class Node:
                 "`make run` runs the gateway with virtual boards",
                 reason,
             )
+        finally:
+            refresh.cancel()
+
+    async def _link_refresh_loop(self) -> None:
+        """Every LINK_REFRESH_S, bring the running link up to date (refresh_link)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), LINK_REFRESH_S)
+            try:
+                self.refresh_link()
+            except Exception:  # a registry read failing must not stop the link
+                log.exception("refreshing the link's settings failed; trying again later")
+
+    def refresh_link(self) -> None:
+        """Give the running link the current longest advertising period of the active boards
+        (boards enrolled or revoked since it started) and the currently published release (a
+        new `edgeseal release publish`, or none); returns None. No-op without a link."""
+        link = self.link
+        if link is None:
+            return
+        period_s = sleepy_period_s(self.reads.devices())
+        if period_s != link.config.sleepy_period_s:
+            link.config = dataclasses.replace(link.config, sleepy_period_s=period_s)
+            log.info("link: the longest advertising period of the boards is now %.0f s", period_s)
+        stamp = _release_stamp(self.settings.data_dir)
+        if stamp != self._release_stamp:
+            self._release_stamp = stamp
+            release = _published_release(self.settings.data_dir)
+            link.ota = OtaPusher(release) if release is not None else None
+            log.info(
+                "OTA: %s", "no release to push" if release is None else
+                f"pushing the newly published release {release.release_id.hex()[:16]}",
+            )  # fmt: skip
 
     async def stop(self) -> None:
         """Finish the batch in flight, integrate everything, close. Safe to call twice."""

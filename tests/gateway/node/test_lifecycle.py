@@ -144,3 +144,48 @@ def test_the_link_learns_the_longest_advertising_period_of_the_active_boards() -
         dev("active", {"advertise_every_s": -5}),
     ]
     assert sleepy_period_s(fleet) == 900.0
+
+
+def test_the_running_link_takes_up_later_enrollments_and_publications(tmp_path: Path) -> None:
+    """A sleepy board enrolled, and a release published (`edgeseal release publish`), while the
+    gateway runs reach the running link without a restart (Node.refresh_link, every
+    LINK_REFRESH_S); so does a release withdrawn."""
+    import shutil
+
+    from nacl.signing import SigningKey
+
+    from gateway.ble.link import BleLink, LinkConfig
+    from gateway.release import PUBLISHED_DIR, build, keygen, publish, sign
+
+    src = tmp_path / "src" / "firmware"  # a one-module application is a whole release
+    src.mkdir(parents=True)
+    (src / "runtime.py").write_text("FIRMWARE_VERSION = (0, 9, 0)\n")
+    key = tmp_path / "release.key"
+    pub = keygen(key)
+
+    async def scenario() -> None:
+        node = await started(make_settings(tmp_path / "gw"))  # BLE off: no link of its own
+        try:
+            # the link as _run_link builds it at start; nothing touches a radio until it runs
+            node.link = link = BleLink(node.sequencer, None, LinkConfig())
+            node.refresh_link()
+            assert link.config.sleepy_period_s == 0 and link.ota is None
+            board = bytes(SigningKey(b"\x05" * 32).verify_key)
+            await node.sequencer.enroll(board, {"advertise_every_s": 900})
+            node.refresh_link()
+            assert link.config.sleepy_period_s == 900
+            for version, out in (("one", tmp_path / "rel1"), ("two", tmp_path / "rel2")):
+                build(
+                    src.parent, out, compile_mpy=False, created=f"2026-12-07T00:00:0{len(version)}Z"
+                )
+                sign(out, key)
+                rel = publish(out, node.settings.data_dir, pub)
+                node.refresh_link()
+                assert link.ota is not None and link.ota.release.release_id == rel.release_id
+            shutil.rmtree(node.settings.data_dir / PUBLISHED_DIR)
+            node.refresh_link()
+            assert link.ota is None
+        finally:
+            await node.stop()
+
+    run(scenario())
