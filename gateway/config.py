@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         default=None, ge=0, description="final after this many blocks (default: `finalized` tag)"
     )
     anchor_poll_s: float = Field(default=5.0, gt=0, description="receipt and finality polling")
+    anchor_stuck_after_s: float = Field(
+        default=600.0, gt=0, description="re-price an anchor transaction unmined this long"
+    )
+    anchor_max_fee_gwei: float | None = Field(
+        default=None, gt=0, description="the highest fee per gas a re-priced anchor may offer"
+    )
     replica_urls: list[str] = Field(
         default_factory=list,
         description="participant replicas (docs/replica.md) the dashboard compares checkpoints "

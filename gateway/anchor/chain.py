@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rlp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
@@ -35,6 +37,16 @@ RPC_TIMEOUT_S = 10.0
 # why: eth_estimateGas is exact for this contract (no refunds, no gas-dependent branches); the
 # margin covers a head that moved between the estimate and inclusion (a longer proof).
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 5, 4
+# why: geth and the nodes built on it (Besu, most L2 sequencers, anvil) take a same-nonce
+# replacement only if its fees are at least 10% higher; 9/8 clears that after rounding up.
+REPRICE_NUM, REPRICE_DEN = 9, 8
+# what nodes answer to a transaction whose fees they will not take (geth, anvil, Besu), lowercase
+_UNDERPRICED = (
+    "underpriced",
+    "less than block base fee",
+    "below configured minimum",
+    "fee too low",
+)
 KEY_FILE_MODE = 0o600  # like the gateway's signing key: only the service user reads it
 
 
@@ -219,11 +231,50 @@ class AnchorChain:
         )
         return bytes(self.account.sign_transaction(tx).raw_transaction)
 
+    def reprice(self, raw_tx: bytes, max_fee_wei: int | None = None) -> bytes | None:
+        """Return raw_tx signed again with the same nonce, call and gas limit, and fees raised
+        to at least 9/8 of its own (a node takes it as a replacement) and to what the chain
+        asks now: for EIP-1559, max fee 2 x the latest base fee + the priority fee (the
+        base fee may double before it is mined), for a legacy transaction the node's gas price.
+        Returns None if max_fee_wei (a cap, None: none) allows no replacement. Raises NodeDown.
+        Precondition: raw_tx is one this account signed (send_anchor)."""
+        if raw_tx[0] >= 0xC0:  # a legacy transaction: rlp([nonce, gasPrice, gas, to, ...])
+            fields = rlp.decode(raw_tx)
+            tx: dict[str, Any] = {
+                "nonce": _int(fields[0]), "gasPrice": _int(fields[1]), "gas": _int(fields[2]),
+                "to": Web3.to_checksum_address(fields[3]), "value": _int(fields[4]),
+                "data": bytes(fields[5]), "chainId": self.chain_id(),
+            }  # fmt: skip
+            now = int(self._call(lambda: self.w3.eth.gas_price))
+            price = max(_bumped(tx["gasPrice"]), now)
+            if max_fee_wei is not None:
+                price = min(price, max_fee_wei)
+            if price < _bumped(tx["gasPrice"]):
+                return None
+            tx["gasPrice"] = price
+        else:
+            tx = dict(TypedTransaction.from_bytes(HexBytes(raw_tx)).as_dict())
+            for name in ("v", "r", "s"):
+                tx.pop(name, None)
+            base = int(self._call(lambda: self.w3.eth.get_block("latest"))["baseFeePerGas"])
+            tip = max(
+                _bumped(tx["maxPriorityFeePerGas"]),
+                int(self._call(lambda: self.w3.eth.max_priority_fee)),
+            )
+            fee = max(_bumped(tx["maxFeePerGas"]), 2 * base + tip)
+            if max_fee_wei is not None:
+                fee = min(fee, max_fee_wei)
+            if fee < _bumped(tx["maxFeePerGas"]):
+                return None
+            tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = fee, min(tip, fee)
+        return bytes(self.account.sign_transaction(tx).raw_transaction)
+
     def broadcast(self, raw_tx: bytes) -> bytes:
         """Send a signed transaction; return its hash. A node that already has it is fine.
 
-        Raises NodeDown, and AnchorError("nonce-used") if its nonce was taken by another
-        transaction (the anchor must be signed again).
+        Raises NodeDown, AnchorError("nonce-used") if its nonce was taken by another
+        transaction (the anchor must be signed again), AnchorError("underpriced") if the node
+        will not hold it at its fees (reprice).
         """
         tx_hash = keccak(raw_tx)
         try:
@@ -236,6 +287,8 @@ class AnchorChain:
                 return tx_hash
             if "nonce too low" in text or "nonce is too low" in text:
                 raise AnchorError("nonce-used", "the transaction's nonce was used") from None
+            if any(marker in text for marker in _UNDERPRICED):
+                raise AnchorError("underpriced", f"the node refuses its fees: {exc}") from None
             raise
         return tx_hash
 
@@ -293,6 +346,15 @@ class AnchorChain:
         if depth is None:
             return int(self._call(lambda: self.w3.eth.get_block("finalized"))["number"])
         return int(self._call(lambda: self.w3.eth.block_number)) - depth
+
+
+def _int(field: bytes) -> int:
+    return int.from_bytes(field, "big")
+
+
+def _bumped(wei: int) -> int:
+    """Return the smallest fee a node takes to replace a transaction paying wei (rounded up)."""
+    return -(-wei * REPRICE_NUM // REPRICE_DEN)
 
 
 def deploy(w3: Web3, account: LocalAccount, submitter: str | None = None) -> tuple[str, bytes, int]:

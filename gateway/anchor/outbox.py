@@ -76,11 +76,12 @@ class Anchor:
     attempts: int
     error: str | None
     created_s: float
+    updated_s: float  # the last change of state (for a sent row: when its transaction was signed)
 
 
 _COLUMNS = (
     "id, origin, size, root, state_hash, note, state, prev_size, tx_hash, raw_tx, block_number, "
-    "block_hash, gas_used, evidence, attempts, error, created_s"
+    "block_hash, gas_used, evidence, attempts, error, created_s, updated_s"
 )
 
 
@@ -102,6 +103,7 @@ def _row(r: tuple[Any, ...]) -> Anchor:
         attempts=r[14],
         error=r[15],
         created_s=r[16],
+        updated_s=r[17],
     )
 
 

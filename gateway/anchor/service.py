@@ -53,6 +53,10 @@ DEFAULT_ENTRIES = 1024
 POLL_S = 5.0
 BACKOFF_BASE_S = 1.0  # first retry after a failed round
 BACKOFF_MAX_S = 300.0  # why: a node down for hours is retried every 5 minutes, not hammered
+# why: a transaction without a receipt this long after it was signed is stuck below the
+# chain's fee (a fee spike) or was dropped from the pool: ten minutes is ~50 blocks on Ethereum
+# and hundreds on an L2, far beyond an honest wait; it is signed again with higher fees.
+DEFAULT_STUCK_AFTER_S = 600.0
 # why: a refused or reverted anchor is re-planned from the chain's head this often before the
 # row is given up (a race with another sender resolves in one; a forked log never does)
 MAX_ATTEMPTS = 3
@@ -72,6 +76,8 @@ class AnchorPolicy:
     interval_s: float = DEFAULT_INTERVAL_S
     entries: int = DEFAULT_ENTRIES
     finality_depth: int | None = None
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S  # then the transaction is re-priced
+    max_fee_wei: int | None = None  # the highest fee per gas a re-priced one may offer
 
 
 @dataclass
@@ -82,6 +88,7 @@ class AnchorStatus:
     rounds: int = 0
     failures: int = 0  # consecutive failed rounds (the backoff exponent)
     reorgs: int = 0  # included anchors whose block left the canonical chain
+    repriced: int = 0  # stuck transactions signed again with higher fees
     last_error: str = ""
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -272,14 +279,19 @@ class AnchorService:
             if not anchor.raw_tx:
                 self.outbox.mark_pending(anchor.id, "the adopted transaction is gone")
                 return True
+            underpriced = False
             if not self.chain.known(anchor.tx_hash):
                 try:
                     self.chain.broadcast(anchor.raw_tx)
                 except AnchorError as exc:
-                    if exc.code != "nonce-used":
+                    if exc.code == "nonce-used":
+                        self.outbox.mark_pending(anchor.id, "its nonce was used by another")
+                        return True
+                    if exc.code != "underpriced":
                         raise
-                    self.outbox.mark_pending(anchor.id, "its nonce was used by another")
-                    return True
+                    underpriced = True  # the node will not even hold it at these fees
+            if underpriced or time.time() - anchor.updated_s >= self.policy.stuck_after_s:
+                self._reprice(anchor)
             return False
         if receipt["status"] != 1:
             self._retry_or_give_up(anchor, "the transaction reverted")
@@ -288,6 +300,29 @@ class AnchorService:
         self.outbox.mark_included(anchor.id, number, block_hash, int(receipt["gasUsed"]))
         log.info("anchoring: size %d included in block %d", anchor.head.size, number)
         return True
+
+    def _reprice(self, anchor: Anchor) -> None:
+        """Replace a stuck transaction (or one the node refuses at its fees) by the same one with
+        higher fees (chain.reprice), stored before it is broadcast as the first was. If the first is mined after all, the
+        replacement's nonce is taken: _poll_sent then plans again and adopts the anchor the
+        chain holds (_adopt). At the fee cap the row waits as it is (logged)."""
+        assert anchor.raw_tx and anchor.tx_hash is not None
+        raw = self.chain.reprice(anchor.raw_tx, self.policy.max_fee_wei)
+        if raw is None:
+            log.warning(
+                "anchoring: size %d is stuck in 0x%s at the fee cap (%s wei)",
+                anchor.head.size, anchor.tx_hash.hex(), self.policy.max_fee_wei,
+            )  # fmt: skip
+            return
+        tx_hash = _tx_hash(raw)
+        self.outbox.mark_sent(anchor.id, anchor.prev_size or 0, tx_hash, raw)
+        self.status.repriced += 1
+        log.warning(
+            "anchoring: size %d stuck in 0x%s for %.0f s: sent again with higher fees in 0x%s",
+            anchor.head.size, anchor.tx_hash.hex(), time.time() - anchor.updated_s, tx_hash.hex(),
+        )  # fmt: skip
+        with contextlib.suppress(AnchorError):  # still underpriced: the next round prices up
+            self.chain.broadcast(raw)
 
     def _check_included(self, anchor: Anchor, final: list[int]) -> bool:
         """Send an included anchor whose block left the chain again; finalize one whose block
@@ -335,6 +370,7 @@ class AnchorService:
             "rounds": s.rounds,
             "failures": s.failures,
             "reorgs": s.reorgs,
+            "repriced": s.repriced,
             "last_error": s.last_error,
             "anchors": dict(s.counts),
         }
@@ -363,7 +399,12 @@ def open_service(settings: Any, source: CheckpointSource) -> AnchorService | Non
         settings.anchor_chain_id,
     )
     outbox = Outbox(settings.data_dir / OUTBOX_FILE, settings.anchor_chain_id, chain.address)
+    cap = settings.anchor_max_fee_gwei
     policy = AnchorPolicy(
-        settings.anchor_interval_s, settings.anchor_entries, settings.anchor_finality_depth
+        settings.anchor_interval_s,
+        settings.anchor_entries,
+        settings.anchor_finality_depth,
+        settings.anchor_stuck_after_s,
+        None if cap is None else int(cap * 10**9),
     )
     return AnchorService(chain, outbox, source, policy, poll_s=settings.anchor_poll_s)

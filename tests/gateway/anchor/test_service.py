@@ -4,9 +4,12 @@ a reorg that drops an anchor, a crash between signing and sending, a refused anc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from hexbytes import HexBytes
 
 from gateway.anchor.bundled import anchor_section, verify_anchor_section
 from gateway.anchor.chain import AnchorChain, AnchorError, NodeDown, commitment, connect, deploy
@@ -251,3 +254,57 @@ def test_a_reorg_that_drops_two_anchors_replays_both_in_order(
     anvil_session.mine(DEPTH)
     svc.step()
     assert states(svc) == [(2, FINAL), (5, FINAL)]
+
+
+def test_a_stuck_transaction_is_sent_again_with_higher_fees(
+    ledger: Ledger, tmp_path: Path, account: Any
+) -> None:
+    # its own anvil: blocks are mined by hand and the base fee is driven up, which would slow
+    # every other test of the run's anvil
+    node = Anvil(tmp_path / "anvil")
+    node.start()
+    try:
+        address, _tx, _gas = deploy(connect(node.url), account)
+        chain = AnchorChain(node.url, address, account, CHAIN_ID)
+        node.rpc("evm_setAutomine", False)
+        svc = service(chain, ledger, tmp_path, AnchorPolicy(3600, 1, 0))
+        grow(ledger, 3)
+        svc.step()  # signed and broadcast; nothing is mined
+        (row,) = svc.outbox.anchors()
+        assert row.state == SENT and row.raw_tx
+        first = TypedTransaction.from_bytes(HexBytes(row.raw_tx)).as_dict()
+        capped = AnchorPolicy(3600, 1, 0, stuck_after_s=0.0, max_fee_wei=first["maxFeePerGas"])
+        svc.policy = capped
+        svc.step()  # stuck, but the cap allows no higher fee: it waits as it is
+        assert svc.outbox.get(row.id).tx_hash == row.tx_hash and svc.status.repriced == 0
+        svc.policy = AnchorPolicy(3600, 1, 0, stuck_after_s=0.0)
+        svc.step()  # stuck, no cap: the node takes the replacement in place of the first
+        bumped = svc.outbox.get(row.id)
+        assert bumped.tx_hash != row.tx_hash and svc.status.repriced == 1
+        assert chain.known(bumped.tx_hash) and not chain.known(row.tx_hash)
+        fee = TypedTransaction.from_bytes(HexBytes(bumped.raw_tx or b"")).as_dict()["maxFeePerGas"]
+        assert fee * 8 >= first["maxFeePerGas"] * 9
+
+        # a fee spike: the next block's base fee is 4x what the transaction offers at most;
+        # the node drops it and refuses it again at these fees
+        node.rpc("anvil_setNextBlockBaseFeePerGas", hex(4 * fee))
+        node.mine()
+        assert not chain.known(bumped.tx_hash)
+        with pytest.raises(AnchorError, match="underpriced"):
+            chain.broadcast(bumped.raw_tx or b"")
+        svc.policy = AnchorPolicy(3600, 1, 0, stuck_after_s=3600)
+        svc.step()  # refused: re-priced at once (same anchor, same nonce), not after an hour
+        again = svc.outbox.get(row.id)
+        assert again.state == SENT and again.tx_hash != bumped.tx_hash and svc.status.repriced == 2
+        second = TypedTransaction.from_bytes(HexBytes(again.raw_tx or b"")).as_dict()
+        assert second["nonce"] == first["nonce"] and second["data"] == first["data"]
+        assert second["maxFeePerGas"] >= 4 * fee
+        assert chain.known(again.tx_hash)  # the node holds the replacement
+        node.mine()
+        step_until(svc, lambda: states(svc) == [(3, FINAL)], "the replacement mined and final")
+        assert svc.outbox.get(row.id).tx_hash == again.tx_hash
+        assert chain.stored(ledger.origin) == commitment(row.head)
+        # the others never made it: one anchor, one fee
+        assert chain.receipt(row.tx_hash) is None and chain.receipt(bumped.tx_hash) is None
+    finally:
+        node.stop()
