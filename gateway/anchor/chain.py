@@ -158,18 +158,26 @@ class AnchorChain:
         self,
         rpc_url: str,
         contract_address: str,
-        account: LocalAccount,
+        account: LocalAccount | None,
         chain_id: int | None = None,
         timeout_s: float = RPC_TIMEOUT_S,
     ) -> None:
         """Connect lazily: nothing is asked of the node here. chain_id, if given, is checked
-        by check_chain() (a wrong chain is refused before anything is sent)."""
+        by check_chain() (a wrong chain is refused before anything is sent). account: the
+        submitter's key; None for a reader (a replica watching the anchors), which cannot send."""
         self.w3 = connect(rpc_url, timeout_s)
         self.address = Web3.to_checksum_address(contract_address)
-        self.account = account
+        self._account = account
         self.expected_chain_id = chain_id
         self.abi = load_artefact()["abi"]
         self.contract = self.w3.eth.contract(address=self.address, abi=self.abi)
+
+    @property
+    def account(self) -> LocalAccount:
+        """Return the submitter's account; AnchorError("read-only") for a reader."""
+        if self._account is None:
+            raise AnchorError("read-only", "this chain client has no key: it only reads")
+        return self._account
 
     def _call(self, fn: Any, *args: Any) -> Any:
         """Return fn(*args); raise NodeDown if the node does not answer."""

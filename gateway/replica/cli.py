@@ -42,6 +42,11 @@ def add_replica_parser(sub: Any) -> None:
     p.add_argument("--data-dir", help="the replica's directory (replica.db, evidence/)")
     p.add_argument("--key", help="the gateway's verifier key (C2SP vkey, `edgeseal vkey`)")
     p.add_argument("--policy", help="C2SP tlog-policy file: checkpoints need its witness quorum")
+    p.add_argument("--anchor-rpc", help="JSON-RPC URL of the chain the gateway anchors on: its "
+                   "anchors are checked against the copy (with --anchor-chain-id, "
+                   "--anchor-contract)")  # fmt: skip
+    p.add_argument("--anchor-chain-id", type=int, help="that chain's id")
+    p.add_argument("--anchor-contract", help="the EdgesealAnchor contract address (0x...)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"API address (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"API port ({DEFAULT_PORT})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -89,7 +94,15 @@ def cmd_replica(args: argparse.Namespace) -> int:
     from gateway.errors import EdgesealError
     from gateway.replica.node import ReplicaNode, ReplicaOptions
 
-    options = ReplicaOptions(args.source, Path(args.data_dir), args.key, args.policy)
+    anchor_args = (args.anchor_rpc, args.anchor_chain_id, args.anchor_contract)
+    if any(a is not None for a in anchor_args) and not all(a is not None for a in anchor_args):
+        args.replica_parser.error(
+            "--anchor-rpc, --anchor-chain-id and --anchor-contract go together"
+        )
+    from gateway.replica.anchors import AnchorRef
+
+    anchor = AnchorRef(*anchor_args) if args.anchor_rpc is not None else None
+    options = ReplicaOptions(args.source, Path(args.data_dir), args.key, args.policy, anchor=anchor)
     try:
         node = ReplicaNode(options)
     except (EdgesealError, ValueError, OSError) as exc:

@@ -26,6 +26,14 @@ and per kind:
   contracts compute from the log, or the log holds contract events the contracts do not emit.
   `entries` = every entry [0, size) as a gzip-compressed, base64 C2SP entry bundle stream; the
   check recomputes the root from them (so they are the log's entries) and replays them.
+- "anchor-fork": the gateway anchored a head on an EVM chain (gateway/anchor/) that is not a
+  head of the tree it signed for the replica. checkpoints = [the replica's signed checkpoint];
+  `anchor` = {chain_id, contract, tx_hash (0x hex), size, root (base64), state_hash (hex)}:
+  the Anchored event the chain holds; `proof` = {size, root_in_tree (base64), consistency
+  (base64 hashes)}: an RFC 9162 2.1.4 proof that the signed tree's prefix of that size has
+  another root (none when the sizes are equal: then the root or the state line differs).
+  That the chain holds the anchor is checkable by anyone with a node of that chain (the
+  transaction is public); the offline check says so instead of trusting the file for it.
 """
 
 from __future__ import annotations
@@ -58,7 +66,9 @@ from gateway.replica.tiles import (
 )
 
 FORMAT = "edgeseal-replica-evidence/v1"
-KINDS = ("fork", "state-conflict", "tile-mismatch", "state-mismatch", "event-mismatch")
+KINDS = (
+    "fork", "state-conflict", "tile-mismatch", "state-mismatch", "event-mismatch", "anchor-fork",
+)  # fmt: skip
 # why: evidence of a state mismatch carries the whole log; 1 GiB (decompressed) bounds what a
 # hostile file can make the checker inflate while holding millions of records.
 MAX_ENTRIES_BYTES = 1 << 30
@@ -130,6 +140,25 @@ def fork(
     return doc
 
 
+def anchor_fork(
+    verifier: NoteVerifier,
+    note: bytes,
+    root_in_tree: bytes,
+    proof: list[bytes],
+    anchor: dict[str, Any],
+) -> dict[str, Any]:
+    """Return "anchor-fork" evidence: the replica's signed checkpoint note, the anchored head
+    (`anchor`, module doc) and the signed tree's root at that size with its proof."""
+    doc = base("anchor-fork", verifier, "", [note])
+    doc["anchor"] = anchor
+    doc["proof"] = {
+        "size": anchor["size"],
+        "root_in_tree": b64(root_in_tree),
+        "consistency": [b64(h) for h in proof],
+    }
+    return doc
+
+
 def entries_field(entries: list[bytes]) -> dict[str, Any]:
     """Return the `entries` field: every entry as a gzip-compressed C2SP bundle stream."""
     return {
@@ -162,6 +191,8 @@ def check_evidence(doc: Any, verifier: NoteVerifier) -> Confirmed:
             return _check_two(kind, notes, doc)
         if kind == "tile-mismatch":
             return _check_tiles(notes[0], doc)
+        if kind == "anchor-fork":
+            return _check_anchor(notes[0], doc)
         return _check_replay(kind, notes[0], doc)
     except (ProofError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         if isinstance(exc, EvidenceError):
@@ -195,6 +226,38 @@ def _check_two(kind: str, notes: list[Checkpoint], doc: dict[str, Any]) -> Confi
         kind,
         f"the log's tree of size {new.size} does not extend its own checkpoint of size "
         f"{old.size}: a fork (the two signed checkpoints are inconsistent)",
+    )
+
+
+def _check_anchor(cp: Checkpoint, doc: dict[str, Any]) -> Confirmed:
+    anchor, proof = doc["anchor"], doc["proof"]
+    size = anchor["size"]
+    if type(size) is not int or not 0 < size <= cp.size or proof["size"] != size:
+        raise EvidenceError("bad-evidence", "the anchored size is not one of the signed tree's")
+    anchored_root = _unb64(anchor["root"], "anchor.root")
+    state_hex = anchor["state_hash"]
+    if not isinstance(state_hex, str) or len(bytes.fromhex(state_hex)) != 32:
+        raise EvidenceError("bad-evidence", "anchor.state_hash is not 32 bytes of hex")
+    ours = _unb64(proof["root_in_tree"], "root_in_tree")
+    if size == cp.size:
+        if ours != cp.root:
+            raise EvidenceError("bad-evidence", "root_in_tree is not the checkpoint's root")
+        lines = state_lines(cp)
+        state_ok = lines == [f"{EXTENSION_PREFIX} {state_hex}"] or (not lines and not any(
+            bytes.fromhex(state_hex)))  # fmt: skip
+    else:
+        hashes = [_unb64(h, "consistency hash") for h in proof["consistency"]]
+        merkle.verify_extends(size, cp.size, hashes, ours, cp.root)  # ProofError if not
+        state_ok = True  # the signed checkpoint says nothing of the state at another size
+    if ours == anchored_root and state_ok:
+        raise EvidenceError("not-proven", "the anchored head is a head of the signed tree")
+    what = "root" if ours != anchored_root else "contract state"
+    return Confirmed(
+        "anchor-fork",
+        f"the log signed a tree of size {cp.size} whose {what} at size {size} is not the one "
+        f"anchored in transaction {anchor['tx_hash']} on chain {anchor['chain_id']} (contract "
+        f"{anchor['contract']}): two histories, if that transaction is on the chain (not "
+        "checked offline: look it up with any node of that chain)",
     )
 
 

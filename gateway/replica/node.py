@@ -30,6 +30,7 @@ from gateway.node.reads import ReadModel
 from gateway.node.sequencer import Sequencer
 from gateway.publish.policy import WitnessPolicy, load_policy
 from gateway.replica import evidence
+from gateway.replica.anchors import AnchorRef, AnchorWatch
 from gateway.replica.client import TilesClient, Unavailable
 from gateway.replica.replay import Replay
 from gateway.replica.store import ReplicaStore
@@ -55,6 +56,7 @@ class ReplicaOptions:
     vkey: str
     policy: str | None = None
     poll_s: float = POLL_S
+    anchor: AnchorRef | None = None  # the chain the gateway anchors on, to cross-check
 
 
 @dataclass
@@ -117,6 +119,7 @@ class ReplicaNode:
             self.verifier,
             self.policy,
         )
+        self.anchors = AnchorWatch(options.anchor) if options.anchor is not None else None
         # the API thread reads alarms from memory, never through the sync thread's connection
         self._alarms = self.store.alarms()
         self.status = SyncStatus()
@@ -187,6 +190,8 @@ class ReplicaNode:
             log.exception("sync step failed")
             return 0
         self.reader.checkpoint()  # the read-only view reloads its sizes
+        if self.anchors is not None and (added or self.anchors.due()):
+            self.check_anchors()
         st = self.status
         st.steps += 1
         st.last_ok_at = time.time()
@@ -202,6 +207,22 @@ class ReplicaNode:
                 st.last_step_s,
             )
         return added
+
+    def check_anchors(self) -> None:
+        """Cross-check the gateway's anchors with the verified copy (gateway.replica.anchors);
+        raise the alarm on a contradiction. A chain node that does not answer is logged and
+        shown in /v1/replica, never an alarm."""
+        assert self.anchors is not None
+        held = self.store.checkpoint()
+        if held is None:
+            return
+        try:
+            self.anchors.check(self.reader, held, self.verifier)
+        except Misbehaviour as m:
+            self.raise_alarm(m)
+        except Exception as exc:  # NodeDown, a wrong chain: the check waits for the next round
+            self.anchors.view.error = f"{type(exc).__name__}: {exc}"
+            log.warning("anchor check: %s", exc)
 
     def raise_alarm(self, m: Misbehaviour) -> str:
         """Export m's evidence, record and log the alarm; return the evidence file's path."""
@@ -228,6 +249,7 @@ class ReplicaNode:
             "sequenced_size": led.sequenced_size,
             "state_hash": self.reads.state_hash_hex(),
             "policy": self.options.policy,
+            "anchor": None if self.anchors is None else self.anchors.view.to_json(),
             "sync": {
                 "running": st.running,
                 "steps": st.steps,

@@ -9,7 +9,8 @@ reaches only the launcher, which stops them in order):
   only if the chain no longer has it);
 - three `edgeseal witness serve` (bank, insurer, market operator: keys created once under
   `<data>/witnesses/<name>/`), whose policy `<data>/witnesses/policy.txt` needs 2 of the 3;
-- one `edgeseal replica` of the gateway, under `<data>/replica/`, checking the same policy.
+- one `edgeseal replica` of the gateway, under `<data>/replica/`, checking the same policy and
+  the gateway's anchors on that anvil.
 
 The gateway itself runs in the launcher's process (tools/sim/run.py) with `overrides()` as its
 settings. Every child writes to `<data>/logs/<name>.log`; `stop()` ends each one by its own pid
@@ -336,6 +337,9 @@ class SimNetwork:
         self.replica_url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "gateway.cli", "replica", "--from", self.gateway_url]
         cmd += ["--data-dir", str(rdir), "--key", gateway_vkey, "--policy", str(self.policy_path)]
+        if self.contract:  # it checks the gateway's anchors against its copy too
+            cmd += ["--anchor-rpc", self.anvil_url, "--anchor-chain-id", str(CHAIN_ID)]
+            cmd += ["--anchor-contract", self.contract]
         cmd += ["--port", str(port)]
         child = self._spawn("replica", cmd, self.replica_url)
         self._wait_ready(child, lambda: _answers(self.replica_url + "/healthz"))

@@ -161,6 +161,10 @@ def test_the_command_line_refuses_what_it_cannot_use(tmp_path: Path, capsys: Any
     bad_key = ["replica", "--from", "http://127.0.0.1:9", "--data-dir", str(tmp_path)]
     assert main([*bad_key, "--key", "not-a-vkey"]) == 2
     vkey = NoteSigner.generate("edgeseal.example/gateway/cli").vkey
+    with pytest.raises(SystemExit) as exit_:  # the chain's three settings go together
+        main([*bad_key, "--key", vkey, "--anchor-rpc", "http://127.0.0.1:8545"])
+    assert exit_.value.code == 2
+    assert "go together" in capsys.readouterr().err
     assert main(["replica", "check-evidence", str(tmp_path / "missing.json"), "--key", vkey]) == 1
     assert "NOT PROVEN: bad-evidence" in capsys.readouterr().out
     (tmp_path / "e.json").write_text('{"format": "edgeseal-replica-evidence/v1"}')

@@ -8,6 +8,7 @@ front of the real gateway (tests.gateway.replica.helpers.TamperingProxy).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -17,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 
+from gateway.anchor.chain import AnchorChain, Head, connect, deploy
+from gateway.anchor.evidence import checkpoint_head
 from gateway.config import Settings
 from gateway.ledger import Ledger, NoteSigner, load_or_create_signer
-from gateway.ledger.note import NoteVerifier
+from gateway.ledger.note import NoteVerifier, parse_checkpoint, parse_note
 from gateway.replica import evidence
+from gateway.replica.anchors import AnchorRef
 from gateway.replica.node import ReplicaNode, ReplicaOptions
 from tests.gateway.api.helpers import LiveGateway
 from tests.gateway.replica.helpers import (
@@ -31,6 +36,7 @@ from tests.gateway.replica.helpers import (
     scenario_entries,
     wait_integrated,
 )
+from tests.support.anvil import CHAIN_ID, DEV_KEY, Anvil
 
 ROOT = Path(__file__).resolve().parents[3]
 FILLER = 600
@@ -296,3 +302,82 @@ def test_a_wrong_state_hash_is_caught(history: list[bytes], tmp_path: Path) -> N
             assert code == 0 and out.startswith("CONFIRMED state-mismatch"), out
         finally:
             node.stop()
+
+
+# ---- the gateway's anchors (gateway.replica.anchors) -------------------------------------------
+
+
+def _anchor_rig(anvil: Anvil) -> tuple[AnchorChain, AnchorRef]:
+    """Return a fresh EdgesealAnchor on the run's anvil (the gateway's submitter account) and
+    what a replica is told of it."""
+    account = Account.from_key(DEV_KEY)
+    address, _tx, _gas = deploy(connect(anvil.url), account)
+    return AnchorChain(anvil.url, address, account, CHAIN_ID), AnchorRef(
+        anvil.url, CHAIN_ID, address
+    )
+
+
+def _anchor(chain: AnchorChain, origin: str, head: Head) -> None:
+    """Anchor head as the first head of origin (no proof needed) and wait for its receipt."""
+    tx_hash = chain.broadcast(chain.send_anchor(origin, None, head, []))
+    assert chain.receipt(tx_hash) is not None  # anvil mines on arrival
+
+
+def test_a_replica_finds_the_gateways_anchor_in_its_copy(
+    honest: Any, tmp_path: Path, anvil_session: Anvil
+) -> None:
+    gw, _ = honest
+    info = wait_integrated(gw.base)
+    chain, ref = _anchor_rig(anvil_session)
+    note = httpx_get(gw.base + "/checkpoint")
+    cp = parse_checkpoint(parse_note(note)[0])
+    _anchor(chain, cp.origin, checkpoint_head(cp))  # what the gateway's anchor service sends
+    node = ReplicaNode(ReplicaOptions(gw.base, tmp_path / "replica", info["vkey"], anchor=ref))
+    try:
+        assert node.sync_once() == info["tree_size"]
+        assert node.alarms() == []
+        view = node.to_json()["anchor"]
+        assert view["agrees"] is True and view["checked_size"] == cp.size == view["newest_size"]
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("at", ["prefix", "same-size"])
+def test_an_anchor_of_another_history_is_caught(
+    honest: Any, tmp_path: Path, anvil_session: Anvil, at: str
+) -> None:
+    # the gateway anchored one history (here: a prefix root, or its own size with another
+    # contract state) and served the replica another
+    gw, _ = honest
+    info = wait_integrated(gw.base)
+    chain, ref = _anchor_rig(anvil_session)
+    cp = parse_checkpoint(parse_note(httpx_get(gw.base + "/checkpoint"))[0])
+    if at == "prefix":
+        forged = Head(cp.size - 100, hashlib.sha256(b"another history").digest(), bytes(32))
+    else:
+        forged = Head(cp.size, cp.root, hashlib.sha256(b"another state").digest())
+    _anchor(chain, cp.origin, forged)
+    node = ReplicaNode(ReplicaOptions(gw.base, tmp_path / "replica", info["vkey"], anchor=ref))
+    try:
+        node.sync_once()
+        alarm = the_alarm(node, "anchor-fork")
+        assert node.to_json()["anchor"]["agrees"] is False
+    finally:
+        node.stop()
+    code, out = check_cli(alarm["evidence"], info["vkey"])
+    assert code == 0 and out.startswith("CONFIRMED anchor-fork"), out
+    assert "not checked offline" in out  # the chain is not asked: the output says so
+    doc = evidence.load(alarm["evidence"])
+    verifier = NoteVerifier.from_vkey(info["vkey"])
+    # the file proves nothing once the anchored head is the tree's, or the proof is changed
+    honest_doc = json.loads(json.dumps(doc))
+    honest_doc["anchor"]["root"] = honest_doc["proof"]["root_in_tree"]
+    if at == "same-size":
+        honest_doc["anchor"]["state_hash"] = checkpoint_head(cp).state_hash.hex()
+    with pytest.raises(evidence.EvidenceError, match="not-proven"):
+        evidence.check_evidence(honest_doc, verifier)
+    if at == "prefix":
+        bent = json.loads(json.dumps(doc))
+        bent["proof"]["consistency"][0] = evidence.b64(bytes(32))
+        with pytest.raises(evidence.EvidenceError):
+            evidence.check_evidence(bent, verifier)
