@@ -28,7 +28,7 @@ and one inversion (extended Euclid, which beats pow(z, p-2, p) several times ove
 Extended twisted Edwards coordinates (X:Y:Z:T), lazy reduction of sums and of T.
 
 Garbage: every operation on a Python int above 2**30 allocates its result on the heap, so one
-signature leaves 490-710 KB for the collector (bodies of 64-176 bytes, measured in the VM by
+signature leaves 485-705 KB for the collector (bodies of 64-176 bytes, measured in the VM by
 tools/bench_sign.py; tests/firmware/test_ed25519_alloc.py holds the budget): SHA-512 ~110 KB per
 128-byte block (3-5 blocks), [r]B ~120 KB, the inversion ~27 KB.
 
@@ -244,11 +244,19 @@ def _base_mul(s, table=None):
     kept down are commented at each step.
     """
     if table is None:
-        mv = memoryview(_table_bytes())
+        tb = memoryview(_table_bytes())
+        buf = bytearray(_ENTRY_BYTES)
         entry = None
     else:
-        mv = memoryview(table.entry(0))
+        tb = None
+        buf = table.entry(0)
         entry = table.entry
+    # Views of the entry's three 32-byte fields, made once: a slice per use allocates a
+    # memoryview each time (3 per addition; 1.7 KB per signature, issue 12 item 5).
+    view = memoryview(buf)
+    fu = view[0:32]
+    fv = view[32:64]
+    fw = view[64:96]
     from_bytes = int.from_bytes
     P = _P
     nib = (s + _EIGHTS).to_bytes(32, "little")
@@ -284,26 +292,21 @@ def _base_mul(s, table=None):
                 # Entry (u, v, w) = ((y+x)/2, (y-x)/2, dxy) of |d| * 16**(4j + k) * B. For -P (x
                 # negated) u and v swap and w changes sign; instead of negating w (one more
                 # allocation) the two uses of c swap: F = Z + c, G = Z - c.
+                n = row + d - 1 if d > 0 else row - d - 1
+                if entry is None:
+                    o = n * _ENTRY_BYTES
+                    buf[:] = tb[o : o + _ENTRY_BYTES]  # one memoryview instead of three
+                else:
+                    entry(n)  # reads into buf
+                c = T * from_bytes(fw, "little") % P
                 if d > 0:
-                    if entry is None:
-                        o = (row + d - 1) * _ENTRY_BYTES
-                    else:
-                        entry(row + d - 1)  # into the buffer mv shows
-                        o = 0
-                    a = (Y - X) * from_bytes(mv[o + 32 : o + 64], "little") % P
-                    b = (Y + X) * from_bytes(mv[o : o + 32], "little") % P
-                    c = T * from_bytes(mv[o + 64 : o + 96], "little") % P
+                    a = (Y - X) * from_bytes(fv, "little") % P
+                    b = (Y + X) * from_bytes(fu, "little") % P
                     f = Z - c
                     g = Z + c
                 else:
-                    if entry is None:
-                        o = (row - d - 1) * _ENTRY_BYTES
-                    else:
-                        entry(row - d - 1)
-                        o = 0
-                    a = (Y - X) * from_bytes(mv[o : o + 32], "little") % P
-                    b = (Y + X) * from_bytes(mv[o + 32 : o + 64], "little") % P
-                    c = T * from_bytes(mv[o + 64 : o + 96], "little") % P
+                    a = (Y - X) * from_bytes(fu, "little") % P
+                    b = (Y + X) * from_bytes(fv, "little") % P
                     f = Z + c
                     g = Z - c
                 e = b - a

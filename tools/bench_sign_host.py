@@ -83,8 +83,14 @@ def main(argv=None):
             print(f"{impl:<11} table on flash: {r['time_ratio_table_file']} x the sign time")
         if "limbs_sha_alloc_b_100" in r:
             print(
-                f"{impl:<11} 16-bit-limb SHA-512 variant: {r['time_ratio_limbs_sha']} x the sign"
-                f" time, {r['limbs_sha_alloc_b_100']} B per signature of a 100-byte body"
+                f"{impl:<11} limb SHA-512 variant (22/21/21-bit limbs, tools/sha512_limbs.py): "
+                f"{r['time_ratio_limbs_sha']} x the sign time, {r['limbs_sha_alloc_b_100']} B per"
+                " signature of a 100-byte body"
+            )
+        if "lowgc_alloc_b_100" in r:
+            print(
+                f"{impl:<11} limb SHA-512 + Lehmer inversion: {r['time_ratio_lowgc']} x the sign"
+                f" time, {r['lowgc_alloc_b_100']} B per signature of a 100-byte body"
             )
     mp = results.get("micropython")
     if mp is not None and float(mp["ratio"]) < 3.0:

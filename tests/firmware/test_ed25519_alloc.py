@@ -18,10 +18,12 @@ from firmware import ed25519
 IN_VM = sys.implementation.name == "micropython" and sys.platform == "webassembly"
 
 # Bytes one signature may allocate, for any body up to MAX_BODY_BYTES (176 bytes: 5 SHA-512 blocks).
-# why: measured 708,464 B at 176 bytes (previous signer 739,040); the count is exact, so the
-# margin only absorbs a different VM build. The goal of 150 KB is not reachable without an
-# allocation-free SHA-512, which costs ~2x the sign time in the VM (docs/firmware-runtime.md).
-SIGN_ALLOC_BUDGET_BYTES = 720_000
+# why: measured 704,416 B at 176 bytes with this test's message (1,744 B less than before the
+# fixed views of the table entry); the count is exact, so the margin only absorbs a different VM
+# build.
+# The goal of 150 KB is not reachable at the same sign time: it needs an allocation-free
+# SHA-512, which costs 1.6-1.75x the sign time in the VM (docs/firmware-runtime.md).
+SIGN_ALLOC_BUDGET_BYTES = 716_000
 # The body sizes checked: the 64-byte header alone (3 SHA-512 blocks), a typical reading (4) and
 # MAX_BODY_BYTES (5). why: SHA-512 is most of the garbage and its block count follows the length.
 BODY_BYTES = (64, 100, 176)

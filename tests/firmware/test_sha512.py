@@ -1,4 +1,4 @@
-"""Tests of firmware.sha512 (pure path) against FIPS 180 examples, hashlib (CPython) and pinned digests (VM)."""
+"""Tests of firmware.sha512 (pure path) against FIPS 180 examples, hashlib (CPython), pinned digests (VM); and of tools/sha512_limbs.py."""
 
 import binascii
 
@@ -128,3 +128,22 @@ def test_hashlib_flag_only_changes_the_backend():
     finally:
         sha512_mod.USE_HASHLIB = old
     assert fast == SHA512(b"abc").digest()
+
+
+def test_the_limb_variant_gives_the_same_digests():
+    # tools/sha512_limbs.py, the measured low-garbage alternative (docs/firmware-runtime.md, "Signer:
+    # garbage per signature"): same digests at every block boundary, one-shot and incremental.
+    try:
+        from tools.sha512_limbs import SHA512 as LimbSHA512
+    except ImportError:  # a board runs the firmware's tests without tools/
+        return
+    for msg, want in _FIPS:
+        assert _hex(LimbSHA512(msg).digest()) == want
+    for n in (0, 1, 111, 112, 127, 128, 129, 239, 240, 256, 300):
+        msg = _pattern(n)
+        assert LimbSHA512(msg).digest() == sha512(msg), n
+    msg = _pattern(300)
+    h = LimbSHA512()
+    for i in range(0, len(msg), 61):
+        h.update(msg[i : i + 61])
+    assert h.digest() == sha512(msg)
