@@ -226,7 +226,7 @@ def build_board(
     if hooks.scanners:
         on_result, on_done = _fan_out(hooks.scanners)
         peripheral.set_scan_listener(on_result, on_done)
-    b = Board(profile, sampler, peripheral, hooks.pollers, degraded)
+    b = Board(sampler, peripheral, hooks.pollers, degraded)
     if cfg is not None:
         duty = power.DutyCycle(cfg, sleeper, wake)  # pyright: ignore[reportPossiblyUnbound]
         b.set_duty(duty, wake is not None)

@@ -6,8 +6,8 @@ from micropython import const
 
 from firmware.wire import CHANNEL_TYPES
 
-PROFILE_FORMAT = const(1)
-MAX_CHANNELS = const(16)  # firmware/wire.py MAX_VALUES: every channel must fit one record
+_PROFILE_FORMAT = const(1)
+_MAX_CHANNELS = const(16)  # firmware/wire.py MAX_VALUES: every channel must fit one record
 _MAX_INTERVAL_S = const(
     86400
 )  # a board that reports less than daily is indistinguishable from dead
@@ -339,7 +339,7 @@ def validate(profile, where="profile", expected_name=None):
     Fills "params": {} on sensors without params. Checks: required fields and types, format
     version, chip/use-case names, intervals, GPIO existence/reservation/conflicts, bus ids, I2C
     addresses, driver/bus/pin compatibility, channel types from the wire registry, unique
-    (type, channel) pairs, at most MAX_CHANNELS channels, driver parameters and the optional power
+    (type, channel) pairs, at most _MAX_CHANNELS channels, driver parameters and the optional power
     object (_check_power). expected_name:
     the file stem the profile's name must equal (load() passes it).
     """
@@ -347,7 +347,7 @@ def validate(profile, where="profile", expected_name=None):
         _fail(where, "must be a JSON object")
     for key, kind in _REQUIRED:
         _field(profile, key, kind, where)
-    if profile["profile_format"] != PROFILE_FORMAT:
+    if profile["profile_format"] != _PROFILE_FORMAT:
         _fail(where, "profile_format %d is not supported (expected 1)" % profile["profile_format"])
     if expected_name is not None and profile["name"] != expected_name:
         _fail(where, "name '%s' differs from the file name '%s'" % (profile["name"], expected_name))
@@ -377,9 +377,9 @@ def validate(profile, where="profile", expected_name=None):
         _check_sensor(profile, sensor, pins, names, addresses, channels, specs)
     for sensor in profile["sensors"]:
         _check_refs(sensor, specs[sensor["driver"]], names, specs, where)
-    if len(channels) > MAX_CHANNELS:
+    if len(channels) > _MAX_CHANNELS:
         _fail(
-            where, "%d channels exceed the %d values of one record" % (len(channels), MAX_CHANNELS)
+            where, "%d channels exceed the %d values of one record" % (len(channels), _MAX_CHANNELS)
         )
     return profile
 

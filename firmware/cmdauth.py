@@ -15,9 +15,9 @@ import struct
 from micropython import const
 
 DOMAIN = b"edgeseal/v2/cmd"  # 15 bytes: separates command tags from any other use of the key
-LINK_KEY_BYTES = const(32)
+_LINK_KEY_BYTES = const(32)
 NONCE_BYTES = const(16)
-COUNTER_BYTES = const(1)
+_COUNTER_BYTES = const(1)
 # why 12: the longest write (SEND_FROM, 7 bytes) + counter + tag fits the 20 bytes of one ATT
 # write at the default MTU 23, so no stack needs long (prepare/execute) writes; a 96-bit tag
 # (as HMAC-SHA1-96 in IPsec) cannot be forged online: each try is a BLE round trip and the board
@@ -26,13 +26,14 @@ TAG_BYTES = const(12)
 TRAILER_BYTES = const(13)  # counter + tag after the command
 _BLOCK_BYTES = const(64)  # SHA-256 block size (HMAC pads the key to it)
 
-# check() results: OK, or why the write was refused (the peripheral counts each refusal)
+# check() results: OK, or why the write was refused (the peripheral counts each refusal). Constants
+# no other firmware module reads are private: a private const() takes no RAM on a board.
 AUTH_OK = const(0)
-AUTH_NO_KEY = const(1)  # no link key installed: every command is refused
-AUTH_SHORT = const(2)  # too short to carry a command, a counter and a tag
-AUTH_BAD_TAG = const(3)  # the tag does not match (wrong key, nonce, counter or bytes)
-AUTH_REPLAY = const(4)  # the counter is not above the last accepted one of this connection
-AUTH_NO_SESSION = const(5)  # no connection is open (no nonce drawn)
+_AUTH_NO_KEY = const(1)  # no link key installed: every command is refused
+_AUTH_SHORT = const(2)  # too short to carry a command, a counter and a tag
+_AUTH_BAD_TAG = const(3)  # the tag does not match (wrong key, nonce, counter or bytes)
+_AUTH_REPLAY = const(4)  # the counter is not above the last accepted one of this connection
+_AUTH_NO_SESSION = const(5)  # no connection is open (no nonce drawn)
 
 
 def _pad(key, byte):
@@ -62,7 +63,7 @@ class CommandAuth:
     def __init__(self, link_key, dev_id):
         if len(dev_id) != 16:
             raise ValueError("device id must be 16 bytes")
-        if link_key is not None and len(link_key) != LINK_KEY_BYTES:
+        if link_key is not None and len(link_key) != _LINK_KEY_BYTES:
             raise ValueError("link key must be 32 bytes")
         self._dev_id = bytes(dev_id)
         self._ipad = None if link_key is None else _pad(link_key, 0x36)
@@ -109,18 +110,18 @@ class CommandAuth:
         connection and whose counter is new, and then accept that counter; else the AUTH_* reason,
         and nothing changes. The command is write[:len(write) - TRAILER_BYTES]."""
         if self._ipad is None:
-            return AUTH_NO_KEY
+            return _AUTH_NO_KEY
         if not self._open:
-            return AUTH_NO_SESSION
+            return _AUTH_NO_SESSION
         n = len(write) - TRAILER_BYTES
         if n < 1:
-            return AUTH_SHORT
+            return _AUTH_SHORT
         mv = memoryview(write)
         counter = write[n]
         full = self.tag(self.nonce, counter, mv[:n])
-        if not equal_ct(full, mv[n + COUNTER_BYTES :], TAG_BYTES):
-            return AUTH_BAD_TAG
+        if not equal_ct(full, mv[n + _COUNTER_BYTES :], TAG_BYTES):
+            return _AUTH_BAD_TAG
         if counter <= self._last_counter:  # after the tag: only the gateway learns about replays
-            return AUTH_REPLAY
+            return _AUTH_REPLAY
         self._last_counter = counter
         return AUTH_OK

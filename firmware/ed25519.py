@@ -293,10 +293,10 @@ def _base_mul(s, table=None):
                 # negated) u and v swap and w changes sign; instead of negating w (one more
                 # allocation) the two uses of c swap: F = Z + c, G = Z - c.
                 n = row + d - 1 if d > 0 else row - d - 1
-                if entry is None:
+                if tb is not None:
                     o = n * _ENTRY_BYTES
                     buf[:] = tb[o : o + _ENTRY_BYTES]  # one memoryview instead of three
-                else:
+                elif entry is not None:
                     entry(n)  # reads into buf
                 c = T * from_bytes(fw, "little") % P
                 if d > 0:

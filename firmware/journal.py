@@ -13,11 +13,11 @@ MAX_RECORD_BYTES = const(244)  # wire format v1: one record fits one BLE notific
 MAX_JOURNAL_BYTES = const(65536)
 # Segment file size: compaction deletes whole fully-acked segments (no rewriting of live data).
 # Smaller segments free space sooner after acks; larger ones mean fewer files and directory updates.
-SEGMENT_BYTES = const(4096)
+_SEGMENT_BYTES = const(4096)
 # Kept free of records for ack and dropped-count markers, so a full journal still records them.
-RESERVE_BYTES = const(256)
+_RESERVE_BYTES = const(256)
 # While full, the dropped count is persisted at the first drop and then every this many drops.
-DROP_PERSIST_EVERY = const(16)
+_DROP_PERSIST_EVERY = const(16)
 
 # Entry: crc32 (u32 little-endian, over everything after it), magic u8, kind u8, len u16 and
 # seq u32 (big-endian), payload.
@@ -65,16 +65,16 @@ class Journal:
     %08x.seg under directory; each entry is a 12-byte header (CRC-32, magic, kind, length, seq)
     and the payload (docs/journal.md). Mounting (the constructor) scans every segment, truncates
     a torn tail of the newest segment, and counts corrupt entries (corrupt_count) without ever
-    returning them. Preconditions: max_bytes >= 2 * segment_bytes + RESERVE_BYTES + 256 and
+    returning them. Preconditions: max_bytes >= 2 * segment_bytes + _RESERVE_BYTES + 256 and
     segment_bytes >= 256; the directory belongs to this journal alone.
     """
 
     def __init__(
-        self, fs, directory="journal", max_bytes=MAX_JOURNAL_BYTES, segment_bytes=SEGMENT_BYTES
+        self, fs, directory="journal", max_bytes=MAX_JOURNAL_BYTES, segment_bytes=_SEGMENT_BYTES
     ):
         if segment_bytes < _HDR + MAX_RECORD_BYTES:
             raise ValueError("segment_bytes too small")
-        if max_bytes < 2 * segment_bytes + RESERVE_BYTES + _HDR + MAX_RECORD_BYTES:
+        if max_bytes < 2 * segment_bytes + _RESERVE_BYTES + _HDR + MAX_RECORD_BYTES:
             raise ValueError("max_bytes too small for segment_bytes")
         self._fs = fs
         self._dir = directory
@@ -119,7 +119,7 @@ class Journal:
 
     def room_for(self, nbytes):
         """Return True when a record of nbytes would be accepted now."""
-        return self._used + _HDR + nbytes <= self._max - RESERVE_BYTES
+        return self._used + _HDR + nbytes <= self._max - _RESERVE_BYTES
 
     def append(self, seq, record, overflow=False):
         """Store record (bytes, at most MAX_RECORD_BYTES) under seq (u32, above every earlier seq).
@@ -138,10 +138,10 @@ class Journal:
             raise ValueError("seq must increase")
         need = _HDR + n
         segs = self._segs
-        if self._used + need > self._max - RESERVE_BYTES:
+        if self._used + need > self._max - _RESERVE_BYTES:
             self.dropped_count += 1
             d = self.dropped_count
-            if (d == 1 or d % DROP_PERSIST_EVERY == 0) and self._used + _HDR <= self._max:
+            if (d == 1 or d % _DROP_PERSIST_EVERY == 0) and self._used + _HDR <= self._max:
                 self._put(segs[-1], _K_DROPPED, d, None, 0)
                 self._drop_sid = segs[-1][_ID]
             raise JournalFull("journal full")
@@ -173,7 +173,7 @@ class Journal:
         first = self._first_seq()
         # The marker matters only while acked records remain on flash (deleted ones are gone anyway).
         # Ack markers may use half the reserve; the other half stays for dropped-count markers.
-        if 0 <= first <= seq and self._used + _HDR <= self._max - RESERVE_BYTES // 2:
+        if 0 <= first <= seq and self._used + _HDR <= self._max - _RESERVE_BYTES // 2:
             self._put(self._segs[-1], _K_ACK, seq, None, 0)
 
     def compact(self):

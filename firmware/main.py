@@ -11,17 +11,17 @@ def main():
 
     ble = bluetooth.BLE()
     ble.active(True)  # first: NimBLE's memory before the Python heap grows (MicroPython #14293)
-    from firmware import ota  # the image's own copy: picks the slot an OTA update installed
+    from firmware import otaboot  # the image's own copy (not all of firmware.ota: docs/ota.md)
 
-    ota.boot_app()  # docs/ota.md: the slot goes first on sys.path, or the image's firmware runs
+    otaboot.boot_app()  # docs/ota.md: the slot goes first on sys.path, or the image's firmware runs
     try:
         from firmware import runtime
     except Exception:  # a trial version that does not even import: back to the previous one
-        ota.import_failed()
+        otaboot.import_failed()
         import machine
 
         machine.reset()
-    ota = None  # the runtime imported: let boot_app's module go (it left sys.modules already)
+    otaboot = None  # the runtime imported: let boot_app's module go (it left sys.modules already)
     runtime.main(ble)  # pyright: ignore[reportPossiblyUnbound] (reset() does not return)
 
 

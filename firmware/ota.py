@@ -9,8 +9,9 @@ signature, the version rules and every file hash are checked before the switch; 
 rename of the boot pointer "ota/boot". The new version boots in trial: boot_select counts its boots,
 mark_good (the first acked upload) keeps it, and MAX_TRIAL_BOOTS boots without one, or an import
 failure, roll back to the previous slot (or the factory image). The boot side (boot_select,
-boot_app, import_failed) runs from the MicroPython image's own copy of this module, so its pointer
-format ("EOB1", below) must never change.
+boot_app, import_failed and the pointer they read) lives in firmware/otaboot.py, so that main.py
+imports only that small module at every power-on, and runs from the MicroPython image's own copy:
+its pointer format ("EOB1") must never change. This module re-exports it.
 """
 
 import hashlib
@@ -19,6 +20,20 @@ import struct
 from micropython import const
 
 from firmware.fs import join
+from firmware.otaboot import (  # the boot side, re-exported: ota.boot_app and the rest stay valid
+    FACTORY,
+    MAX_TRIAL_BOOTS,  # noqa: F401
+    OTA_DIR,
+    POINTER,  # noqa: F401
+    SLOTS,  # noqa: F401
+    _rm,
+    boot_app,  # noqa: F401
+    boot_select,  # noqa: F401
+    import_failed,  # noqa: F401
+    read_pointer,
+    roll_back,  # noqa: F401
+    write_pointer,
+)
 
 DOMAIN = b"edgeseal/release/v1\n"  # prefixed to the manifest bytes before signing
 STREAM_MAGIC = b"ESR1"  # first 4 bytes of the stream: magic, manifest_len u16, manifest, signature
@@ -31,21 +46,13 @@ MAX_MANIFEST_BYTES = const(8192)
 MAX_FILES = const(64)  # the firmware has ~30 modules
 MAX_PATH_BYTES = const(64)
 MAX_FILE_BYTES = const(262144)  # no single module is near this; bounds a hostile manifest
-# why 3: a version that resets three times without one acked upload is not working; one or two
-# resets can be a power cut or a MemoryError back-off the old version would have had as well.
-MAX_TRIAL_BOOTS = const(3)
 _HASH_CHUNK_BYTES = const(256)  # read buffer of the streaming file hash
 
-OTA_DIR = "ota"
-POINTER = "ota/boot"
-_POINTER_TMP = "ota/boot.tmp"
 _STAGE = "ota/stage"
 _STAGE_TMP = "ota/stage.tmp"
 _STAGE_MAGIC = b"EOS1"
 _STAGE_FMT = ">4sIH16sB"  # magic, total_len, head_len, release_id, slot letter
-SLOTS = ("a", "b")
 HEAD_NAME = "release.bin"  # the stream head (magic, manifest, signature), kept in the slot
-FACTORY = "-"  # the pointer's slot name for the MicroPython image's own frozen firmware
 
 REL_KEY_NVS = "rel_key"  # NVS blob: "RK01" || key || crc32 (like keystore's link key)
 REL_KEY_FILE = "relkey.bin"  # the same blob on boards without NVS (host tools, simulated fleet)
@@ -54,6 +61,7 @@ FLOOR_NVS = "ota_floor"  # NVS i32: the highest version this board ever marked g
 
 # STATUS codes the OTA commands answer with (firmware.protocol ST_*), and the reject reasons
 ST_OK = const(0)
+ST_BAD_COMMAND = const(1)
 ST_BAD_ARGUMENT = const(2)
 ST_BUSY = const(3)
 ST_REJECTED = const(5)
@@ -70,115 +78,10 @@ def pack_version(v):
     return (v[0] << 16) | (v[1] << 8) | v[2]
 
 
-# ---- boot pointer ("EOB1 slot version state boots prev prev_version") ----------------------------
-def read_pointer(fs):
-    """Return (slot, version, state, boots, prev, prev_version) from the boot pointer, or None when
-    there is none or it does not parse (the factory image then runs)."""
-    try:
-        f = fs.open(POINTER, "rb")
-    except OSError:
-        return None
-    try:
-        raw = f.read(96)
-    finally:
-        f.close()
-    try:
-        p = raw.decode().split()
-        if len(p) != 7 or p[0] != "EOB1" or p[3] not in ("good", "trial"):
-            return None
-        if p[1] not in SLOTS or p[5] not in SLOTS + (FACTORY,):
-            return None
-        return (p[1], int(p[2]), p[3], int(p[4]), p[5], int(p[6]))
-    except (ValueError, UnicodeError):
-        return None
-
-
-def write_pointer(fs, slot, version, state, boots, prev, prev_version):
-    """Replace the boot pointer atomically (temp file, flush, rename); returns nothing.
-    slot=FACTORY removes it (the factory image runs)."""
-    if slot == FACTORY:
-        _rm(fs, POINTER)
-        return
-    fs.mkdir(OTA_DIR)
-    line = "EOB1 %s %d %s %d %s %d\n" % (slot, version, state, boots, prev, prev_version)
-    f = fs.open(_POINTER_TMP, "wb")
-    try:
-        f.write(line.encode())
-        f.flush()
-    finally:
-        f.close()
-    fs.rename(_POINTER_TMP, POINTER)
-
-
-def boot_select(fs):
-    """Return the slot directory to run ("ota/a", "ota/b") or None for the factory image; counts a
-    trial boot, and rolls back once a trial version booted MAX_TRIAL_BOOTS times unconfirmed.
-    Called once per power-on, before the application is imported."""
-    p = read_pointer(fs)
-    if p is None:
-        return None
-    slot, version, state, boots, prev, prev_version = p
-    if state == "trial":
-        if boots >= MAX_TRIAL_BOOTS:
-            return _roll_back(fs, p)
-        write_pointer(fs, slot, version, state, boots + 1, prev, prev_version)
-    return join(OTA_DIR, slot)
-
-
-def _roll_back(fs, p):
-    """Point back at p's previous slot (good); return its directory, None for the factory image."""
-    prev, prev_version = p[4], p[5]
-    write_pointer(fs, prev, prev_version, "good", 0, prev, prev_version)
-    return None if prev == FACTORY else join(OTA_DIR, prev)
-
-
-def roll_back(fs):
-    """Abandon a trial version now (its import failed); returns the directory to run instead
-    (None: factory). A good version is kept (nothing older to go to)."""
-    p = read_pointer(fs)
-    if p is None or p[2] != "trial":
-        return None if p is None else join(OTA_DIR, p[0])
-    return _roll_back(fs, p)
-
-
 def running_version(fs, factory_version):
     """Return the u24 version the board runs: the pointer's, or factory_version (a u24 int)."""
     p = read_pointer(fs)
     return factory_version if p is None else p[1]
-
-
-def boot_app(root="/", fs=None):
-    """Select the slot (boot_select) and make `import firmware.*` load from it: prepend
-    root + slot to sys.path and forget the image's firmware modules imported so far. Returns the
-    slot directory or None (factory image). main.py calls it before importing firmware.runtime."""
-    import sys
-
-    if fs is None:
-        from firmware.fs import VfsFS
-
-        fs = VfsFS()
-    slot = boot_select(fs)
-    _use(sys, root, slot)
-    return slot
-
-
-def _use(sys, root, slot):
-    """Put root + slot first on sys.path (when slot) and drop every firmware module."""
-    if slot is not None:
-        sys.path.insert(0, root + slot)
-    for name in list(sys.modules):
-        if name == "firmware" or name.startswith("firmware."):
-            del sys.modules[name]
-
-
-def import_failed(root="/", fs=None):
-    """The application did not import: roll a trial version back and return the slot directory to
-    run instead (the caller resets the board). Returns the slot or None."""
-    if fs is None:
-        from firmware.fs import VfsFS
-
-        fs = VfsFS()
-    return roll_back(fs)
 
 
 def mark_good(fs, nvs):
@@ -332,16 +235,6 @@ def _size(fs, path):
         return fs.size(path)
     except OSError:
         return -1
-
-
-def _rm(fs, path):
-    """Remove the file at path; returns True, or False when it was not there (MicroPython has
-    no contextlib.suppress)."""
-    try:
-        fs.remove(path)
-    except OSError:
-        return False
-    return True
 
 
 def clear_tree(fs, d):
@@ -659,3 +552,39 @@ class Receiver:
 OP_BEGIN = const(0x05)
 OP_DATA = const(0x06)
 OP_END = const(0x07)
+
+
+# ---- the peripheral's side (firmware.peripheral imports these once OTA starts) -------------------
+# After OTA_END switched slots: time for the STATUS notification to leave before the reset.
+OTA_RESET_DELAY_MS = const(300)
+
+
+def receiver_for(ota_args, firmware_version):
+    """Return a Receiver over ota_args = (fs, nvs) for a board running firmware_version (major,
+    minor, patch); raise ValueError when ota_args is None (the Peripheral was given no storage)."""
+    if ota_args is None:
+        raise ValueError("no OTA storage given")
+    return Receiver(ota_args[0], ota_args[1], pack_version(firmware_version))
+
+
+async def serve_command(p, cmd):
+    """Apply an authenticated OTA command for the firmware.peripheral.Peripheral p (Receiver.command)
+    and answer it with STATUS; after a switch, stop serving and restart into the new version.
+    cmd: opcode and arguments, without the trailer. Returns nothing."""
+    op = cmd[0]
+    try:
+        rx = p.ota_receiver()
+        status, arg = rx.command(op, cmd)
+    except ValueError:
+        p.bad_commands += 1
+        await p._status(op, ST_BAD_COMMAND, 0)
+        return
+    except Exception:  # flash trouble: nothing confirmed, the gateway resumes later
+        p.errors += 1
+        await p._status(op, ST_BUSY, 0)
+        return
+    await p._status(op, status, arg)
+    if rx.switched:
+        await p._clock.sleep_ms(OTA_RESET_DELAY_MS)
+        p.stop()
+        rx.restart()

@@ -27,46 +27,36 @@ _FLAG_NOTIFY = const(0x0010)
 ADV_INTERVAL_US = const(250000)
 # Idle poll period of the upload task: how fast a command or a disconnect is picked up; IRQs only
 # set flags, so this bounds the command latency while costing ~50 wake-ups/s only when idle.
-POLL_MS = const(20)
+# (Constants no other module reads are private: a private const() takes no RAM on the board.)
+_POLL_MS = const(20)
 # gatts_notify raises OSError when the controller has no free buffer (ESP32/NimBLE: ENOMEM);
 # waiting about one connection interval (7.5-30 ms) lets it drain.
-NOTIFY_RETRY_MS = const(15)
+_NOTIFY_RETRY_MS = const(15)
 # Give up on a link after this many failed tries in a row (~3 s): a stuck link is disconnected,
 # and the gateway reconnects and resumes from its last committed seq.
-NOTIFY_MAX_RETRIES = const(200)
+_NOTIFY_MAX_RETRIES = const(200)
 # A central that sent no command and got no frame for this long is dropped: any phone in range
 # that connects and sits there would otherwise keep the board from advertising (a connection ends
 # legacy advertising) and no gateway could reach it. The gateway writes TIME_SYNC or SEND_FROM
 # right after connecting and is never silent that long (its own timeouts are 5-20 s, a commit a
 # few s): 2 min is far above any pause of its and still frees the board soon enough.
-IDLE_DISCONNECT_MS = const(120000)
+_IDLE_DISCONNECT_MS = const(120000)
 # A central that has not sent one authenticated command this long after connecting is dropped
 # and advertising resumes: only the gateway holds the link key, so anything else (a phone, an
 # attacker holding the connection to keep the gateway out) is gone within seconds instead of after
-# IDLE_DISCONNECT_MS. The gateway authenticates right after connect + Info read + subscribe: a
+# _IDLE_DISCONNECT_MS. The gateway authenticates right after connect + Info read + subscribe: a
 # few round trips, well under 1 s on a virtual link and 1-3 s for BlueZ on a busy Pi; 10 s leaves
 # room for a slow service discovery while costing the board at most 10 s of advertising per try.
-AUTH_TIMEOUT_MS = const(10000)
+_AUTH_TIMEOUT_MS = const(10000)
 # A TIME_SYNC after the clock was first set moves it by at most this much per sync: a crystal
 # clock drifts a few s per day (40 ppm is 3.5 s/day), so 120 s covers a month out of reach in one
 # sync, while a gateway with a wrong clock (or a stolen link key) can shift record times only
 # 120 s per connection, each step journaled as a time-sync event. The first sync after boot sets
 # the clock (the board has no Unix time before it).
-TIME_SYNC_MAX_STEP_S = const(120)
+_TIME_SYNC_MAX_STEP_S = const(120)
 # Control writes queued by the IRQ handler before the task runs: the gateway waits for each
 # answer, so more than 2 means a misbehaving central; extra writes get STATUS busy.
 _QUEUE_MAX = const(4)
-# Scanning for vehicle beacons (set_scan_listener; docs/firmware-runtime.md): a 1.5 s scan every
-# 3 s, listening 50 ms of every 100 ms: ~25 % radio duty. A tag advertising every 100 ms is heard
-# ~7 times per scan, so a reader needing 2 hits per scan misses a present tag in < 1 % of scans.
-SCAN_PERIOD_MS = const(3000)
-SCAN_DURATION_MS = const(1500)
-SCAN_INTERVAL_US = const(100000)
-SCAN_WINDOW_US = const(50000)
-# A scan whose _IRQ_SCAN_DONE never came is given up this long after its planned end.
-_SCAN_GRACE_MS = const(1000)
-# After OTA_END switched slots: time for the STATUS notification to leave before the reset.
-OTA_RESET_DELAY_MS = const(300)
 
 
 def _in_trial(fs):
@@ -89,22 +79,25 @@ class Peripheral:
     ble: a `bluetooth.BLE` object (or a host stand-in with the same API), owned by this class.
     sampler: firmware.sampler.Sampler (journal, chain, clock). board_name: str (<= 32 bytes).
     firmware_version: (major, minor, patch). uuid: the UUID class (defaults to bluetooth.UUID).
-    idle_disconnect_ms: drop a central that stays silent this long (IDLE_DISCONNECT_MS).
+    idle_disconnect_ms: drop a central that stays silent this long (_IDLE_DISCONNECT_MS).
     link_key: the 32-byte BLE link key (keystore.load_link_key), None when none is installed
     (every command is then refused: the board keeps its records). urandom(n) -> bytes draws the
     per-connection nonce (default os.urandom; the radio is on, so it is truly random).
-    auth_timeout_ms: drop a central that has not authenticated this long (AUTH_TIMEOUT_MS).
+    auth_timeout_ms: drop a central that has not authenticated this long (_AUTH_TIMEOUT_MS).
     ota: (fs, nvs) for the OTA commands (None: they get STATUS 1, unknown opcode); the
     firmware.ota.Receiver is built on the first OTA command (ota_receiver()), so a board that
     is not updating never has that module on its heap. After a switch run() stops and calls
     the receiver's restart() (docs/ota.md). A trial version is confirmed by the first ACK.
     The IRQ handler only records events (and draws the nonce); run() (an asyncio task) does the work.
+    Code only some boards run lives in modules imported on first use: beacon scanning
+    (firmware.scan, set_scan_listener), the OTA commands (firmware.ota.serve_command) and a
+    battery board's advertising windows (firmware.power.serve_window).
     """
 
     def __init__(
         self, ble, sampler, board_name, firmware_version, mtu=protocol.PREFERRED_MTU,
-        adv_interval_us=ADV_INTERVAL_US, uuid=None, idle_disconnect_ms=IDLE_DISCONNECT_MS,
-        link_key=None, urandom=None, auth_timeout_ms=AUTH_TIMEOUT_MS, ota=None,
+        adv_interval_us=ADV_INTERVAL_US, uuid=None, idle_disconnect_ms=_IDLE_DISCONNECT_MS,
+        link_key=None, urandom=None, auth_timeout_ms=_AUTH_TIMEOUT_MS, ota=None,
     ):  # fmt: skip
         if uuid is None:
             import bluetooth
@@ -150,15 +143,10 @@ class Peripheral:
         self._last_sent = -1
         self.idle_disconnect_ms = idle_disconnect_ms
         self._active_ms = 0  # ticks_ms of the connection's last command or frame
-        self._on_scan_result = None
-        self._on_scan_done = None
-        self._scan = (SCAN_PERIOD_MS, SCAN_DURATION_MS, SCAN_INTERVAL_US, SCAN_WINDOW_US)
-        self._scanning = False
-        self._scan_at = 0
+        self._scanner = None  # firmware.scan.Scanner, once set_scan_listener is called
         self.running = False
         # A battery board (firmware/power.py) advertises only inside serve_window: True outside it
         self.windowed = False
-        self.scans = 0
         # counters for diagnostics and tests
         self.connections = 0
         self.notifications = 0
@@ -192,15 +180,13 @@ class Peripheral:
     # ---- IRQ context: record and return --------------------------------------------------------
     def _irq(self, event, data):
         if event == _IRQ_SCAN_RESULT:  # the most frequent event while scanning: tested first
-            fn = self._on_scan_result
-            if fn is not None:
-                # (addr_type, addr, adv_type, rssi, adv_data); MicroPython reuses adv_data's buffer
-                fn(data[0], data[1], data[2], data[3], bytes(data[4]))
+            scanner = self._scanner
+            if scanner is not None:
+                scanner.result(data)
         elif event == _IRQ_SCAN_DONE:
-            self._scanning = False
-            fn = self._on_scan_done
-            if fn is not None:
-                fn()
+            scanner = self._scanner
+            if scanner is not None:
+                scanner.done()
         elif event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
                 self._conn = data[0]
@@ -244,54 +230,22 @@ class Peripheral:
         self._dirty = True
 
     # ---- scanning --------------------------------------------------------------------------------
-    def set_scan_listener(
-        self, on_result, on_done=None, period_ms=SCAN_PERIOD_MS, duration_ms=SCAN_DURATION_MS,
-        interval_us=SCAN_INTERVAL_US, window_us=SCAN_WINDOW_US,
-    ):  # fmt: skip
-        """Scan periodically while run() runs: gap_scan(duration_ms, interval_us, window_us) every
-        period_ms (passive, always, also while connected); returns nothing.
+    def set_scan_listener(self, on_result, on_done=None, **timing):
+        """Scan periodically while run() runs (firmware.scan.Scanner, imported now: only beacon
+        boards carry its code); returns nothing. timing: period_ms, duration_ms, interval_us,
+        window_us of the scans (gap_scan(duration_ms, interval_us, window_us) every period_ms),
+        each defaulting to firmware.scan's (a 1.5 s scan every 3 s).
 
         on_result(addr_type, addr, adv_type, rssi, adv_data) is called in IRQ context for every
         _IRQ_SCAN_RESULT: adv_data is a bytes copy, addr is only valid during the call; keep it
         short. on_done() (IRQ context) follows the end of every scan. on_result=None stops it.
         """
-        self._on_scan_result = on_result
-        self._on_scan_done = on_done
-        self._scan = (period_ms, duration_ms, interval_us, window_us)
-        self._scan_at = self._clock.ticks_ms()
-        if on_result is None and self._scanning:
-            self._stop_scan()
+        scanner = self._scanner
+        if scanner is None:
+            from firmware.scan import Scanner
 
-    def _stop_scan(self):
-        """End the running scan (gap_scan(None) also delivers _IRQ_SCAN_DONE); returns nothing."""
-        self._scanning = False
-        try:
-            self._ble.gap_scan(None)
-        except OSError:
-            self.errors += 1
-
-    def _scan_step(self):
-        """Start the next scan when one is due (run() calls it every pass); returns nothing."""
-        clock = self._clock
-        now = clock.ticks_ms()
-        period_ms, duration_ms, interval_us, window_us = self._scan
-        if self._scanning:
-            # _IRQ_SCAN_DONE lost (or never sent): do not stop scanning forever
-            if clock.ticks_diff(now, self._scan_at) < duration_ms + _SCAN_GRACE_MS - period_ms:
-                return
-            self._stop_scan()
-        if clock.ticks_diff(now, self._scan_at) < 0:
-            return
-        self._scan_at += period_ms
-        if clock.ticks_diff(self._scan_at, now) <= 0:  # fell behind: next one a period from now
-            self._scan_at = now + period_ms
-        try:
-            self._ble.gap_scan(duration_ms, interval_us, window_us)
-        except OSError:
-            self.errors += 1
-            return
-        self._scanning = True
-        self.scans += 1
+            scanner = self._scanner = Scanner(self)
+        scanner.listen(on_result, on_done, **timing)
 
     # ---- radio helpers -------------------------------------------------------------------------
     @property
@@ -352,11 +306,11 @@ class Peripheral:
             except OSError:
                 tries += 1
                 self.notify_retries += 1
-                if tries >= NOTIFY_MAX_RETRIES:
+                if tries >= _NOTIFY_MAX_RETRIES:
                     self.errors += 1
                     self._disconnect(conn)
                     return False
-                await self._clock.sleep_ms(NOTIFY_RETRY_MS)
+                await self._clock.sleep_ms(_NOTIFY_RETRY_MS)
 
     # ---- commands ------------------------------------------------------------------------------
     async def _status(self, opcode, status, arg):
@@ -373,7 +327,9 @@ class Peripheral:
         self._authed = True
         self._active_ms = self._clock.ticks_ms()
         if self._ota_args is not None and protocol.CMD_OTA_BEGIN <= raw[0] <= protocol.CMD_OTA_END:
-            await self._ota_command(memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
+            from firmware.ota import serve_command  # the module is loaded once OTA starts
+
+            await serve_command(self, memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
             return
         try:
             op, a, b = protocol.parse_command(memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
@@ -410,43 +366,19 @@ class Peripheral:
             self.errors += 1
             await self._status(op, protocol.ST_BUSY, 0)
 
-    async def _ota_command(self, cmd):
-        """Apply an authenticated OTA command (firmware.ota.Receiver.command) and answer it; after
-        a switch, stop serving and restart into the new version. Returns nothing."""
-        op = cmd[0]
-        try:
-            rx = self.ota_receiver()
-            status, arg = rx.command(op, cmd)
-        except ValueError:
-            self.bad_commands += 1
-            await self._status(op, protocol.ST_BAD_COMMAND, 0)
-            return
-        except Exception:  # flash trouble: nothing confirmed, the gateway resumes later
-            self.errors += 1
-            await self._status(op, protocol.ST_BUSY, 0)
-            return
-        await self._status(op, status, arg)
-        if rx.switched:
-            await self._clock.sleep_ms(OTA_RESET_DELAY_MS)
-            self.stop()
-            rx.restart()
-
     def ota_receiver(self):
         """Return the firmware.ota.Receiver, importing and building it on first use.
-        Precondition: the Peripheral was given ota=(fs, nvs)."""
+        Precondition: the Peripheral was given ota=(fs, nvs) (else ValueError)."""
         rx = self.ota
         if rx is None:
-            from firmware.ota import Receiver, pack_version
+            from firmware.ota import receiver_for
 
-            args = self._ota_args
-            if args is None:
-                raise ValueError("no OTA storage given")
-            rx = self.ota = Receiver(args[0], args[1], pack_version(self._fw_version))
+            rx = self.ota = receiver_for(self._ota_args, self._fw_version)
         return rx
 
     async def _time_sync(self, unix_s):
         """Apply an authenticated TIME_SYNC(unix_s): the first sync after boot sets the clock, a
-        later one moves it by at most TIME_SYNC_MAX_STEP_S; one per connection (a second gets
+        later one moves it by at most _TIME_SYNC_MAX_STEP_S; one per connection (a second gets
         STATUS busy), so syncs cannot fill the journal with events. Returns nothing."""
         op = protocol.CMD_TIME_SYNC
         if self._synced_here:
@@ -456,11 +388,11 @@ class Peripheral:
         t = self.sampler.time
         if t.synced:
             now_s = t.now()[0]
-            if unix_s > now_s + TIME_SYNC_MAX_STEP_S:
-                unix_s = now_s + TIME_SYNC_MAX_STEP_S
+            if unix_s > now_s + _TIME_SYNC_MAX_STEP_S:
+                unix_s = now_s + _TIME_SYNC_MAX_STEP_S
                 self.time_sync_clamps += 1
-            elif unix_s < now_s - TIME_SYNC_MAX_STEP_S:
-                unix_s = now_s - TIME_SYNC_MAX_STEP_S
+            elif unix_s < now_s - _TIME_SYNC_MAX_STEP_S:
+                unix_s = now_s - _TIME_SYNC_MAX_STEP_S
                 self.time_sync_clamps += 1
         self.sampler.time_sync(unix_s)
         self._refresh_info()
@@ -534,51 +466,12 @@ class Peripheral:
         self._advertise()
         while self.running:
             if not await self._pass():
-                await self._clock.sleep_ms(POLL_MS)
-
-    async def serve_window(self, open_ms, tick=None):
-        """Advertise and serve for open_ms (a battery board's window, firmware/power.py), longer
-        while a central is connected or a stream or command is in flight (the auth and idle
-        timeouts bound that), shorter when an upload emptied the journal; then stop advertising.
-        tick(), when given, runs every pass (sampling stays on schedule). Returns the number of
-        connections served in the window."""
-        clock = self._clock
-        start = clock.ticks_ms()
-        before = self.connections
-        self.running = True
-        self.windowed = False  # advertising allowed until the window closes
-        self._advertise()
-        try:
-            while self.running:
-                busy = self._conn is not None or self._stream or self._queue or self._ev_disconnect
-                if not busy:
-                    if clock.ticks_diff(clock.ticks_ms(), start) >= open_ms:
-                        break
-                    if self.connections > before and self.sampler.depth == 0:
-                        break  # uploaded and acked: nothing left to offer this window
-                if tick is not None:
-                    tick()
-                if not await self._pass():
-                    await clock.sleep_ms(POLL_MS)
-        finally:
-            self.windowed = True
-            self._quiet()
-        return self.connections - before
-
-    def _quiet(self):
-        """Stop advertising (the window closed) and drop a central that connected in its last
-        moment (the board is about to sleep); returns nothing."""
-        try:
-            self._ble.gap_advertise(None)
-        except OSError:
-            self.errors += 1
-        self._advertising = False
-        if self._conn is not None:
-            self._disconnect(self._conn)
+                await self._clock.sleep_ms(_POLL_MS)
 
     async def _pass(self):
-        """One pass of the serving loop; returns True when work was done and the next pass should
-        follow at once, False when the caller should wait POLL_MS."""
+        """One pass of the serving loop (run(), firmware.power.serve_window); returns True when
+        work was done and the next pass should follow at once, False when the caller should wait
+        _POLL_MS."""
         if self._ev_disconnect:
             self._ev_disconnect = False
             self._abort_stream()
@@ -614,14 +507,14 @@ class Peripheral:
                 self._advertise()
         elif self._conn is None and not self._advertising and not self.windowed:
             self._advertise()
-        if self._on_scan_result is not None:
-            self._scan_step()
+        if self._scanner is not None:
+            self._scanner.step()
         self._drop_if_idle()
         return False
 
     def _drop_if_idle(self):
         """Disconnect a central that has not authenticated within auth_timeout_ms of connecting
-        (AUTH_TIMEOUT_MS), or that was silent for idle_disconnect_ms (IDLE_DISCONNECT_MS); returns
+        (_AUTH_TIMEOUT_MS), or that was silent for idle_disconnect_ms (_IDLE_DISCONNECT_MS); returns
         nothing. A refused disconnect is tried again one period later."""
         conn = self._conn
         if conn is None or self._stream:
@@ -644,8 +537,8 @@ class Peripheral:
         self.running = False
         self._abort_stream()
         self.sampler.on_change = None
-        if self._scanning:
-            self._stop_scan()
+        if self._scanner is not None:
+            self._scanner.stop()
         try:
             self._ble.gap_advertise(None)
             if self._conn is not None:

@@ -200,6 +200,53 @@ def restore(sampler, wake, wall_now_ms):
     return t.uptime_ms()
 
 
+# Idle pass period of a window's serving loop: firmware.peripheral's poll period (_POLL_MS).
+_WINDOW_POLL_MS = const(20)
+
+
+async def serve_window(p, open_ms, tick=None):
+    """Advertise and serve on the firmware.peripheral.Peripheral p for open_ms (a battery board's
+    window), longer while a central is connected or a stream or command is in flight (the auth
+    and idle timeouts bound that), shorter when an upload emptied the journal; then stop
+    advertising. tick(), when given, runs every pass (sampling stays on schedule). Returns the
+    number of connections served in the window. Lives here, not in the Peripheral, so that an
+    always-awake board does not hold its code."""
+    clock = p._clock
+    start = clock.ticks_ms()
+    before = p.connections
+    p.running = True
+    p.windowed = False  # advertising allowed until the window closes
+    p._advertise()
+    try:
+        while p.running:
+            busy = p._conn is not None or p._stream or p._queue or p._ev_disconnect
+            if not busy:
+                if clock.ticks_diff(clock.ticks_ms(), start) >= open_ms:
+                    break
+                if p.connections > before and p.sampler.depth == 0:
+                    break  # uploaded and acked: nothing left to offer this window
+            if tick is not None:
+                tick()
+            if not await p._pass():
+                await clock.sleep_ms(_WINDOW_POLL_MS)
+    finally:
+        p.windowed = True
+        _quiet(p)
+    return p.connections - before
+
+
+def _quiet(p):
+    """Stop p's advertising (the window closed) and drop a central that connected in its last
+    moment (the board is about to sleep); returns nothing."""
+    try:
+        p._ble.gap_advertise(None)
+    except OSError:
+        p.errors += 1
+    p._advertising = False
+    if p._conn is not None:
+        p._disconnect(p._conn)
+
+
 class DutyCycle:
     """The battery board's single task: steps when due, advertising windows, sleep in between.
 
@@ -284,7 +331,7 @@ class DutyCycle:
                 if sl is not None:
                     sl.in_window = True
                 try:
-                    await p.serve_window(window, tick)
+                    await serve_window(p, window, tick)
                 finally:
                     if sl is not None:
                         sl.in_window = False

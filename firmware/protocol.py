@@ -9,23 +9,26 @@ import struct
 
 from micropython import const
 
+# Constants no other firmware module reads are private: a private const() is folded into the
+# bytecode and takes no RAM on a board (tests pin their values: tests/firmware/vectors.py
+# private_const).
 SERVICE_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0000"
 INFO_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001"
 DATA_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002"
 CONTROL_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003"
-COMPANY_ID = const(0xFFFF)  # the SIG's company id for tests and internal use
+_COMPANY_ID = const(0xFFFF)  # the SIG's company id for tests and internal use
 
-FRAME_CHUNK = const(0x01)
-FRAME_END = const(0x02)
-FRAME_STATUS = const(0x03)
+_FRAME_CHUNK = const(0x01)
+_FRAME_END = const(0x02)
+_FRAME_STATUS = const(0x03)
 
 CMD_SEND_FROM = const(0x01)
 CMD_ACK = const(0x02)
 CMD_TIME_SYNC = const(0x03)
-CMD_STOP = const(0x04)
+_CMD_STOP = const(0x04)
 # Signed over-the-air update (docs/ota.md; firmware.ota.Receiver applies them)
 CMD_OTA_BEGIN = const(0x05)  # total_len u32, head_len u16, release_id[16]
-CMD_OTA_DATA = const(0x06)  # offset u32, data (1..OTA_MAX_DATA_BYTES)
+_CMD_OTA_DATA = const(0x06)  # offset u32, data (1..OTA_MAX_DATA_BYTES)
 CMD_OTA_END = const(0x07)
 
 ST_OK = const(0)
@@ -33,35 +36,35 @@ ST_BAD_COMMAND = const(1)
 ST_BAD_ARGUMENT = const(2)
 ST_BUSY = const(3)
 ST_UNAUTHENTICATED = const(4)  # the tag, the counter or the link key failed (firmware.cmdauth)
-ST_REJECTED = const(5)  # an OTA release the board refuses; arg = the reason (firmware.ota R_*)
+_ST_REJECTED = const(5)  # an OTA release the board refuses; arg = the reason (firmware.ota R_*)
 
 END_ALL_SENT = const(0)
 END_LIMIT = const(1)
 END_EMPTY = const(2)
 
-NONE_SEQ = const(0xFFFFFFFF)  # "no such seq" in Info and END
-INFO_VERSION = const(2)  # v2: Info carries the connection nonce, commands carry tags
+_NONE_SEQ = const(0xFFFFFFFF)  # "no such seq" in Info and END
+_INFO_VERSION = const(2)  # v2: Info carries the connection nonce, commands carry tags
 MIN_MTU = const(23)  # the ATT default every central supports
 # Requested ATT MTU: the largest record (240 bytes) + the 4-byte CHUNK header fits MTU - 3 = 244.
 PREFERRED_MTU = const(247)
-CHUNK_HEADER_BYTES = const(4)
-ATT_HEADER_BYTES = const(3)  # opcode + handle of an ATT notification
-MAX_COMMAND_BYTES = const(7)  # SEND_FROM: opcode + u32 + u16
-AUTH_TRAILER_BYTES = const(13)  # counter u8 + 12-byte tag after every command (firmware.cmdauth)
-MAX_WRITE_BYTES = const(20)  # MAX_COMMAND_BYTES + AUTH_TRAILER_BYTES: one ATT write at MTU 23
+_CHUNK_HEADER_BYTES = const(4)
+_ATT_HEADER_BYTES = const(3)  # opcode + handle of an ATT notification
+_MAX_COMMAND_BYTES = const(7)  # SEND_FROM: opcode + u32 + u16
+_AUTH_TRAILER_BYTES = const(13)  # counter u8 + 12-byte tag after every command (firmware.cmdauth)
+_MAX_WRITE_BYTES = const(20)  # _MAX_COMMAND_BYTES + _AUTH_TRAILER_BYTES: one ATT write at MTU 23
 # gatts buffer of the control characteristic: larger than the largest write, so a too-long write
 # arrives whole (and is refused) instead of being truncated into something else. OTA_DATA fills
 # a whole ATT write at MTU 247 (244 bytes), hence 256.
 CONTROL_BUFFER_BYTES = const(256)
-# OTA_DATA payload at MTU 247: 244 - opcode - offset u32 - AUTH_TRAILER_BYTES
-OTA_MAX_DATA_BYTES = const(226)
-MAX_BOARD_NAME_BYTES = const(32)
-NONCE_BYTES = const(16)
-INFO_FIXED_BYTES = const(94)
-MAX_INFO_BYTES = const(126)  # INFO_FIXED_BYTES + MAX_BOARD_NAME_BYTES
-END_FRAME_BYTES = const(10)
-STATUS_FRAME_BYTES = const(7)
-ADV_BYTES = const(31)
+# OTA_DATA payload at MTU 247: 244 - opcode - offset u32 - _AUTH_TRAILER_BYTES
+_OTA_MAX_DATA_BYTES = const(226)
+_MAX_BOARD_NAME_BYTES = const(32)
+_NONCE_BYTES = const(16)
+_INFO_FIXED_BYTES = const(94)
+MAX_INFO_BYTES = const(126)  # _INFO_FIXED_BYTES + _MAX_BOARD_NAME_BYTES
+_END_FRAME_BYTES = const(10)
+_STATUS_FRAME_BYTES = const(7)
+_ADV_BYTES = const(31)
 _MAX_RECORD_BYTES = const(240)  # wire format v1 MAX_RECORD_BYTES
 _MAX_CHUNKS = const(255)
 
@@ -103,14 +106,14 @@ class Advertising:
         """dev_id: the 16-byte device id; only its first 4 bytes go on air."""
         if len(dev_id) != 16:
             raise ValueError("device id must be 16 bytes")
-        buf = bytearray(ADV_BYTES)
+        buf = bytearray(_ADV_BYTES)
         buf[0:3] = b"\x02\x01\x06"  # flags: LE general discoverable, BR/EDR not supported
         buf[3] = 17
         buf[4] = 0x07  # complete list of 128-bit service UUIDs
         buf[5:21] = uuid_bytes_le(SERVICE_UUID)
         buf[21] = 9
         buf[22] = 0xFF  # manufacturer specific data
-        struct.pack_into("<H", buf, 23, COMPANY_ID)
+        struct.pack_into("<H", buf, 23, _COMPANY_ID)
         buf[25:29] = dev_id[0:4]
         self._buf = buf
         name = b"es-" + _hex(dev_id[0:4]).encode()
@@ -132,15 +135,15 @@ class InfoEncoder:
         """dev_id 16 bytes, public_key 32 bytes, firmware_version (major, minor, patch) bytes,
         board_name str of at most 32 UTF-8 bytes."""
         name = board_name.encode()
-        if len(name) > MAX_BOARD_NAME_BYTES:
+        if len(name) > _MAX_BOARD_NAME_BYTES:
             raise ValueError("board name longer than 32 bytes")
         if len(dev_id) != 16:
             raise ValueError("device id must be 16 bytes")
         self._dev_id = bytes(dev_id)
         self._fw = firmware_version
         self._name = name
-        self._buf = bytearray(INFO_FIXED_BYTES + len(name))
-        self._buf[INFO_FIXED_BYTES:] = name
+        self._buf = bytearray(_INFO_FIXED_BYTES + len(name))
+        self._buf[_INFO_FIXED_BYTES:] = name
         self.set_public_key(public_key)
 
     def set_public_key(self, public_key):
@@ -151,11 +154,11 @@ class InfoEncoder:
 
     def encode(self, depth, first_seq, last_seq, last_acked_seq, boot, time_s, flags, nonce):
         """Return the Info value (a memoryview of the internal buffer). Seqs are u32, with -1 or
-        NONE_SEQ meaning "none"; depth, boot and time_s are u32; flags bit 0 is time-synced;
+        _NONE_SEQ meaning "none"; depth, boot and time_s are u32; flags bit 0 is time-synced;
         nonce the 16-byte nonce of the current connection (firmware.cmdauth)."""
         fw = self._fw
         struct.pack_into(
-            _INFO_FMT, self._buf, 0, INFO_VERSION, self._dev_id, self._pk, fw[0], fw[1], fw[2],
+            _INFO_FMT, self._buf, 0, _INFO_VERSION, self._dev_id, self._pk, fw[0], fw[1], fw[2],
             depth, _u32_seq(first_seq), _u32_seq(last_seq), _u32_seq(last_acked_seq),
             boot & 0xFFFFFFFF, time_s & 0xFFFFFFFF, flags, nonce, len(self._name),
         )  # fmt: skip
@@ -163,9 +166,9 @@ class InfoEncoder:
 
 
 def _u32_seq(seq):
-    """Return seq as the u32 the wire carries (None or a negative seq becomes NONE_SEQ)."""
+    """Return seq as the u32 the wire carries (None or a negative seq becomes _NONE_SEQ)."""
     if seq is None or seq < 0:
-        return NONE_SEQ
+        return _NONE_SEQ
     return seq
 
 
@@ -173,7 +176,7 @@ def chunk_data_bytes(mtu):
     """Return the record bytes one CHUNK carries at ATT MTU mtu (precondition: mtu >= 23)."""
     if mtu < MIN_MTU:
         raise ValueError("ATT MTU below 23")
-    return mtu - ATT_HEADER_BYTES - CHUNK_HEADER_BYTES
+    return mtu - _ATT_HEADER_BYTES - _CHUNK_HEADER_BYTES
 
 
 def chunk_count(record_len, mtu):
@@ -186,10 +189,10 @@ class Framer:
     """Encodes CHUNK, END and STATUS frames into buffers allocated once (no per-frame garbage)."""
 
     def __init__(self):
-        self._chunk = bytearray(CHUNK_HEADER_BYTES + _MAX_RECORD_BYTES)
+        self._chunk = bytearray(_CHUNK_HEADER_BYTES + _MAX_RECORD_BYTES)
         self._chunk_mv = memoryview(self._chunk)
-        self._end = bytearray(END_FRAME_BYTES)
-        self._status = bytearray(STATUS_FRAME_BYTES)
+        self._end = bytearray(_END_FRAME_BYTES)
+        self._status = bytearray(_STATUS_FRAME_BYTES)
 
     def chunks(self, record, msg, mtu):
         """Yield the CHUNK frames of record (bytes-like, 1..240 bytes) at ATT MTU mtu (>= 23).
@@ -214,25 +217,25 @@ class Framer:
             take = n - off
             if take > per:
                 take = per
-            buf[0] = FRAME_CHUNK
+            buf[0] = _FRAME_CHUNK
             buf[1] = msg & 0xFF
             buf[2] = i
             buf[3] = count
-            mv[CHUNK_HEADER_BYTES : CHUNK_HEADER_BYTES + take] = src[off : off + take]
+            mv[_CHUNK_HEADER_BYTES : _CHUNK_HEADER_BYTES + take] = src[off : off + take]
             off += take
-            yield mv[: CHUNK_HEADER_BYTES + take]
+            yield mv[: _CHUNK_HEADER_BYTES + take]
 
     def end(self, reason, last_sent_seq, journal_depth):
         """Return the END frame (memoryview of a shared buffer); last_sent_seq -1/None = none."""
         struct.pack_into(
-            ">BBII", self._end, 0, FRAME_END, reason, _u32_seq(last_sent_seq), journal_depth
+            ">BBII", self._end, 0, _FRAME_END, reason, _u32_seq(last_sent_seq), journal_depth
         )
         return memoryview(self._end)
 
     def status(self, command, status, arg):
         """Return the STATUS frame (memoryview of a shared buffer) answering opcode command."""
         struct.pack_into(
-            ">BBBI", self._status, 0, FRAME_STATUS, command & 0xFF, status, arg & 0xFFFFFFFF
+            ">BBBI", self._status, 0, _FRAME_STATUS, command & 0xFF, status, arg & 0xFFFFFFFF
         )
         return memoryview(self._status)
 
@@ -257,7 +260,7 @@ def parse_command(data):
         if n != 5:
             raise CommandError(ST_BAD_COMMAND, op, "command needs 5 bytes")
         return op, struct.unpack_from(">I", data, 1)[0], 0
-    if op == CMD_STOP:
+    if op == _CMD_STOP:
         if n != 1:
             raise CommandError(ST_BAD_COMMAND, op, "STOP takes no argument")
         return op, 0, 0

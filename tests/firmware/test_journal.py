@@ -3,14 +3,18 @@
 import os
 
 from firmware import crc32 as crcmod
+from firmware import journal as journal_module
 from firmware.fs import VfsFS, join
 from firmware.journal import (
-    DROP_PERSIST_EVERY,
     MAX_RECORD_BYTES,
     Journal,
     JournalFull,
 )
 from tests.firmware.simflash import SimFlash
+from tests.firmware.vectors import private_const
+
+# the journal persists its dropped-record count at the first drop, then every this many
+DROP_PERSIST_EVERY = private_const(journal_module, "_DROP_PERSIST_EVERY", 16)
 
 J_MAX_BYTES = 2048
 J_SEGMENT_BYTES = 512

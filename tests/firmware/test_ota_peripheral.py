@@ -12,6 +12,7 @@ try:
 except ImportError:  # the MicroPython VM
     from tests.shims import bluetooth
 from tests.firmware.test_peripheral import LINK_KEY, Gateway, Urandom, ack
+from tests.firmware.vectors import private_const
 
 V2 = 0x000200
 
@@ -37,6 +38,11 @@ def _rig(seed=0):
     return node, per, loop, Gateway(ble, loop, 247), rx
 
 
+# docs/ble-protocol.md: OTA_DATA's opcode and its largest payload at MTU 247
+CMD_OTA_DATA = private_const(protocol, "_CMD_OTA_DATA", 0x06)
+OTA_MAX_DATA_BYTES = private_const(protocol, "_OTA_MAX_DATA_BYTES", 226)
+
+
 def _begin(data, hl, rid):
     return bytes([protocol.CMD_OTA_BEGIN]) + struct.pack(">IH", len(data), hl) + rid
 
@@ -49,8 +55,8 @@ def _push(gw, data, hl, rid, stop=None, per_connection=200):
     end = len(data) if stop is None else stop
     sent = 0
     while off < end and sent < per_connection:
-        n = min(protocol.OTA_MAX_DATA_BYTES, end - off)
-        cmd = bytes([protocol.CMD_OTA_DATA]) + struct.pack(">I", off) + data[off : off + n]
+        n = min(OTA_MAX_DATA_BYTES, end - off)
+        cmd = bytes([CMD_OTA_DATA]) + struct.pack(">I", off) + data[off : off + n]
         st = gw.command(cmd)
         assert st[1] == protocol.ST_OK, st
         off = st[2]
@@ -65,7 +71,7 @@ def test_ota_over_ble_resumes_switches_and_restarts():
     data, hl, rid = stream(app_files("v2", n=4, size=900), V2)
     gw.connect()
     st = _push(gw, data, hl, rid, stop=hl + 1000)
-    assert st[:2] == (protocol.CMD_OTA_DATA, protocol.ST_OK)
+    assert st[:2] == (CMD_OTA_DATA, protocol.ST_OK)
     gw.disconnect()
     loop.run_for(100)
     gw.connect()  # a new connection (new nonce, counter from 1) resumes where flash ends

@@ -3,8 +3,12 @@
 IDLE_DISCONNECT_MS, so it advertises again and a gateway can reach it; a gateway that keeps
 talking is not dropped."""
 
-from firmware.peripheral import AUTH_TIMEOUT_MS, IDLE_DISCONNECT_MS
+from firmware import peripheral
 from tests.firmware.test_peripheral import STOP, rig
+from tests.firmware.vectors import private_const
+
+AUTH_TIMEOUT_MS = private_const(peripheral, "_AUTH_TIMEOUT_MS", 10000)
+IDLE_DISCONNECT_MS = private_const(peripheral, "_IDLE_DISCONNECT_MS", 120000)
 
 VM_SKIP = {}
 

@@ -3,11 +3,12 @@ deep-sleep cycle that resumes the chain from RTC memory without losing or repeat
 
 import json
 
-from firmware import app, board, power, wire
+from firmware import app, board, peripheral, power, wire
 from firmware.keystore import install_link_key
 from tests.firmware.simflash import SimFlash
 from tests.firmware.test_app import _buses, _urandom
 from tests.firmware.test_sampler import SimClock, SimLoop, check_chain
+from tests.firmware.vectors import private_const
 
 try:
     import bluetooth  # the host shims: tests/shims is on sys.path under pytest
@@ -310,3 +311,9 @@ def test_rtc_state_round_trips_and_rejects_damage():
     assert power.unpack(b"XXXX" + blob[4:]) is None
     b.stop()
     _done()
+
+
+def test_a_window_polls_at_the_peripherals_idle_period():
+    # firmware.power.serve_window keeps its own copy of firmware.peripheral's idle poll period
+    window_ms = private_const(power, "_WINDOW_POLL_MS", 20)
+    assert window_ms == private_const(peripheral, "_POLL_MS", 20)

@@ -3,7 +3,7 @@
 import struct
 
 from firmware import protocol
-from tests.firmware.vectors import load, unhex
+from tests.firmware.vectors import load, private_const, unhex
 
 V = load("ble.json")
 R = load("records.json")
@@ -46,7 +46,7 @@ def test_uuids_match_vectors():
     assert u["info"] == protocol.INFO_UUID
     assert u["data"] == protocol.DATA_UUID
     assert u["control"] == protocol.CONTROL_UUID
-    assert V["company_id"] == protocol.COMPANY_ID
+    assert V["company_id"] == private_const(protocol, "_COMPANY_ID", 0xFFFF)
 
 
 def test_uuid_little_endian():
@@ -155,12 +155,12 @@ def test_end_and_status_vectors():
 def test_frame_vectors_decode_by_type():
     for vec in V["frames"]:
         raw = unhex(vec["hex"])
-        if raw[0] == protocol.FRAME_END:
-            assert len(raw) == protocol.END_FRAME_BYTES
+        if raw[0] == private_const(protocol, "_FRAME_END", 0x02):
+            assert len(raw) == private_const(protocol, "_END_FRAME_BYTES", 10)
             struct.unpack(">BBII", raw)
         else:
-            assert raw[0] == protocol.FRAME_STATUS
-            assert len(raw) == protocol.STATUS_FRAME_BYTES
+            assert raw[0] == private_const(protocol, "_FRAME_STATUS", 0x03)
+            assert len(raw) == private_const(protocol, "_STATUS_FRAME_BYTES", 7)
 
 
 def test_command_vectors():
@@ -169,7 +169,7 @@ def test_command_vectors():
         "send-from-limit": (protocol.CMD_SEND_FROM, 0x28, 5),
         "ack": (protocol.CMD_ACK, 0x33, 0),
         "time-sync": (protocol.CMD_TIME_SYNC, 1795000000, 0),
-        "stop": (protocol.CMD_STOP, 0, 0),
+        "stop": (private_const(protocol, "_CMD_STOP", 0x04), 0, 0),
     }
     seen = 0
     for vec in V["commands"]:
@@ -213,4 +213,6 @@ def test_commands_fit_the_control_buffer():
     for vec in V["commands"] + V["bad_commands"] + V["auth"]["writes"]:
         assert len(unhex(vec["hex"])) <= protocol.CONTROL_BUFFER_BYTES
         assert len(unhex(vec["hex"])) <= 20  # one write at the default MTU 23
-    assert protocol.MAX_WRITE_BYTES == protocol.MAX_COMMAND_BYTES + protocol.AUTH_TRAILER_BYTES
+    max_write = private_const(protocol, "_MAX_WRITE_BYTES", 20)
+    command = private_const(protocol, "_MAX_COMMAND_BYTES", 7)
+    assert max_write == command + private_const(protocol, "_AUTH_TRAILER_BYTES", 13)

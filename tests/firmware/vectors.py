@@ -19,3 +19,13 @@ def load(name):
 def unhex(s):
     """Return bytes from a hex string (MicroPython has bytes.fromhex)."""
     return bytes.fromhex(s)
+
+
+def private_const(module, name, value):
+    """Return value, the specified value of module's private constant name (`_X = const(...)`),
+    after checking that the module agrees where it can be seen: CPython keeps such a constant as a
+    module attribute, MicroPython folds it into the bytecode and keeps no name (there the tests of
+    the behaviour pin it)."""
+    got = getattr(module, name, value)
+    assert got == value, (name, got, value)
+    return value

@@ -3,6 +3,7 @@ checked by size and SHA-256; the plan as a pure function."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from pathlib import Path
 
@@ -30,7 +31,23 @@ def test_the_firmware_compiles_to_mpy_without_host_paths() -> None:
     assert "firmware/manifest.mpy" not in files and "firmware/main.mpy" not in files
     for path, data in files.items():
         assert str(ROOT).encode() not in data, path  # mpy-cross -s: no host path inside
-    assert b"firmware/app.py" in files["firmware/app.mpy"]  # the name tracebacks show
+    # the name tracebacks show: the file's path on the board, as MicroPython's __file__ of it
+    assert b"firmware/app.mpy" in files["firmware/app.mpy"]
+    assert b"firmware/app.py" not in files["firmware/app.mpy"]
+
+
+def test_the_heap_bench_compiles_with_the_deploy_flags() -> None:
+    # tools/firmware_heap.py runs inside the MicroPython VM and keeps its own copy of the flags:
+    # the bench must measure the .mpy files a deploy installs
+    tree = ast.parse((ROOT / "tools" / "firmware_heap.py").read_text())
+    copies = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "MPY_CROSS_FLAGS" for t in node.targets)
+    ]
+    assert copies == [dep.MPY_CROSS_FLAGS]
+    assert "-O3" in dep.MPY_CROSS_FLAGS
 
 
 def test_the_plan_writes_what_differs_and_removes_only_stale_code() -> None:
