@@ -82,6 +82,18 @@ class HostileServer:
     def on_gzip(self, h: BaseHTTPRequestHandler, _n: int) -> None:
         self.send(h, 200, gzip.compress(h.path.encode() + _body(5000)), Content_Encoding="gzip")
 
+    def on_chunked(self, h: BaseHTTPRequestHandler, _n: int) -> None:
+        # a cache or proxy in front of the gateway may stream: HTTP/1.1 chunked, gzip inside
+        data = gzip.compress(h.path.encode() + _body(5000))
+        h.send_response(200)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.send_header("Content-Encoding", "gzip")
+        h.end_headers()
+        for i in range(0, len(data), 700):
+            part = data[i : i + 700]
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        h.wfile.write(b"0\r\n\r\n")
+
     def on_tile_sized(self, h: BaseHTTPRequestHandler, _n: int) -> None:
         self.send(h, 200, _body(MAX_TILE_BYTES))
 
@@ -162,6 +174,13 @@ def test_plain_and_gzip_answers_under_a_path_prefix(server: HostileServer) -> No
         assert c.requests == 1
     finally:
         c.close()
+    c = TilesClient(server.base + "/chunked")
+    try:
+        for _ in range(2):  # the connection is kept across a chunked answer
+            assert c.fetch(BUNDLE) == b"/chunked/tile/entries/002" + _body(5000)
+    finally:
+        c.close()
+    assert server.counts["chunked"] == 2
 
 
 def test_answers_up_to_the_limit_pass_and_over_it_fail_without_retrying(
