@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -320,7 +321,10 @@ def _anchor_rig(anvil: Anvil) -> tuple[AnchorChain, AnchorRef]:
 def _anchor(chain: AnchorChain, origin: str, head: Head) -> None:
     """Anchor head as the first head of origin (no proof needed) and wait for its receipt."""
     tx_hash = chain.broadcast(chain.send_anchor(origin, None, head, []))
-    assert chain.receipt(tx_hash) is not None  # anvil mines on arrival
+    deadline = time.monotonic() + 30  # anvil mines on arrival; a loaded machine may lag
+    while chain.receipt(tx_hash) is None:
+        assert time.monotonic() < deadline, "the anchor was not mined"
+        time.sleep(0.02)
 
 
 def test_a_replica_finds_the_gateways_anchor_in_its_copy(
