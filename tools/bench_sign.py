@@ -4,13 +4,18 @@ Runs unchanged under CPython and inside the MicroPython VM:
 
     node tools/mpvm.mjs --copy tools --run tools/bench_sign.py [--n N] [--msg-bytes M]
     python3 tools/bench_sign.py [--n N] [--msg-bytes M] [--rounds R] [--pairs P] [--sha-kb K]
+        [--prf 1 | --prf-only 1]
 
 Prints ms per signature for the three signers (firmware, previous = tools/ed25519_prev.py, naive =
 tools/ed25519_naive.py), the ratios, SHA-512 throughput, the heap taken by the fixed-base table
 and, in the MicroPython VM, the bytes one signature allocates (gc off, gc.mem_alloc() before and
 after: everything the signature leaves for the collector) for the firmware and the previous signer
-at three body sizes, with a breakdown by stage. The last line is a machine-readable
-`RESULT key=value ...`.
+at three body sizes, with a breakdown by stage; and the low-garbage variants A/B against the
+firmware: tools/sha512_limbs.py swapped in, and tools/ed25519_prf.py (HMAC-SHA256 nonce, limb
+SHA-512 only for k), each also with Lehmer's inversion; the latter only with `--prf 1` (in the
+full run) or `--prf-only 1` (alone: a full VM run with it and a body of 100 bytes or more
+passes node's wasm memory limit at --pairs 65).
+The last line is a machine-readable `RESULT key=value ...`.
 """
 
 import gc
@@ -172,60 +177,22 @@ def _alloc_report(ed25519, prev, seed):
     return out, ok
 
 
-def _inv_lehmer(z, P):
-    """Return z**-1 mod P by Lehmer's extended Euclid (Knuth 4.5.2 algorithm L, 30-bit leading
-    parts); precondition: z not divisible by P < 2**255. The measured alternative to
-    firmware.ed25519._inv (issue 12 item 5): ~9 KB less garbage per inversion, ~1.75x its time.
-
-    Invariant as there: a == x0 * z and b == x1 * z (mod P). The inner loop runs on small ints
-    (the leading parts and the cofactors A..D), one multi-precision update per ~15 bits."""
-    a = P
-    b = z % P
-    x0 = 0
-    x1 = 1
-    s = 225  # a >> s < 2**30 always (a only shrinks); kept at >= 22 bits while s > 0
-    while b:
-        while s and not (a >> s) >> 22:
-            s = s - 8 if s > 8 else 0
-        ah = a >> s
-        bh = b >> s
-        A = 1
-        B = 0
-        C = 0
-        D = 1
-        while bh + C and bh + D:
-            q = (ah + A) // (bh + C)
-            if q != (ah + B) // (bh + D):
-                break
-            A, C = C, A - q * C
-            B, D = D, B - q * D
-            ah, bh = bh, ah - q * bh
-        if B:
-            a, b = A * a + B * b, C * a + D * b
-            x0, x1 = A * x0 + B * x1, C * x0 + D * x1
-        else:  # no quotient was certain: one full-precision step
-            q, r = divmod(a, b)
-            a = b
-            b = r
-            x0, x1 = x1, x0 - q * x1
-    return x0 % P
-
-
 def _variant(ed25519, key, msgs, pairs, lehmer):
     """Return (median time ratio, [(body bytes, bytes allocated per signature)] or None) of key
-    signing with tools/sha512_limbs.SHA512 (and, if lehmer, _inv_lehmer) swapped into ed25519,
-    A/B against the firmware as it is; the allocation is measured for each of ALLOC_BODY_BYTES
-    (MicroPython only, else None)."""
+    signing with tools/sha512_limbs.SHA512 (and, if lehmer, tools/ed25519_prf.inv_lehmer)
+    swapped into ed25519, A/B against the firmware as it is; the allocation is measured for each
+    of ALLOC_BODY_BYTES (MicroPython only, else None)."""
     try:
-        from tools import sha512_limbs
+        from tools import ed25519_prf, sha512_limbs
     except ImportError:
+        import ed25519_prf
         import sha512_limbs
     own_sha = ed25519.SHA512
     own_inv = ed25519._inv
     P = ed25519._P
 
     def inv(z):
-        return _inv_lehmer(z, P)
+        return ed25519_prf.inv_lehmer(z, P)
 
     def use(variant):
         ed25519.SHA512 = sha512_limbs.SHA512 if variant else own_sha
@@ -256,6 +223,90 @@ def _variant(ed25519, key, msgs, pairs, lehmer):
         use(False)
     ratios.sort()
     return (ratios[len(ratios) // 2] if ratios else 0.0), alloc
+
+
+def _prf_variant(ed25519, fast, seed, msgs, pairs, lehmer):
+    """Return (A/B time ratios sorted, [(body bytes, bytes allocated per signature)] or None) of
+    tools/ed25519_prf.SigningKey(seed, lehmer=lehmer) against fast, the firmware's key of seed.
+
+    The variant's nonce differs from RFC 8032's, so its signatures are checked with the
+    firmware's verify instead of compared byte for byte. Timing as in _variant: pairs of
+    _time_signs over msgs, the order alternating per pair, one ratio per pair. Allocation for
+    each of ALLOC_BODY_BYTES (MicroPython only, else None).
+    """
+    try:
+        from tools import ed25519_prf
+    except ImportError:
+        import ed25519_prf
+
+    key = ed25519_prf.SigningKey(seed, lehmer=lehmer)
+    assert key.public_key == fast.public_key
+    for m in msgs:
+        assert ed25519.verify(key.public_key, m, key.sign(m)), "a PRF-nonce signature fails"
+    alloc = None
+    if MICROPYTHON:
+        alloc = []
+        for size in ALLOC_BODY_BYTES:
+            msg = _messages(1, size)[0]
+            key.sign(msg)  # warm-up: nothing made once per key or module counts
+            alloc.append((size, _alloc_bytes(key.sign, msg)))
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            o_us = _time_signs(fast, msgs)[0]
+            v_us = _time_signs(key, msgs)[0]
+        else:
+            v_us = _time_signs(key, msgs)[0]
+            o_us = _time_signs(fast, msgs)[0]
+        if o_us > 0:
+            ratios.append(v_us / o_us)
+    ratios.sort()
+    return ratios, alloc
+
+
+def _prf_only(ed25519, fast, seed, msgs, pairs, msg_bytes):
+    """Measure only the tools/ed25519_prf.py variants (--prf-only 1) against fast, the firmware's
+    key of seed, on msgs; print their lines and a RESULT line (prf_only=1); return 0."""
+    fw_alloc = []
+    if MICROPYTHON:
+        for size in ALLOC_BODY_BYTES:
+            msg = _messages(1, size)[0]
+            fast.sign(msg)
+            fw_alloc.append((size, _alloc_bytes(fast.sign, msg)))
+        print(
+            "firmware, allocated per signature: "
+            + ", ".join(f"{b} B ({size}-byte body)" for size, b in fw_alloc)
+        )
+    kv = f"RESULT impl={sys.implementation.name} prf_only=1 msg_bytes={msg_bytes} pairs={pairs}"
+    kv += "".join(f" alloc_b_{size}={b}" for size, b in fw_alloc)
+    for lehmer in (False, True):
+        ratios, alloc_v = _prf_variant(ed25519, fast, seed, msgs, pairs, lehmer)
+        line, more = _prf_report(lehmer, ratios, alloc_v, msg_bytes)
+        print(line)
+        kv += more
+    print(kv)
+    return 0
+
+
+def _prf_report(lehmer, ratios, alloc, msg_bytes):
+    """Return (report line, RESULT key=value text with a leading space) of a _prf_variant result:
+    time_ratio_prf[_lehmer] with its quartiles _q1 and _q3, prf[_lehmer]_alloc_b_<body bytes>."""
+    tag = "prf_lehmer" if lehmer else "prf"
+    name = "HMAC-SHA256 nonce + limb SHA-512 for k (tools/ed25519_prf.py)"
+    if lehmer:
+        name = "the same + Lehmer inversion"
+    q1, med, q3 = _quartiles(ratios) if ratios else (0.0, 0.0, 0.0)
+    line = _variant_line(name, med, len(ratios), alloc)
+    line += f"; quartiles of the ratios {q1:.3f}-{q3:.3f} ({msg_bytes}-byte body)"
+    kv = f" time_ratio_{tag}={med:.3f} time_ratio_{tag}_q1={q1:.3f} time_ratio_{tag}_q3={q3:.3f}"
+    kv += "".join(f" {tag}_alloc_b_{size}={b}" for size, b in (alloc or ()))
+    return line, kv
+
+
+def _quartiles(sorted_values):
+    """Return (lower quartile, median, upper quartile) of a non-empty sorted list (nearest rank)."""
+    n = len(sorted_values)
+    return sorted_values[n // 4], sorted_values[n // 2], sorted_values[(3 * n) // 4]
 
 
 def _variant_line(name, ratio, pairs, alloc):
@@ -304,6 +355,12 @@ def main():
     ab_pairs = _arg("pairs", 40)
     msg_bytes = _arg("msg-bytes", 64)
     sha_kb = _arg("sha-kb", 16)
+    # tools/ed25519_prf.py against the firmware: --prf 1 adds it to the full run, --prf-only 1
+    # measures only it. why not by default: the VM's collector frees nothing in --run mode, and
+    # with it a full run at --pairs 65 and a 100-byte body passes node's 2 GB wasm memory limit
+    # (~0.6 MB of garbage per firmware signature; without it the run peaks at ~1.7 GB).
+    prf_only = _arg("prf-only", 0)
+    with_prf = _arg("prf", 0)
 
     if not MICROPYTHON:
         import tracemalloc
@@ -333,6 +390,9 @@ def main():
     seed = bytes(range(32))
     msgs = _messages(n, msg_bytes)
     fast = ed25519.SigningKey(seed)
+    if prf_only:
+        fast.sign(msgs[0])  # warm-up
+        return _prf_only(ed25519, fast, seed, msgs[:AB_BATCH], ab_pairs, msg_bytes)
     prev = ed25519_prev.SigningKey(seed)
     naive = ed25519_naive.SigningKey(seed)
     assert fast.public_key == naive.public_key == prev.public_key
@@ -404,6 +464,12 @@ def main():
     # firmware as it is.
     limbs_ratio, limbs_alloc = _variant(ed25519, fast, pair_msgs, ab_pairs, False)
     lowgc_ratio, lowgc_alloc = _variant(ed25519, fast, pair_msgs, ab_pairs, True)
+    # tools/ed25519_prf.py: the nonce from HMAC-SHA256 on the native hashlib, only k = SHA-512(R ||
+    # A || M) over the limb SHA-512, without and with Lehmer's inversion; A/B against the firmware.
+    prf_ratios = prfl_ratios = prf_alloc = prfl_alloc = None
+    if with_prf:
+        prf_ratios, prf_alloc = _prf_variant(ed25519, fast, seed, pair_msgs, ab_pairs, False)
+        prfl_ratios, prfl_alloc = _prf_variant(ed25519, fast, seed, pair_msgs, ab_pairs, True)
 
     t0 = _now_us()
     for i in range(n):
@@ -444,6 +510,15 @@ def main():
         )
     )
     print(_variant_line("limb SHA-512 + Lehmer inversion", lowgc_ratio, ab_pairs, lowgc_alloc))
+    prf_kv = ""
+    for lehmer, ratios, alloc_v in (
+        (False, prf_ratios, prf_alloc),
+        (True, prfl_ratios, prfl_alloc),
+    ):
+        if ratios is not None:  # --prf 1
+            line, kv = _prf_report(lehmer, ratios, alloc_v, msg_bytes)
+            print(line)
+            prf_kv += kv
     print(f"optimised verify: {verify_us / 1000:6.3f} ms/signature (policy checks included)")
     print(f"sha512 (pure) : {sha_kb_s:8.1f} KB/s, {sha_block_us:.1f} us per 128-byte block")
     print(f"fixed-base table: {table_bytes} bytes live, built in {build_us / 1000:.1f} ms")
@@ -456,6 +531,7 @@ def main():
     limbs_kv = "".join(f" limbs_sha_alloc_b_{size}={b}" for size, b in (limbs_alloc or ()))
     limbs_kv += f" time_ratio_lowgc={lowgc_ratio:.3f}"
     limbs_kv += "".join(f" lowgc_alloc_b_{size}={b}" for size, b in (lowgc_alloc or ()))
+    limbs_kv += prf_kv
     print(
         f"RESULT impl={impl} naive_ms={naive_us / 1000:.3f} prev_ms={prev_us / 1000:.3f}"
         f" fast_ms={fast_us / 1000:.3f} ratio={ratio:.2f} time_ratio_prev={time_ratio_prev:.3f}"
