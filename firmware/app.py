@@ -19,7 +19,7 @@ _ATTEN = {0: 0, 6: 2, 11: 3}  # profile atten_db -> machine.ADC.ATTN_* value
 # the GPS poll task must find still buffered (the ESP32 default of 256 would drop them).
 _UART_RXBUF_BYTES = const(1024)
 # Modules only the boot needs: unloaded by unload_boot_modules (their bytecode, not their names).
-_BOOT_MODULES = ("firmware.app", "firmware.keystore")
+_BOOT_MODULES = const(("firmware.app", "firmware.keystore", "firmware.channels", "firmware.wire"))
 
 
 def load_profile(path):
@@ -136,7 +136,7 @@ def make_source(sensor, buses, clock, readings, hooks=None):
 def build_board(
     profile, ble, fs, nvs, buses, clock, urandom, sources=None, journal_bytes=JOURNAL_BYTES,
     firmware_version=FIRMWARE_VERSION, uuid=None, sign_every_n=None, degraded=False,
-    table_path=None, sleeper=None,
+    table_path=None, sleeper=None, unload=False,
 ):  # fmt: skip
     """Return a Board (not started) from durable state, as the board does at power-on.
 
@@ -164,14 +164,20 @@ def build_board(
     machine module, resuming the chain from RTC memory after a deep-sleep wake; an asyncio sleep
     when it has no machine: the virtual fleet). None: the profile's power object is ignored and
     the board is always awake and advertising, as before battery profiles (host tests).
+    unload: drop each boot-only module as soon as the build is done with it (firmware.keystore
+    once the keys are read, firmware.channels once the sensors are built, firmware.wire once the
+    sampler has read the chain head), so the GATT server is built with less code on the heap (runtime.run_board; host tests keep them, with their classes).
     Raises KeyCorrupt (damaged key), ValueError (bad profile) or OSError (radio, flash).
     """
     if not ble.active(True):
         raise OSError("BLE did not become active")
-    from firmware.keystore import KeyStore, load_link_key
+    from firmware import keystore
 
-    seed = KeyStore(fs, nvs=nvs).load_or_create(urandom)
-    link_key = load_link_key(fs, nvs)  # None until provisioned: every command is then refused
+    seed = keystore.KeyStore(fs, nvs=nvs).load_or_create(urandom)
+    link_key = keystore.load_link_key(fs, nvs)  # None until provisioned: commands are refused
+    keystore = None  # this frame's reference to the module
+    if unload:
+        _unload(("firmware.keystore",))
     from firmware.journal import Journal
 
     journal = Journal(fs, "journal", journal_bytes)
@@ -184,6 +190,7 @@ def build_board(
     from firmware.seqcounter import FileKV, NvsKV, SeqCounter
 
     dev_id = wire.device_id(signer.public_key)
+    wire = None  # this frame's reference to the module (boot-only: unloaded below)
     kv = FileKV(fs, "state") if nvs is None else NvsKV(nvs)
     cfg = wake = seqs = wall_ms = None
     if sleeper is not None and profile.get("power"):
@@ -204,6 +211,8 @@ def build_board(
     elif sources is None:
         readings = {}
         sources = [make_source(s, buses, clock, readings, hooks) for s in profile["sensors"]]
+    if unload:
+        _unload(("firmware.channels",))
     kw = {}
     if sign_every_n is not None:
         kw["sign_every_n"] = sign_every_n
@@ -213,6 +222,8 @@ def build_board(
         journal, seqs, signer, dev_id, DeviceTime(clock), sources, profile["sample_interval_s"],
         profile["heartbeat_interval_s"], kv=kv, **kw,
     )  # fmt: skip
+    if unload:  # the chain head is read: parsing and ids are not needed again
+        _unload(("firmware.wire",))
     if wake is not None and wall_ms is not None:
         power.restore(sampler, wake, wall_ms())  # pyright: ignore[reportPossiblyUnbound]
     sampler.heal()  # a lost or damaged journal: start a chain segment before any new record
@@ -234,14 +245,20 @@ def build_board(
 
 
 def unload_boot_modules():
-    """Drop the boot-only modules (this one, the key store) from sys.modules and the package, so
-    their bytecode is collected once the caller drops its own references (main.py does). Returns
-    nothing. Board, RealClock and everything the tasks use stay (firmware.runtime and below)."""
+    """Drop the boot-only modules (this one, the key store, the channel names, wire parsing and
+    ids: firmware.record stays) from sys.modules and the package, so their bytecode is collected
+    once the caller drops its own references (main.py does). Returns nothing. Board, RealClock and everything the tasks use stay (firmware.runtime and below)."""
+    _unload(_BOOT_MODULES)
+
+
+def _unload(names):
+    """Drop the modules names ("firmware.x") from sys.modules and the package; returns nothing.
+    Their bytecode is collected once nothing else refers to them (their names stay interned)."""
     import sys
 
     import firmware
 
-    for name in _BOOT_MODULES:
+    for name in names:
         sys.modules.pop(name, None)
         leaf = name[9:]  # after "firmware."
         if hasattr(firmware, leaf):

@@ -4,7 +4,7 @@ import json
 
 from micropython import const
 
-from firmware.wire import CHANNEL_TYPES
+from firmware.channels import CHANNEL_TYPES
 
 _PROFILE_FORMAT = const(1)
 _MAX_CHANNELS = const(16)  # firmware/wire.py MAX_VALUES: every channel must fit one record
@@ -12,9 +12,11 @@ _MAX_INTERVAL_S = const(
     86400
 )  # a board that reports less than daily is indistinguishable from dead
 
-USE_CASES = ("agri_tracing", "fish_farm_finance", "chattel_mortgage", "energy_trading", "parking")
+_USE_CASES = const(
+    ("agri_tracing", "fish_farm_finance", "chattel_mortgage", "energy_trading", "parking")
+)
 
-# Value types a sensor can produce (wire registry name -> type id): firmware.wire.CHANNEL_TYPES.
+# Value types a sensor can produce (wire registry name -> type id): firmware.channels.CHANNEL_TYPES.
 
 # Per chip: usable GPIOs, pins that must not be used (flash/PSRAM, USB, console), input-only pins,
 # ADC1 pins (ADC2 is shared with the radio), and the hardware I2C / UART ids.
@@ -356,7 +358,7 @@ def validate(profile, where="profile", expected_name=None):
         _fail(where, "name must be [a-z0-9_-], at most 32 characters")
     if profile["chip"] not in CHIPS:
         _fail(where, "unknown chip '%s' (esp32, esp32s3, esp32c3)" % profile["chip"])
-    if profile["use_case"] not in USE_CASES:
+    if profile["use_case"] not in _USE_CASES:
         _fail(where, "unknown use_case '%s'" % profile["use_case"])
     for key in ("sample_interval_s", "upload_interval_s", "heartbeat_interval_s"):
         v = profile[key]
@@ -388,10 +390,10 @@ def validate(profile, where="profile", expected_name=None):
 # a mains board's behaviour (awake, always advertising). Bounds: a window under 2 s is shorter than
 # a gateway's scan-and-connect on a busy BlueZ; a period over a day leaves records unsent longer
 # than any contract's heartbeat rule tolerates.
-SLEEP_MODES = ("none", "light", "deep")
+_SLEEP_MODES = const(("none", "light", "deep"))
 _WINDOW_MIN_S = const(2)
 _WINDOW_MAX_S = const(600)
-_POWER_KEYS = ("sleep", "advertise_window_s", "advertise_every_s", "advertise_pending")
+_POWER_KEYS = const(("sleep", "advertise_window_s", "advertise_every_s", "advertise_pending"))
 # firmware/power.py settings() reads the validated object at run time (this module is unloaded).
 
 
@@ -405,7 +407,7 @@ def _check_power(profile, where):
         if key not in _POWER_KEYS:
             _fail(where, "unknown field '%s' (%s)" % (key, ", ".join(_POWER_KEYS)))
     sleep = _optional_field(power, "sleep", str, where)
-    if sleep is not None and sleep not in SLEEP_MODES:
+    if sleep is not None and sleep not in _SLEEP_MODES:
         _fail(where, "sleep must be one of none, light, deep")
     window = _optional_field(power, "advertise_window_s", int, where)
     every = _optional_field(power, "advertise_every_s", int, where)

@@ -14,20 +14,24 @@ import struct
 
 from micropython import const
 
-DOMAIN = b"edgeseal/v2/cmd"  # 15 bytes: separates command tags from any other use of the key
+_DOMAIN = const(
+    b"edgeseal/v2/cmd"
+)  # 15 bytes: separates command tags from any other use of the key
 _LINK_KEY_BYTES = const(32)
-NONCE_BYTES = const(16)
+_NONCE_BYTES = const(16)
 _COUNTER_BYTES = const(1)
 # why 12: the longest write (SEND_FROM, 7 bytes) + counter + tag fits the 20 bytes of one ATT
 # write at the default MTU 23, so no stack needs long (prepare/execute) writes; a 96-bit tag
 # (as HMAC-SHA1-96 in IPsec) cannot be forged online: each try is a BLE round trip and the board
 # drops a central that has not authenticated after AUTH_TIMEOUT_MS (~1,000 tries per connection).
 TAG_BYTES = const(12)
-TRAILER_BYTES = const(13)  # counter + tag after the command
+_TRAILER_BYTES = const(13)  # counter + tag after the command
 _BLOCK_BYTES = const(64)  # SHA-256 block size (HMAC pads the key to it)
 
 # check() results: OK, or why the write was refused (the peripheral counts each refusal). Constants
-# no other firmware module reads are private: a private const() takes no RAM on a board.
+# no other firmware module reads are private: a private const() takes no RAM on a board
+# (firmware/peripheral.py keeps copies of _NONCE_BYTES and _TRAILER_BYTES, pinned by
+# tests/firmware/test_cmdauth.py; AUTH_OK and TAG_BYTES stay public for tools/bench_cmdauth.py).
 AUTH_OK = const(0)
 _AUTH_NO_KEY = const(1)  # no link key installed: every command is refused
 _AUTH_SHORT = const(2)  # too short to carry a command, a counter and a tag
@@ -68,7 +72,7 @@ class CommandAuth:
         self._dev_id = bytes(dev_id)
         self._ipad = None if link_key is None else _pad(link_key, 0x36)
         self._opad = None if link_key is None else _pad(link_key, 0x5C)
-        self.nonce = bytes(NONCE_BYTES)  # the current connection's nonce (Info shows it)
+        self.nonce = bytes(_NONCE_BYTES)  # the current connection's nonce (Info shows it)
         self._open = False
         self._last_counter = 0
 
@@ -81,7 +85,7 @@ class CommandAuth:
         """Start a connection with nonce (16 fresh random bytes); returns nothing. The counter
         starts over: the first command of the connection carries a counter >= 1 (so a connection
         takes at most 255 commands; the gateway sends fewer than 10)."""
-        if len(nonce) != NONCE_BYTES:
+        if len(nonce) != _NONCE_BYTES:
             raise ValueError("nonce must be 16 bytes")
         self.nonce = bytes(nonce)
         self._open = True
@@ -95,7 +99,7 @@ class CommandAuth:
         """Return the full 32-byte HMAC-SHA256 of a command (bytes-like) with counter (u8) under
         nonce (16 bytes); the wire carries its first 16 bytes. Precondition: has_key."""
         h = hashlib.sha256(self._ipad)
-        h.update(DOMAIN)
+        h.update(_DOMAIN)
         h.update(self._dev_id)
         h.update(nonce)
         h.update(struct.pack(">B", counter))
@@ -108,12 +112,12 @@ class CommandAuth:
     def check(self, write):
         """Return AUTH_OK when write (bytes-like) carries a command whose tag holds for this
         connection and whose counter is new, and then accept that counter; else the AUTH_* reason,
-        and nothing changes. The command is write[:len(write) - TRAILER_BYTES]."""
+        and nothing changes. The command is write[:len(write) - _TRAILER_BYTES]."""
         if self._ipad is None:
             return _AUTH_NO_KEY
         if not self._open:
             return _AUTH_NO_SESSION
-        n = len(write) - TRAILER_BYTES
+        n = len(write) - _TRAILER_BYTES
         if n < 1:
             return _AUTH_SHORT
         mv = memoryview(write)

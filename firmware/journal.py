@@ -42,8 +42,8 @@ _SIZE = const(3)
 _NREC = const(4)
 _PATH = const(5)
 
-_SEG_EXT = ".seg"
-_TMP_EXT = ".tmp"
+_SEG_EXT = const(".seg")
+_TMP_EXT = const(".tmp")
 
 
 class JournalError(Exception):

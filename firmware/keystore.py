@@ -8,18 +8,20 @@ from micropython import const
 from firmware.crc32 import crc32
 
 SEED_BYTES = const(32)
-NVS_KEY = "dev_key"  # blob in the NVS namespace main.py opens ("edgeseal"); 15 characters at most
-_MAGIC = b"EK01"
-LINK_NVS_KEY = "link_key"  # the BLE link key (docs/ble-protocol.md, Key management)
-LINK_FILE = "link.bin"  # the link key on boards without NVS (host tools, the simulated fleet)
-_LINK_MAGIC = b"LK01"
+# blob in the NVS namespace main.py opens ("edgeseal"); 15 characters at most
+_NVS_KEY = const("dev_key")
+_MAGIC = const(b"EK01")
+_LINK_NVS_KEY = const("link_key")  # the BLE link key (docs/ble-protocol.md, Key management)
+# the link key on boards without NVS (host tools, the simulated fleet)
+_LINK_FILE = const("link.bin")
+_LINK_MAGIC = const(b"LK01")
 _BLOB_BYTES = const(40)  # magic(4) seed(32) crc32(4): the same layout in NVS and in the old file
 # why: get_blob raises OSError when the buffer is too small; one spare byte detects a longer blob
 _READ_BYTES = const(41)
 # "No such key": ESP-IDF's ESP_ERR_NVS_NOT_FOUND (0x1102) surfaces as OSError(-0x1102) on the
 # ESP32 port; the host shim (tests/shims/esp32.py) raises ENOENT. Any other OSError is a real
 # failure and propagates: a read error must never be taken for "no key" (that would make a new one).
-_NVS_NOT_FOUND = (-0x1102, 2)
+_NVS_NOT_FOUND = const((-0x1102, 2))
 
 
 class KeyCorrupt(Exception):
@@ -60,7 +62,7 @@ class KeyStore:
     never log it, never send it, never keep other references to it.
 
     nvs: an esp32.NVS object (the board: main.py passes the "edgeseal" namespace), where the seed
-    lives under NVS_KEY, not on the filesystem (ETSI EN 303 645 provision 5.4; with NVS
+    lives under _NVS_KEY, not on the filesystem (ETSI EN 303 645 provision 5.4; with NVS
     encryption it is encrypted at rest, docs/production.md). A key file left by an earlier
     firmware (path on fs) is moved into NVS on the first boot of this version and then deleted.
     nvs None (host tools, the simulated fleet): the seed is the file at path, as before.
@@ -154,7 +156,7 @@ class KeyStore:
         return seed
 
 
-def _nvs_read(nvs, key=NVS_KEY, magic=_MAGIC):
+def _nvs_read(nvs, key=_NVS_KEY, magic=_MAGIC):
     """Return the seed in nvs, None when there is none; raises KeyCorrupt when it is damaged."""
     buf = bytearray(_READ_BYTES)
     try:
@@ -168,7 +170,7 @@ def _nvs_read(nvs, key=NVS_KEY, magic=_MAGIC):
 
 def _nvs_write(nvs, seed):
     """Store seed in nvs and commit; returns once it reads back (raises KeyCorrupt if not)."""
-    nvs.set_blob(NVS_KEY, _pack(seed))
+    nvs.set_blob(_NVS_KEY, _pack(seed))
     nvs.commit()
     if _nvs_read(nvs) != seed:
         raise KeyCorrupt("NVS key did not read back")
@@ -215,17 +217,17 @@ def install_secret(fs, nvs, key, path, nvs_key, magic, what):
         raise KeyCorrupt(what + " did not read back")
 
 
-def load_link_key(fs, nvs, path=LINK_FILE):
+def load_link_key(fs, nvs, path=_LINK_FILE):
     """Return the 32-byte link key installed at provisioning, or None when there is none (the
     board then refuses every control command and keeps its records). nvs: the esp32.NVS of the
     "edgeseal" namespace, or None for the file at path on fs. Raises KeyCorrupt when the stored
     key is damaged, OSError when NVS cannot be read."""
-    return load_secret(fs, nvs, path, LINK_NVS_KEY, _LINK_MAGIC, "link key file")
+    return load_secret(fs, nvs, path, _LINK_NVS_KEY, _LINK_MAGIC, "link key file")
 
 
-def install_link_key(fs, nvs, key, path=LINK_FILE):
+def install_link_key(fs, nvs, key, path=_LINK_FILE):
     """Store key (32 bytes) as the link key, replacing any earlier one; returns once it reads back
     (raises KeyCorrupt if not). Provisioning runs it (tools/sim/fleet.py for virtual boards;
     docs/ble-protocol.md shows the interim one-liner for real boards)."""
-    install_secret(fs, nvs, key, path, LINK_NVS_KEY, _LINK_MAGIC, "link key")
+    install_secret(fs, nvs, key, path, _LINK_NVS_KEY, _LINK_MAGIC, "link key")
     return True

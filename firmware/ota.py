@@ -21,11 +21,6 @@ from micropython import const
 
 from firmware.fs import join
 from firmware.otaboot import (  # the boot side, re-exported: ota.boot_app and the rest stay valid
-    FACTORY,
-    MAX_TRIAL_BOOTS,  # noqa: F401
-    OTA_DIR,
-    POINTER,  # noqa: F401
-    SLOTS,  # noqa: F401
     _rm,
     boot_app,  # noqa: F401
     boot_select,  # noqa: F401
@@ -34,6 +29,14 @@ from firmware.otaboot import (  # the boot side, re-exported: ota.boot_app and t
     roll_back,  # noqa: F401
     write_pointer,
 )
+
+# The boot side's constants (private in firmware/otaboot.py, which every power-on imports: no
+# names in RAM there), published here; tests/firmware/test_ota.py pins them to otaboot's.
+MAX_TRIAL_BOOTS = const(3)
+OTA_DIR = "ota"
+POINTER = "ota/boot"
+SLOTS = ("a", "b")
+FACTORY = "-"
 
 DOMAIN = b"edgeseal/release/v1\n"  # prefixed to the manifest bytes before signing
 STREAM_MAGIC = b"ESR1"  # first 4 bytes of the stream: magic, manifest_len u16, manifest, signature

@@ -13,12 +13,14 @@ from firmware.fs import join
 
 # why 3: a version that resets three times without one acked upload is not working; one or two
 # resets can be a power cut or a MemoryError back-off the old version would have had as well.
-MAX_TRIAL_BOOTS = const(3)
-OTA_DIR = "ota"
-POINTER = "ota/boot"
-_POINTER_TMP = "ota/boot.tmp"
-SLOTS = ("a", "b")
-FACTORY = "-"  # the pointer's slot name for the MicroPython image's own frozen firmware
+# Private: main.py imports this module at every power-on and its names stay interned for good;
+# firmware.ota publishes the same values (tests/firmware/test_ota.py pins them).
+_MAX_TRIAL_BOOTS = const(3)
+_OTA_DIR = const("ota")
+_POINTER = const("ota/boot")
+_POINTER_TMP = const("ota/boot.tmp")
+_SLOTS = const(("a", "b"))
+_FACTORY = const("-")  # the pointer's slot name for the MicroPython image's own frozen firmware
 
 
 # ---- boot pointer ("EOB1 slot version state boots prev prev_version") ----------------------------
@@ -26,7 +28,7 @@ def read_pointer(fs):
     """Return (slot, version, state, boots, prev, prev_version) from the boot pointer, or None when
     there is none or it does not parse (the factory image then runs)."""
     try:
-        f = fs.open(POINTER, "rb")
+        f = fs.open(_POINTER, "rb")
     except OSError:
         return None
     try:
@@ -37,7 +39,7 @@ def read_pointer(fs):
         p = raw.decode().split()
         if len(p) != 7 or p[0] != "EOB1" or p[3] not in ("good", "trial"):
             return None
-        if p[1] not in SLOTS or p[5] not in SLOTS + (FACTORY,):
+        if p[1] not in _SLOTS or p[5] not in _SLOTS + (_FACTORY,):
             return None
         return (p[1], int(p[2]), p[3], int(p[4]), p[5], int(p[6]))
     except (ValueError, UnicodeError):
@@ -46,11 +48,11 @@ def read_pointer(fs):
 
 def write_pointer(fs, slot, version, state, boots, prev, prev_version):
     """Replace the boot pointer atomically (temp file, flush, rename); returns nothing.
-    slot=FACTORY removes it (the factory image runs)."""
-    if slot == FACTORY:
-        _rm(fs, POINTER)
+    slot=_FACTORY removes it (the factory image runs)."""
+    if slot == _FACTORY:
+        _rm(fs, _POINTER)
         return
-    fs.mkdir(OTA_DIR)
+    fs.mkdir(_OTA_DIR)
     line = "EOB1 %s %d %s %d %s %d\n" % (slot, version, state, boots, prev, prev_version)
     f = fs.open(_POINTER_TMP, "wb")
     try:
@@ -58,29 +60,29 @@ def write_pointer(fs, slot, version, state, boots, prev, prev_version):
         f.flush()
     finally:
         f.close()
-    fs.rename(_POINTER_TMP, POINTER)
+    fs.rename(_POINTER_TMP, _POINTER)
 
 
 def boot_select(fs):
     """Return the slot directory to run ("ota/a", "ota/b") or None for the factory image; counts a
-    trial boot, and rolls back once a trial version booted MAX_TRIAL_BOOTS times unconfirmed.
+    trial boot, and rolls back once a trial version booted _MAX_TRIAL_BOOTS times unconfirmed.
     Called once per power-on, before the application is imported."""
     p = read_pointer(fs)
     if p is None:
         return None
     slot, version, state, boots, prev, prev_version = p
     if state == "trial":
-        if boots >= MAX_TRIAL_BOOTS:
+        if boots >= _MAX_TRIAL_BOOTS:
             return _roll_back(fs, p)
         write_pointer(fs, slot, version, state, boots + 1, prev, prev_version)
-    return join(OTA_DIR, slot)
+    return join(_OTA_DIR, slot)
 
 
 def _roll_back(fs, p):
     """Point back at p's previous slot (good); return its directory, None for the factory image."""
     prev, prev_version = p[4], p[5]
     write_pointer(fs, prev, prev_version, "good", 0, prev, prev_version)
-    return None if prev == FACTORY else join(OTA_DIR, prev)
+    return None if prev == _FACTORY else join(_OTA_DIR, prev)
 
 
 def roll_back(fs):
@@ -88,7 +90,7 @@ def roll_back(fs):
     (None: factory). A good version is kept (nothing older to go to)."""
     p = read_pointer(fs)
     if p is None or p[2] != "trial":
-        return None if p is None else join(OTA_DIR, p[0])
+        return None if p is None else join(_OTA_DIR, p[0])
     return _roll_back(fs, p)
 
 

@@ -9,6 +9,32 @@ from micropython import const
 
 from firmware import cmdauth, protocol
 
+# BLE protocol values: private copies of firmware/protocol.py's constants (no name in RAM);
+# tests/firmware/test_protocol.py pins every copy to protocol.py's value.
+_CMD_ACK = const(0x02)
+_CMD_OTA_BEGIN = const(0x05)
+_CMD_OTA_END = const(0x07)
+_CMD_SEND_FROM = const(0x01)
+_CMD_TIME_SYNC = const(0x03)
+_CONTROL_BUFFER_BYTES = const(256)
+_CONTROL_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003")
+_DATA_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002")
+_END_ALL_SENT = const(0)
+_END_EMPTY = const(2)
+_END_LIMIT = const(1)
+_INFO_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001")
+_MAX_INFO_BYTES = const(126)
+_MIN_MTU = const(23)
+_PREFERRED_MTU = const(247)
+_SERVICE_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0000")
+_ST_BAD_ARGUMENT = const(2)
+_ST_BUSY = const(3)
+_ST_OK = const(0)
+_ST_UNAUTHENTICATED = const(4)
+# private copies of firmware/cmdauth.py's, pinned by tests/firmware/test_cmdauth.py
+_NONCE_BYTES = const(16)
+_TRAILER_BYTES = const(13)
+
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
@@ -95,7 +121,7 @@ class Peripheral:
     """
 
     def __init__(
-        self, ble, sampler, board_name, firmware_version, mtu=protocol.PREFERRED_MTU,
+        self, ble, sampler, board_name, firmware_version, mtu=_PREFERRED_MTU,
         adv_interval_us=ADV_INTERVAL_US, uuid=None, idle_disconnect_ms=_IDLE_DISCONNECT_MS,
         link_key=None, urandom=None, auth_timeout_ms=_AUTH_TIMEOUT_MS, ota=None,
     ):  # fmt: skip
@@ -128,7 +154,7 @@ class Peripheral:
         )
         self._framer = protocol.Framer()
         self._conn = None
-        self._mtu = protocol.MIN_MTU
+        self._mtu = _MIN_MTU
         self._queue = []
         self._busy_ops = []
         self._ev_connect = False
@@ -163,16 +189,16 @@ class Peripheral:
         ble.active(True)
         ble.config(mtu=mtu)
         service = (
-            uuid(protocol.SERVICE_UUID),
+            uuid(_SERVICE_UUID),
             (
-                (uuid(protocol.INFO_UUID), _FLAG_READ),
-                (uuid(protocol.DATA_UUID), _FLAG_NOTIFY),
-                (uuid(protocol.CONTROL_UUID), _FLAG_WRITE),
+                (uuid(_INFO_UUID), _FLAG_READ),
+                (uuid(_DATA_UUID), _FLAG_NOTIFY),
+                (uuid(_CONTROL_UUID), _FLAG_WRITE),
             ),
         )
         ((self._h_info, self._h_data, self._h_control),) = ble.gatts_register_services((service,))
-        ble.gatts_set_buffer(self._h_info, protocol.MAX_INFO_BYTES)
-        ble.gatts_set_buffer(self._h_control, protocol.CONTROL_BUFFER_BYTES)
+        ble.gatts_set_buffer(self._h_info, _MAX_INFO_BYTES)
+        ble.gatts_set_buffer(self._h_control, _CONTROL_BUFFER_BYTES)
         ble.irq(self._irq)
         self._refresh_info()
         sampler.on_change = self._on_change
@@ -190,7 +216,7 @@ class Peripheral:
         elif event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
                 self._conn = data[0]
-                self._mtu = protocol.MIN_MTU
+                self._mtu = _MIN_MTU
                 self._advertising = False  # a connection ends legacy advertising
                 self._new_session()
                 self._ev_connect = True
@@ -218,7 +244,7 @@ class Peripheral:
     def _new_session(self):
         """Start a connection: draw its nonce and publish it in Info before the central can read
         it (hence in the IRQ handler); returns nothing."""
-        self._auth.new_session(self._urandom(cmdauth.NONCE_BYTES))
+        self._auth.new_session(self._urandom(_NONCE_BYTES))
         self._authed = False
         self._conn_sent = -1
         self._synced_here = False
@@ -322,49 +348,49 @@ class Peripheral:
         self.commands += 1
         if self._auth.check(raw) != cmdauth.AUTH_OK:
             self.auth_rejections += 1
-            await self._status(raw[0] if len(raw) else 0, protocol.ST_UNAUTHENTICATED, 0)
+            await self._status(raw[0] if len(raw) else 0, _ST_UNAUTHENTICATED, 0)
             return
         self._authed = True
         self._active_ms = self._clock.ticks_ms()
-        if self._ota_args is not None and protocol.CMD_OTA_BEGIN <= raw[0] <= protocol.CMD_OTA_END:
+        if self._ota_args is not None and _CMD_OTA_BEGIN <= raw[0] <= _CMD_OTA_END:
             from firmware.ota import serve_command  # the module is loaded once OTA starts
 
-            await serve_command(self, memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
+            await serve_command(self, memoryview(raw)[: len(raw) - _TRAILER_BYTES])
             return
         try:
-            op, a, b = protocol.parse_command(memoryview(raw)[: len(raw) - cmdauth.TRAILER_BYTES])
+            op, a, b = protocol.parse_command(memoryview(raw)[: len(raw) - _TRAILER_BYTES])
         except protocol.CommandError as e:
             self.bad_commands += 1
             await self._status(e.opcode, e.status, 0)
             return
         try:
-            if op == protocol.CMD_SEND_FROM:
+            if op == _CMD_SEND_FROM:
                 if self._stream:
-                    await self._status(op, protocol.ST_BUSY, 0)
-                else:
-                    await self._start_stream(a, b)
-            elif op == protocol.CMD_ACK:
+                    await self._status(op, _ST_BUSY, 0)
+                elif not self._start_stream(a, b):
+                    await self._notify(self._framer.end(_END_EMPTY, -1, 0))
+            elif op == _CMD_ACK:
                 # Only records sent on this connection may be acked: the gateway acks what it
                 # committed from this upload (a lost ack is repeated by asking for the records
                 # again), so nothing the gateway never saw is deleted.
                 if a > self._conn_sent:
                     self.bad_commands += 1
-                    await self._status(op, protocol.ST_BAD_ARGUMENT, self.sampler.depth)
+                    await self._status(op, _ST_BAD_ARGUMENT, self.sampler.depth)
                 else:
                     depth = self.sampler.ack(a)
                     self._refresh_info()
-                    await self._status(op, protocol.ST_OK, depth)
+                    await self._status(op, _ST_OK, depth)
                     if self._ota_trial and self.ota_receiver().uploaded():
                         self._ota_trial = False  # a trial version's first acked upload confirms it
-            elif op == protocol.CMD_TIME_SYNC:
+            elif op == _CMD_TIME_SYNC:
                 await self._time_sync(a)
             elif self._stream:  # STOP during a stream: END with reason 1 answers it
-                await self._end_stream(protocol.END_LIMIT)
+                await self._end_stream(_END_LIMIT)
             else:
-                await self._status(op, protocol.ST_OK, 0)
+                await self._status(op, _ST_OK, 0)
         except Exception:  # flash trouble while applying: nothing was confirmed, ask to retry
             self.errors += 1
-            await self._status(op, protocol.ST_BUSY, 0)
+            await self._status(op, _ST_BUSY, 0)
 
     def ota_receiver(self):
         """Return the firmware.ota.Receiver, importing and building it on first use.
@@ -380,9 +406,9 @@ class Peripheral:
         """Apply an authenticated TIME_SYNC(unix_s): the first sync after boot sets the clock, a
         later one moves it by at most _TIME_SYNC_MAX_STEP_S; one per connection (a second gets
         STATUS busy), so syncs cannot fill the journal with events. Returns nothing."""
-        op = protocol.CMD_TIME_SYNC
+        op = _CMD_TIME_SYNC
         if self._synced_here:
-            await self._status(op, protocol.ST_BUSY, self.sampler.time.now()[0])
+            await self._status(op, _ST_BUSY, self.sampler.time.now()[0])
             return
         self._synced_here = True
         t = self.sampler.time
@@ -396,20 +422,22 @@ class Peripheral:
                 self.time_sync_clamps += 1
         self.sampler.time_sync(unix_s)
         self._refresh_info()
-        await self._status(op, protocol.ST_OK, t.now()[0])
+        await self._status(op, _ST_OK, t.now()[0])
 
-    async def _start_stream(self, seq, limit):
-        """Begin SEND_FROM(seq, limit): close the chain, then stream records seq..newest."""
+    def _start_stream(self, seq, limit):
+        """Begin SEND_FROM(seq, limit): close the chain, then stream records seq..newest. Returns
+        False when there is nothing to send (the caller answers END empty), else True. Not a
+        coroutine: one frame object less on the heap while the closer is signed."""
         s = self.sampler
         s.gateway_behind(seq)  # it asks for records deleted after their ack: name the break
         self._stream_end = s.close_chain()  # records appended later wait for the next SEND_FROM
         self._last_sent = -1
         if s.depth == 0:
-            await self._notify(self._framer.end(protocol.END_EMPTY, -1, 0))
-            return
+            return False
         self._iter = s.journal.iter_from(seq)
         self._stream_left = limit
         self._stream = True
+        return True
 
     async def _end_stream(self, reason):
         """Finish the stream in progress with END(reason); returns nothing."""
@@ -430,10 +458,10 @@ class Peripheral:
                 break
         except Exception:  # unreadable flash: stop early, the gateway asks again
             self.errors += 1
-            await self._end_stream(protocol.END_LIMIT)
+            await self._end_stream(_END_LIMIT)
             return
         if item is None or item[0] > self._stream_end:
-            await self._end_stream(protocol.END_ALL_SENT)
+            await self._end_stream(_END_ALL_SENT)
             return
         seq, record = item
         msg = self._msg
@@ -450,7 +478,7 @@ class Peripheral:
         if self._stream_left:
             self._stream_left -= 1
             if self._stream_left == 0:
-                await self._end_stream(protocol.END_LIMIT)
+                await self._end_stream(_END_LIMIT)
 
     def _abort_stream(self):
         """Drop the stream in progress without END (the link is gone)."""
@@ -465,13 +493,26 @@ class Peripheral:
         self.windowed = False
         self._advertise()
         while self.running:
-            if not await self._pass():
+            work = self._work()  # not `await self._pass()`: no coroutine frame per pass
+            if work is None:
                 await self._clock.sleep_ms(_POLL_MS)
+            else:
+                await work
 
     async def _pass(self):
-        """One pass of the serving loop (run(), firmware.power.serve_window); returns True when
-        work was done and the next pass should follow at once, False when the caller should wait
-        _POLL_MS."""
+        """One pass of the serving loop (firmware.power.serve_window; run() does the same);
+        returns True when work was done and the next pass should follow at once, False when the
+        caller should wait _POLL_MS."""
+        work = self._work()
+        if work is None:
+            return False
+        await work
+        return True
+
+    def _work(self):
+        """Do the immediate part of one pass of the serving loop and return the coroutine of the
+        rest (a STATUS, a command, a stream step) for the caller to run, or None when there was
+        nothing to do (then wait _POLL_MS)."""
         if self._ev_disconnect:
             self._ev_disconnect = False
             self._abort_stream()
@@ -486,17 +527,14 @@ class Peripheral:
             self._active_ms = self._clock.ticks_ms()
             self._refresh_info()
         if self._busy_ops:
-            await self._status(self._busy_ops.pop(0), protocol.ST_BUSY, 0)
-            return True
+            return self._status(self._busy_ops.pop(0), _ST_BUSY, 0)
         if self._queue:
-            await self._command(self._queue.pop(0))
-            return True
+            return self._command(self._queue.pop(0))
         if self._stream:
             if self._conn is None:
                 self._abort_stream()
             else:
-                await self._stream_step()
-                return True
+                return self._stream_step()
         if self._dirty:
             self._dirty = False
             try:
@@ -510,7 +548,7 @@ class Peripheral:
         if self._scanner is not None:
             self._scanner.step()
         self._drop_if_idle()
-        return False
+        return None
 
     def _drop_if_idle(self):
         """Disconnect a central that has not authenticated within auth_timeout_ms of connecting

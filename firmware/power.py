@@ -14,7 +14,11 @@ import struct
 from micropython import const
 
 from firmware.crc32 import crc32
-from firmware.seqcounter import _KEYS, SEQ_BLOCK, SeqCounter, _unpack
+from firmware.seqcounter import SeqCounter, _unpack
+
+# private copies of firmware/seqcounter.py's, pinned by tests/firmware/test_seqcounter.py
+_KEYS = const(("seq_a", "seq_b"))
+_SEQ_BLOCK = const(32)
 
 SLEEP_NONE = "none"
 SLEEP_LIGHT = "light"
@@ -28,7 +32,7 @@ DEEP_MIN_MS = const(20000)
 # sleep's entry and exit (about a millisecond each, ESP-IDF sleep modes)
 NAP_MIN_MS = const(20)
 # RTC memory layout (big-endian): magic, then the fields of _FMT, then CRC-32 of everything before.
-_MAGIC = b"EPW1"
+_MAGIC = const(b"EPW1")
 # gen, limit, next seq, boot, journal last seq, uptime at sleep, wall ms at sleep, planned sleep ms,
 # synced, offset ms, sync event ms (-1 none), unsynced correction s, unsigned run, segment seq,
 # next sample, next heartbeat, next window (uptime ms)
@@ -160,7 +164,7 @@ class ResumedSeqs(SeqCounter):
 
     def __init__(self, kv, wake):  # no super().__init__: nothing is reserved or counted
         self._kv = kv
-        self._block = SEQ_BLOCK
+        self._block = _SEQ_BLOCK
         self._gen = wake.gen
         self._limit = wake.limit
         self._next = wake.next_seq

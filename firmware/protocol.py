@@ -9,44 +9,45 @@ import struct
 
 from micropython import const
 
-# Constants no other firmware module reads are private: a private const() is folded into the
-# bytecode and takes no RAM on a board (tests pin their values: tests/firmware/vectors.py
-# private_const).
-SERVICE_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0000"
-INFO_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001"
-DATA_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002"
-CONTROL_UUID = "edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003"
+# Every constant is private: a private const() (ints, strings) is folded into the bytecode and
+# takes no RAM on a board, where a public one is a global and an interned name for good.
+# firmware/peripheral.py keeps private copies of those it needs; tests/firmware/test_protocol.py
+# pins every copy to the value here and the values to tests/vectors/ble.json.
+_SERVICE_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0000")
+_INFO_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0001")
+_DATA_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0002")
+_CONTROL_UUID = const("edc5ea10-7a1d-4e6b-9c2f-3b8d5f0a0003")
 _COMPANY_ID = const(0xFFFF)  # the SIG's company id for tests and internal use
 
 _FRAME_CHUNK = const(0x01)
 _FRAME_END = const(0x02)
 _FRAME_STATUS = const(0x03)
 
-CMD_SEND_FROM = const(0x01)
-CMD_ACK = const(0x02)
-CMD_TIME_SYNC = const(0x03)
+_CMD_SEND_FROM = const(0x01)
+_CMD_ACK = const(0x02)
+_CMD_TIME_SYNC = const(0x03)
 _CMD_STOP = const(0x04)
 # Signed over-the-air update (docs/ota.md; firmware.ota.Receiver applies them)
-CMD_OTA_BEGIN = const(0x05)  # total_len u32, head_len u16, release_id[16]
+_CMD_OTA_BEGIN = const(0x05)  # total_len u32, head_len u16, release_id[16]
 _CMD_OTA_DATA = const(0x06)  # offset u32, data (1..OTA_MAX_DATA_BYTES)
-CMD_OTA_END = const(0x07)
+_CMD_OTA_END = const(0x07)
 
-ST_OK = const(0)
-ST_BAD_COMMAND = const(1)
-ST_BAD_ARGUMENT = const(2)
-ST_BUSY = const(3)
-ST_UNAUTHENTICATED = const(4)  # the tag, the counter or the link key failed (firmware.cmdauth)
+_ST_OK = const(0)
+_ST_BAD_COMMAND = const(1)
+_ST_BAD_ARGUMENT = const(2)
+_ST_BUSY = const(3)
+_ST_UNAUTHENTICATED = const(4)  # the tag, the counter or the link key failed (firmware.cmdauth)
 _ST_REJECTED = const(5)  # an OTA release the board refuses; arg = the reason (firmware.ota R_*)
 
-END_ALL_SENT = const(0)
-END_LIMIT = const(1)
-END_EMPTY = const(2)
+_END_ALL_SENT = const(0)
+_END_LIMIT = const(1)
+_END_EMPTY = const(2)
 
 _NONE_SEQ = const(0xFFFFFFFF)  # "no such seq" in Info and END
 _INFO_VERSION = const(2)  # v2: Info carries the connection nonce, commands carry tags
-MIN_MTU = const(23)  # the ATT default every central supports
+_MIN_MTU = const(23)  # the ATT default every central supports
 # Requested ATT MTU: the largest record (240 bytes) + the 4-byte CHUNK header fits MTU - 3 = 244.
-PREFERRED_MTU = const(247)
+_PREFERRED_MTU = const(247)
 _CHUNK_HEADER_BYTES = const(4)
 _ATT_HEADER_BYTES = const(3)  # opcode + handle of an ATT notification
 _MAX_COMMAND_BYTES = const(7)  # SEND_FROM: opcode + u32 + u16
@@ -55,20 +56,20 @@ _MAX_WRITE_BYTES = const(20)  # _MAX_COMMAND_BYTES + _AUTH_TRAILER_BYTES: one AT
 # gatts buffer of the control characteristic: larger than the largest write, so a too-long write
 # arrives whole (and is refused) instead of being truncated into something else. OTA_DATA fills
 # a whole ATT write at MTU 247 (244 bytes), hence 256.
-CONTROL_BUFFER_BYTES = const(256)
+_CONTROL_BUFFER_BYTES = const(256)
 # OTA_DATA payload at MTU 247: 244 - opcode - offset u32 - _AUTH_TRAILER_BYTES
 _OTA_MAX_DATA_BYTES = const(226)
 _MAX_BOARD_NAME_BYTES = const(32)
 _NONCE_BYTES = const(16)
 _INFO_FIXED_BYTES = const(94)
-MAX_INFO_BYTES = const(126)  # _INFO_FIXED_BYTES + _MAX_BOARD_NAME_BYTES
+_MAX_INFO_BYTES = const(126)  # _INFO_FIXED_BYTES + _MAX_BOARD_NAME_BYTES
 _END_FRAME_BYTES = const(10)
 _STATUS_FRAME_BYTES = const(7)
 _ADV_BYTES = const(31)
 _MAX_RECORD_BYTES = const(240)  # wire format v1 MAX_RECORD_BYTES
 _MAX_CHUNKS = const(255)
 
-_INFO_FMT = ">B16s32sBBBIIIIIIB16sB"
+_INFO_FMT = const(">B16s32sBBBIIIIIIB16sB")
 
 
 class CommandError(ValueError):
@@ -110,7 +111,7 @@ class Advertising:
         buf[0:3] = b"\x02\x01\x06"  # flags: LE general discoverable, BR/EDR not supported
         buf[3] = 17
         buf[4] = 0x07  # complete list of 128-bit service UUIDs
-        buf[5:21] = uuid_bytes_le(SERVICE_UUID)
+        buf[5:21] = uuid_bytes_le(_SERVICE_UUID)
         buf[21] = 9
         buf[22] = 0xFF  # manufacturer specific data
         struct.pack_into("<H", buf, 23, _COMPANY_ID)
@@ -174,7 +175,7 @@ def _u32_seq(seq):
 
 def chunk_data_bytes(mtu):
     """Return the record bytes one CHUNK carries at ATT MTU mtu (precondition: mtu >= 23)."""
-    if mtu < MIN_MTU:
+    if mtu < _MIN_MTU:
         raise ValueError("ATT MTU below 23")
     return mtu - _ATT_HEADER_BYTES - _CHUNK_HEADER_BYTES
 
@@ -249,19 +250,19 @@ def parse_command(data):
     """
     n = len(data)
     if n == 0:
-        raise CommandError(ST_BAD_COMMAND, 0, "empty command")
+        raise CommandError(_ST_BAD_COMMAND, 0, "empty command")
     op = data[0]
-    if op == CMD_SEND_FROM:
+    if op == _CMD_SEND_FROM:
         if n != 7:
-            raise CommandError(ST_BAD_COMMAND, op, "SEND_FROM needs 7 bytes")
+            raise CommandError(_ST_BAD_COMMAND, op, "SEND_FROM needs 7 bytes")
         seq, limit = struct.unpack_from(">IH", data, 1)
         return op, seq, limit
-    if op in (CMD_ACK, CMD_TIME_SYNC):
+    if op in (_CMD_ACK, _CMD_TIME_SYNC):
         if n != 5:
-            raise CommandError(ST_BAD_COMMAND, op, "command needs 5 bytes")
+            raise CommandError(_ST_BAD_COMMAND, op, "command needs 5 bytes")
         return op, struct.unpack_from(">I", data, 1)[0], 0
     if op == _CMD_STOP:
         if n != 1:
-            raise CommandError(ST_BAD_COMMAND, op, "STOP takes no argument")
+            raise CommandError(_ST_BAD_COMMAND, op, "STOP takes no argument")
         return op, 0, 0
-    raise CommandError(ST_BAD_COMMAND, op, "unknown opcode")
+    raise CommandError(_ST_BAD_COMMAND, op, "unknown opcode")

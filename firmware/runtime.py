@@ -10,6 +10,10 @@ import asyncio
 
 from micropython import const
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_EV_BOOT = const(1)
+
 FIRMWARE_VERSION = (0, 1, 0)
 _IDLE_MS = const(1000)
 # GPS: the UART is drained this often between samples, so the parsed fix is never older than this
@@ -22,9 +26,9 @@ PROFILE_PATH = "board.json"  # the deployed profile (tools copy boards/<name>.js
 TABLE_PATH = "ed25519.tbl"
 NVS_NAMESPACE = "edgeseal"  # key, seq counter and the counters below (docs/production.md)
 # NVS i32: MemoryError resets since the board last ran healthy (< 0: see Watch)
-OOM_KEY = "oom_run"
+_OOM_KEY = const("oom_run")
 # NVS i32: every MemoryError reset ever (diagnostics, never cleared)
-OOM_TOTAL_KEY = "oom_total"
+_OOM_TOTAL_KEY = const("oom_total")
 # why: after an unexpected exception, long enough to read the traceback on the console
 _RESET_DELAY_MS = const(5000)
 # why: sleep 5 s, 10 s, 20 s ... before the reset that follows a MemoryError, capped at 10 min: a
@@ -103,13 +107,11 @@ class Board:
         """Journal the boot event and return the board's task coroutines (sampling, heartbeat,
         BLE peripheral, and the GPS poll task when there are pollers) for a caller-driven loop;
         start() runs them as asyncio tasks."""
-        from firmware.wire import EV_BOOT
-
         s = self.sampler
         s.running = True
         self.running = True
         if not self.woke:
-            s.event(EV_BOOT)
+            s.event(_EV_BOOT)
         if self.duty is not None:  # battery profile: one task steps, serves windows and sleeps
             return [self.duty.run(self, self._watch)]
         tasks = [s.sample_task(), s.heartbeat_task(), self.peripheral.run()]
@@ -191,7 +193,7 @@ def backoff_ms(ooms):
 class Watch:
     """The health check Board.run calls every _WATCH_MS; ends a MemoryError episode.
 
-    The NVS counter OOM_KEY: 0 normal; n > 0 after n MemoryError resets in a row, and such a
+    The NVS counter _OOM_KEY: 0 normal; n > 0 after n MemoryError resets in a row, and such a
     boot runs degraded (no sensors: heartbeats and uploads only, so a full journal drains);
     -n: the degraded boot drained its journal and reset to try the full build once more,
     remembering n (a new MemoryError makes it n + 1, with a longer back-off).
@@ -208,11 +210,11 @@ class Watch:
             return
         if board.degraded:
             if board.drained():
-                put_i32(self.nvs, OOM_KEY, -self.ooms)
+                put_i32(self.nvs, _OOM_KEY, -self.ooms)
                 board.stop()
                 self.machine.reset()
         elif board.sampler.time.uptime_ms() >= _HEALTHY_MS:
-            put_i32(self.nvs, OOM_KEY, 0)
+            put_i32(self.nvs, _OOM_KEY, 0)
             self.ooms = 0
 
 
@@ -234,7 +236,7 @@ def run_board(ble, nvs, machine, urandom, degraded, watch):
             clock.block_ms = sleeper.block_ms  # drivers' waits (DS18B20 conversion) light-sleep
     board = app.build_board(
         profile, ble, VfsFS(), nvs, buses, clock, urandom, degraded=degraded,
-        table_path=TABLE_PATH, sleeper=sleeper,
+        table_path=TABLE_PATH, sleeper=sleeper, unload=True,
     )  # fmt: skip
     app.unload_boot_modules()
     app = None  # noqa: F841 (the last reference: the boot code can now be collected)
@@ -246,10 +248,10 @@ def boot(ble, nvs, machine, urandom, sleep_ms, run=run_board):
     """Run the board (run(ble, nvs, machine, urandom, degraded, watch)) until it fails, then
     sleep and machine.reset(); returns only when reset() returns (host stand-ins).
 
-    MemoryError: counted in NVS (OOM_KEY, OOM_TOTAL_KEY); the next boot runs degraded; the sleep
+    MemoryError: counted in NVS (_OOM_KEY, _OOM_TOTAL_KEY); the next boot runs degraded; the sleep
     doubles per MemoryError in a row (backoff_ms). Anything else: printed, 5 s, reset.
     """
-    ooms = get_i32(nvs, OOM_KEY)
+    ooms = get_i32(nvs, _OOM_KEY)
     degraded = ooms > 0
     try:
         run(ble, nvs, machine, urandom, degraded, Watch(nvs, ooms, machine))
@@ -260,8 +262,8 @@ def boot(ble, nvs, machine, urandom, sleep_ms, run=run_board):
 
         gc.collect()
         ooms = (ooms if ooms > 0 else -ooms) + 1
-        put_i32(nvs, OOM_KEY, ooms)
-        put_i32(nvs, OOM_TOTAL_KEY, get_i32(nvs, OOM_TOTAL_KEY) + 1)
+        put_i32(nvs, _OOM_KEY, ooms)
+        put_i32(nvs, _OOM_TOTAL_KEY, get_i32(nvs, _OOM_TOTAL_KEY) + 1)
         wait_ms = backoff_ms(ooms)
         print("MemoryError: reset", ooms, "in a row; next boot degraded, in", wait_ms, "ms")
     except Exception as e:  # anything unexpected: show it, then start over from durable state

@@ -4,9 +4,30 @@ import hashlib
 
 from micropython import const
 
-from firmware import wire
 from firmware.journal import JournalFull
+from firmware.record import RecordBuilder
 from firmware.seqcounter import load_mark, store_mark
+
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_BRK_FLASH_FAULT = const(2)
+_BRK_GATEWAY_BEHIND = const(4)
+_BRK_JOURNAL_LOST = const(1)
+_CH_BREAK_REASON = const(26)
+_CH_EVENT_ARG = const(22)
+_CH_EVENT_CODE = const(21)
+_CH_HELD_SEQ = const(27)
+_CH_JOURNAL_DEPTH = const(23)
+_CH_UPTIME = const(24)
+_EV_JOURNAL_OVERFLOW = const(2)
+_EV_SENSOR_FAULT = const(5)
+_EV_TIME_SYNC = const(4)
+_KIND_CHAIN_SEGMENT = const(5)
+_KIND_EVENT = const(3)
+_KIND_HEARTBEAT = const(2)
+_KIND_KEY_ROTATION = const(4)
+_KIND_READING = const(1)
+_TIME_SYNCED = const(0x01)
 
 # Signing policy (docs/firmware-runtime.md). A signature costs ~0.5-0.9 s of CPU on an ESP32, and
 # the hash chain lets one signature authenticate every record before it, so readings are signed
@@ -67,7 +88,7 @@ class DeviceTime:
         up = self.uptime_ms()
         if self._offset_ms is None:
             return (up // _MS_PER_S) & 0xFFFFFFFF, 0
-        return ((self._offset_ms + up) // _MS_PER_S) & 0xFFFFFFFF, wire.TIME_SYNCED
+        return ((self._offset_ms + up) // _MS_PER_S) & 0xFFFFFFFF, _TIME_SYNCED
 
     def sync(self, unix_s):
         """Set the clock to unix_s (u32 Unix seconds); return the correction in seconds (new - old
@@ -87,7 +108,7 @@ class Source:
 
     read: a callable doing the measurement (raises on a fault: SensorError, OSError, ...).
     fault_type: the channel type id reported as event_arg of a sensor-fault event (code 5).
-    A state change (a car arrived) is reported by read() setting `event` to a code (wire.EV_*):
+    A state change (a car arrived) is reported by read() setting `event` to an event code (wire's _EV_*):
     the sampler then journals, right after that sample's reading, a signed event record carrying
     the code plus the reading's values whose type is in event_types, and clears `event`.
     """
@@ -126,7 +147,7 @@ class Sampler:
         self.sign_every_n = sign_every_n if sign_every_n > 0 else 1
         self.boot = seqs.boot_count
         self.on_change = None
-        self._builder = wire.RecordBuilder(self.dev_id)
+        self._builder = RecordBuilder(self.dev_id)
         self._values = []
         self.running = False
         # counters for diagnostics and tests
@@ -150,7 +171,10 @@ class Sampler:
 
     # ---- chain state -----------------------------------------------------------------------
     def _load_head(self):
-        """Set prev_hash and head_signed from the journal's newest record (genesis when none)."""
+        """Set prev_hash and head_signed from the journal's newest record (genesis when none).
+        Boot only: firmware.wire (parsing, hashes) is unloaded once the board is built."""
+        from firmware import wire
+
         head = None
         try:
             head = self.journal.last()
@@ -222,18 +246,18 @@ class Sampler:
         b.begin(kind, seq, self.boot, time_s, self._prev, flags)
         for type_id, channel, value in values:
             b.add(type_id, channel, value)
-        body = b.finish()
-        always = kind == wire.KIND_HEARTBEAT or kind == wire.KIND_KEY_ROTATION
-        always = always or kind == wire.KIND_CHAIN_SEGMENT
+        n = b.body_len()
+        always = kind in (_KIND_HEARTBEAT, _KIND_KEY_ROTATION)
+        always = always or kind == _KIND_CHAIN_SEGMENT
         if always or self._unsigned_run + 1 >= self.sign_every_n:
             sign = True
-        elif not sign and not self.journal.room_for(len(body) + _CLOSER_BYTES):
+        elif not sign and not self.journal.room_for(n + _CLOSER_BYTES):
             sign = True  # no room left for a closer after it: this record must close the chain
-        record = wire.sign(body, self.signer) if sign else body
+        record = b.seal(self.signer if sign else None)  # in the builder's buffer: no copies
         if sign:
             self.signatures += 1
         self.journal.append(seq, record, overflow)
-        self._prev = hashlib.sha256(body).digest()
+        self._prev = hashlib.sha256(record[:n]).digest()
         self.head_signed = sign
         self._unsigned_run = 0 if sign else self._unsigned_run + 1
         self.depth += 1
@@ -248,8 +272,8 @@ class Sampler:
         if not dropped or not self.journal.room_for(_EVENT_MAX_BYTES):
             return
         self.append(
-            wire.KIND_EVENT,
-            [(wire.CH_EVENT_CODE, 0, wire.EV_JOURNAL_OVERFLOW), (wire.CH_EVENT_ARG, 0, dropped)],
+            _KIND_EVENT,
+            [(_CH_EVENT_CODE, 0, _EV_JOURNAL_OVERFLOW), (_CH_EVENT_ARG, 0, dropped)],
             overflow=True,
         )
         self.events += 1
@@ -263,16 +287,16 @@ class Sampler:
         return True
 
     def event(self, code, arg=None, extra=(), sign=False):
-        """Journal an event record (code from wire.EV_*, optional i32 arg, extra (type, channel,
+        """Journal an event record (an event code, wire's _EV_*; optional i32 arg, extra (type, channel,
         value) entries; sign=True forces a signature); return its seq or -1 when the journal was
         full (the drop is counted and reported by a later overflow event)."""
-        values = [(wire.CH_EVENT_CODE, 0, code)]
+        values = [(_CH_EVENT_CODE, 0, code)]
         if arg is not None:
-            values.append((wire.CH_EVENT_ARG, 0, arg))
+            values.append((_CH_EVENT_ARG, 0, arg))
         for v in extra:
             values.append(v)
         try:
-            seq = self.append(wire.KIND_EVENT, values, sign)
+            seq = self.append(_KIND_EVENT, values, sign)
         except JournalFull:
             self.full_drops += 1
             return -1
@@ -296,7 +320,7 @@ class Sampler:
                 self.sensor_faults += 1
                 if not src.faulted:
                     src.faulted = True
-                    self.event(wire.EV_SENSOR_FAULT, src.fault_type)
+                    self.event(_EV_SENSOR_FAULT, src.fault_type)
                 continue
             src.faulted = False
             for v in got:
@@ -308,7 +332,7 @@ class Sampler:
         seq = -1
         if values:
             try:
-                seq = self.append(wire.KIND_READING, values)
+                seq = self.append(_KIND_READING, values)
                 self.readings += 1
             except JournalFull:
                 self.full_drops += 1
@@ -333,8 +357,8 @@ class Sampler:
             up_s = _I32_MAX
         try:
             seq = self.append(
-                wire.KIND_HEARTBEAT,
-                [(wire.CH_JOURNAL_DEPTH, 0, self.depth), (wire.CH_UPTIME, 0, up_s)],
+                _KIND_HEARTBEAT,
+                [(_CH_JOURNAL_DEPTH, 0, self.depth), (_CH_UPTIME, 0, up_s)],
             )
         except JournalFull:
             self.full_drops += 1
@@ -353,16 +377,16 @@ class Sampler:
         around the hole are sent).
         """
         if self.head_corrupt:
-            return wire.BRK_FLASH_FAULT
+            return _BRK_FLASH_FAULT
         if self._kv is None:
             return 0
         if self.journal.last_seq < 0:
-            return wire.BRK_JOURNAL_LOST if self._mark >= 0 else 0
+            return _BRK_JOURNAL_LOST if self._mark >= 0 else 0
         if (
             self.journal.corrupt_count > self._mark
             or self.journal.last_seq < self.journal.acked_seq
         ):
-            return wire.BRK_FLASH_FAULT  # a hole, or the acked head itself was lost
+            return _BRK_FLASH_FAULT  # a hole, or the acked head itself was lost
         return 0
 
     def start_segment(self, reason):
@@ -370,12 +394,12 @@ class Sampler:
         the head is unknown), then update the chain mark; return its seq, -1 when the journal is
         full. Order for power cuts: the record first, the mark after (a cut between repeats the
         segment at the next boot, which is harmless; the reverse could lose it)."""
-        values = [(wire.CH_BREAK_REASON, 0, reason)]
+        values = [(_CH_BREAK_REASON, 0, reason)]
         held = self.journal.last_seq
         if 0 <= held <= _I32_MAX and not self.head_corrupt:  # held_seq is an i32 channel
-            values.append((wire.CH_HELD_SEQ, 0, held))
+            values.append((_CH_HELD_SEQ, 0, held))
         try:
-            seq = self.append(wire.KIND_CHAIN_SEGMENT, values, sign=True)
+            seq = self.append(_KIND_CHAIN_SEGMENT, values, sign=True)
         except JournalFull:
             self.full_drops += 1
             return -1
@@ -397,7 +421,7 @@ class Sampler:
         Start a gateway-behind segment unless one is still unacked; return its seq or -1."""
         if seq > self.journal.acked_seq or self._segment_seq > self.journal.acked_seq:
             return -1
-        return self.start_segment(wire.BRK_GATEWAY_BEHIND)
+        return self.start_segment(_BRK_GATEWAY_BEHIND)
 
     def close_chain(self):
         """Before an upload: append a signed heartbeat when the newest record is unsigned, so the
@@ -434,7 +458,7 @@ class Sampler:
             total = _I32_MIN
         elif total > _I32_MAX:
             total = _I32_MAX
-        self.event(wire.EV_TIME_SYNC, total)
+        self.event(_EV_TIME_SYNC, total)
         return corr
 
     # ---- asyncio tasks ---------------------------------------------------------------------

@@ -7,17 +7,17 @@ from micropython import const
 from firmware.crc32 import crc32
 from firmware.fs import join
 
-# Seqs are reserved ahead in blocks: one flash write per SEQ_BLOCK readings (plus one per boot).
-# Bigger blocks wear the flash less but skip up to SEQ_BLOCK - 1 seqs at every reboot (the gateway
+# Seqs are reserved ahead in blocks: one flash write per _SEQ_BLOCK readings (plus one per boot).
+# Bigger blocks wear the flash less but skip up to _SEQ_BLOCK - 1 seqs at every reboot (the gateway
 # sees a gap, explained by the boot counter change). 32 at one reading every 10 s is one small write
 # every ~5 min, which LittleFS's wear levelling spreads over the partition; gaps stay small.
-SEQ_BLOCK = const(32)
-SEQ_LIMIT = 0x100000000  # seqs are u32 on the wire: 0 .. 2**32 - 1
+_SEQ_BLOCK = const(32)
+_SEQ_LIMIT = const(0x100000000)  # seqs are u32 on the wire: 0 .. 2**32 - 1
 
 _SLOT_BYTES = const(20)
 _BLOB_BYTES = const(64)  # what a KV get() returns at most (a slot is _SLOT_BYTES)
-_MAGIC = b"SQ01"
-_KEYS = ("seq_a", "seq_b")
+_MAGIC = const(b"SQ01")
+_KEYS = const(("seq_a", "seq_b"))
 
 
 class SeqExhausted(Exception):
@@ -102,7 +102,7 @@ def _unpack(blob):
         return None
     gen, limit, boot = struct.unpack(">III", blob[4:16])
     if limit == 0 and gen > 0:
-        limit = SEQ_LIMIT  # stored as 0 once the whole u32 range is reserved
+        limit = _SEQ_LIMIT  # stored as 0 once the whole u32 range is reserved
     return gen, limit, boot
 
 
@@ -112,11 +112,11 @@ class SeqCounter:
     only tear the slot being written, so the other one still holds the previous reservation.
 
     kv: FileKV or NvsKV. floor: a seq known to be used already (the journal's last seq), so a lost
-    store can never make seqs repeat. block: seqs reserved per flash write (SEQ_BLOCK).
+    store can never make seqs repeat. block: seqs reserved per flash write (_SEQ_BLOCK).
     Constructing the counter counts a boot (boot_count) and persists it with a first reservation.
     """
 
-    def __init__(self, kv, floor=0, block=SEQ_BLOCK):
+    def __init__(self, kv, floor=0, block=_SEQ_BLOCK):
         if block < 1:
             raise ValueError("block must be >= 1")
         self._kv = kv
@@ -138,9 +138,9 @@ class SeqCounter:
 
     def _reserve(self):
         """Persist a new reservation block starting at self._next; returns once it is durable."""
-        if self._next >= SEQ_LIMIT:
+        if self._next >= _SEQ_LIMIT:
             raise SeqExhausted("u32 seq space exhausted")
-        limit = min(self._next + self._block, SEQ_LIMIT)
+        limit = min(self._next + self._block, _SEQ_LIMIT)
         gen = self._gen + 1
         self._kv.put(_KEYS[gen & 1], _pack(gen, limit, self.boot_count))
         self._gen = gen
@@ -163,8 +163,8 @@ class SeqCounter:
 # record ever journaled and after every chain segment the board starts. It is what tells, at boot,
 # an empty journal of a new board from a journal that lost its records (docs/wire-format.md, Chain
 # segments): layout magic "CH01", u32 journal corrupt entries already answered by a segment, CRC-32.
-_MARK_KEY = "chain"
-_MARK_MAGIC = b"CH01"
+_MARK_KEY = const("chain")
+_MARK_MAGIC = const(b"CH01")
 _MARK_BYTES = const(12)
 
 

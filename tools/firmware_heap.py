@@ -39,7 +39,9 @@ How it measures (docs/journal.md explains why the VM needs it):
 - Peak bound = max over steps of (live heap before the step + what the step allocates outside the
   metered churn + W if it ran a kernel). Every term is measured except the counts in W
   (calibrate_allowance), one per kind of kernel, each at measured object sizes: SHA-512 holds
-  its 80 schedule words, 8 state words and 13 round values (up to 115 bits); the point kernels
+  its 80 schedule words, 8 state words, 13 round values (up to 115 bits) and the 16-tuple a
+  block is unpacked into (the 80-slot schedule list is SHA512's own, allocated in its __init__
+  outside the kernel and counted there, so not in W again); the point kernels
   (_base_mul, _encode, _inv) 16 field elements and 4 unreduced products; the signer table's build
   (first boot only) a row of 8 points (32 field elements) plus partial products and scalars: 48
   field elements and 4 products. A step's W is the largest of the kinds it ran, not their sum:
@@ -146,6 +148,10 @@ KERNELS = (  # (module, function, kind of kernel: its working-set allowance)
     ("firmware.ed25519", "_inv", "point"),
     ("firmware.ed25519", "_encode", "point"),
 )
+UNLOAD_KEYSTORE = "boot: unload firmware.keystore (keys read)"
+UNLOAD_CHANNELS = "boot: unload firmware.channels (sensors built)"
+UNLOAD_WIRE = "boot: unload firmware.wire (chain head read)"
+UNLOAD_APP = "boot: unload boot code (firmware.app)"
 # The table's build (first boot only), in the module ed25519.TableFile loads for it and unloads.
 EXTRA = "firmware.ed25519_extra"
 EXTRA_KERNELS = ((EXTRA, "_build_table", "table"), (EXTRA, "_add", "table"),
@@ -414,8 +420,10 @@ class Meter:
 
 def calibrate_allowance():
     """Return ({kind: W}, {kind: terms}): each kind of kernel's working set from measured object
-    sizes. sha: SHA-512's schedule (80 64-bit words in an 80-slot list), its 8 state words and
-    13 round values (a..h, bc, ab, t1, t2, y: up to 115 bits); point: 16 field elements (< 2**256:
+    sizes. sha: SHA-512's schedule (80 64-bit words, in the list SHA512.__init__ allocates and
+    _compress reuses: that list is counted where it is made), its 8 state words, 13 round values
+    (a..h, bc, ab, t1, t2, y: up to 115 bits) and the 16-tuple struct.unpack_from makes of a block;
+    point: 16 field elements (< 2**256:
     _base_mul's X, Y, Z, T, a..h and a few; _inv's 6) and 4 unreduced products (< 2**512, on the
     value stack); table: the table build's row of 8 points (32 field elements) plus 8 partial
     products, a base point and scalars, 48 field elements and 4 products."""
@@ -436,17 +444,18 @@ def calibrate_allowance():
     a = gc.mem_alloc()
     rot = rot + w64  # a round's sum: a rotation plus 64-bit terms (an mpz sum takes one more digit)
     s_115 = gc.mem_alloc() - a
+    block = bytes(128)
     a = gc.mem_alloc()
-    sched = [0] * 80
-    s_list = gc.mem_alloc() - a
-    fe = prod = word = sched = q = rot = dup = None  # noqa: F841
+    words = struct.unpack_from(">16Q", block, 0)  # zeros: small ints, only the tuple is new
+    s_tuple = gc.mem_alloc() - a
+    fe = prod = word = words = block = q = rot = dup = None  # noqa: F841
     w = {
-        "sha": 88 * s_64 + 13 * s_115 + s_list,
+        "sha": 88 * s_64 + 13 * s_115 + s_tuple,
         "point": 16 * s_fe + 4 * s_prod,
         "table": 48 * s_fe + 4 * s_prod,
     }
     terms = {
-        "sha": f"88 x {s_64} + 13 x {s_115} + {s_list}",
+        "sha": f"88 x {s_64} + 13 x {s_115} + {s_tuple}",
         "point": f"16 x {s_fe} + 4 x {s_prod}",
         "table": f"48 x {s_fe} + 4 x {s_prod}",
     }
@@ -666,15 +675,23 @@ class Gateway:
                 self.status = struct.unpack(">BBI", payload[1:])
 
     def record(self, rec):
-        wire = sys.modules["firmware.wire"]  # the board's current copy (a reboot reloads it)
-        p = wire.parse(rec)
-        if self.prev is not None and p[6] != self.prev:
-            raise AssertionError(f"chain break at seq {p[3]}")
-        if p[3] <= self.last_seq:
-            raise AssertionError(f"seq {p[3]} not above {self.last_seq}")
-        self.prev = wire.record_hash(rec, p[8])
-        self.last_seq = p[3]
-        self.last_signed = p[9]
+        """Check one uploaded record: it links to the previous one (prev_hash), its seq grows;
+        note whether it is signed. Parsed here (docs/wire-format.md) rather than with
+        firmware.wire, which a board unloads after boot."""
+        seq = struct.unpack_from(">I", rec, 19)[0]
+        if self.prev is not None and rec[31:63] != self.prev:
+            raise AssertionError(f"chain break at seq {seq}")
+        if seq <= self.last_seq:
+            raise AssertionError(f"seq {seq} not above {self.last_seq}")
+        body_len = 64  # header; then per value: type, channel, payload (16/32 bytes for 11/25)
+        for _ in range(rec[63]):
+            t = rec[body_len]
+            body_len += 2 + (16 if t == 11 else 32 if t == 25 else 4)
+        if len(rec) - body_len not in (0, 64):
+            raise AssertionError(f"seq {seq}: {len(rec) - body_len} bytes after the body")
+        self.prev = hashlib.sha256(rec[:body_len]).digest()
+        self.last_seq = seq
+        self.last_signed = len(rec) - body_len == 64
         self.records += 1
 
 
@@ -779,29 +796,45 @@ def _pool_capacity(pools):
     return 20 * ((1 << pools) - 1)
 
 
-def board_pool_bytes(before, after):
+def board_pool_bytes(before, after, calib):
     """Return (bytes of qstr pools charged to the firmware here, bytes a board allocates for the
-    same names), from qstr_pools() before and after the firmware's imports, or None.
+    same names), from qstr_pools() before and after the firmware's imports and calib, a reading
+    with more pools than before (calibrate_pools), or None.
 
-    Here the firmware's names land behind the harness's, in pools that already grew for those;
-    a board has no harness, so its pools for them are the first ones (20, 40, 80, ... names). The
-    bytes per name slot and per pool are fitted from the two measurements."""
-    if before is None or after is None or after[0] <= before[0]:
+    Here the firmware's names land behind the harness's, in pools that already grew for those
+    (when they fit in the room the harness's last pool left, nothing at all is charged here); a
+    board has no harness, so its pools for them are the first ones (20, 40, 80, ... names). The
+    bytes per name slot and per pool are fitted from the readings before and calib."""
+    if before is None or after is None or calib is None or calib[0] <= before[0]:
         return None
     p0, n0, b0 = before
     p1, n1, b1 = after
-    c0, c1 = _pool_capacity(p0), _pool_capacity(p1)
+    p2, _, b2 = calib
+    c0, c2 = _pool_capacity(p0), _pool_capacity(p2)
     # b = capacity * per_slot + pools * per_pool, at both points
-    det = c1 * p0 - c0 * p1
+    det = c2 * p0 - c0 * p2
     if det == 0:
         return None
-    per_slot = (b1 * p0 - b0 * p1) / det
+    per_slot = (b2 * p0 - b0 * p2) / det
     per_pool = (b0 - c0 * per_slot) / p0
     names = n1 - n0
     pools = 1
     while _pool_capacity(pools) < names:
         pools += 1
     return b1 - b0, int(_pool_capacity(pools) * per_slot + pools * per_pool)
+
+
+def calibrate_pools(now):
+    """Return qstr_pools() after interning fresh names (getattr interns its argument) until one
+    more pool than `now` (a qstr_pools() reading) exists, or None: a second point for
+    board_pool_bytes' fit. Run after every measurement (the names stay interned)."""
+    if now is None:
+        return None
+    need = _pool_capacity(now[0]) - now[1] + 1
+    for i in range(need):
+        getattr(_PortNames, f"qstr_calibration_{i}", None)
+    got = qstr_pools()
+    return got if got is not None and got[0] > now[0] else None
 
 
 def vm_base_bytes():
@@ -958,6 +991,9 @@ async def main():
         )
         link_key = await m.piece("boot: link key (NVS)", ksm.load_link_key, fs, nvs)
         ks = ksm = None
+        # build_board(unload=True), as runtime.run_board builds the board: the key store goes as
+        # soon as the keys are read, the channel names once the sensors are built
+        await m.piece(UNLOAD_KEYSTORE, mods["firmware.app"]._unload, ("firmware.keystore",))
         await imp("firmware.journal")
         jm = mods["firmware.journal"]
         journal = await m.piece(
@@ -997,6 +1033,7 @@ async def main():
         )
         sq = None
         await imp(*DRIVER_MODULES)
+        await m.piece(UNLOAD_CHANNELS, mods["firmware.app"]._unload, ("firmware.channels",))
         await imp("firmware.sampler")
         smp = mods["firmware.sampler"]
         sources = [
@@ -1011,6 +1048,7 @@ async def main():
             ),
         )  # fmt: skip
         kv = None
+        await m.piece(UNLOAD_WIRE, mods["firmware.app"]._unload, ("firmware.wire",))
         # a lost or damaged journal starts a chain segment before any new record (build_board)
         await m.piece("boot: heal (chain mark)", sampler.heal)
         smp = sources = None
@@ -1029,10 +1067,7 @@ async def main():
                 ota=(fs, nvs),  # as build_board: firmware.ota is imported on first use only
             ),
         )
-        await m.piece(
-            "boot: unload boot code (firmware.app, keystore)",
-            mods["firmware.app"].unload_boot_modules,
-        )
+        await m.piece(UNLOAD_APP, mods["firmware.app"].unload_boot_modules)
         b = rt.Board(sampler, periph)
         return b, ble, profile
 
@@ -1046,7 +1081,7 @@ async def main():
         heap_code += v[0]
     loop = await meter.piece("boot: boot event + tasks", Loop, clock, meter, b, ble)
     if gw.prev is None:
-        gw.prev = sys.modules["firmware.wire"].genesis_hash(b.dev_id)
+        gw.prev = hashlib.sha256(b"edgeseal/v1/genesis" + b.dev_id).digest()
     cycle = 0
     steady = [1 << 30, 0, 1 << 30, 0]  # min, max live; min, max journal segments
     for n_cycles, online, mtus in PHASES:
@@ -1087,7 +1122,9 @@ async def main():
     b.stop()
     loop.close()
     meter.finish_raw()
-    unloaded = (meter.retained.get("boot: unload boot code (firmware.app, keystore)") or [0])[0]
+    unloaded = 0
+    for piece in (UNLOAD_KEYSTORE, UNLOAD_CHANNELS, UNLOAD_WIRE, UNLOAD_APP):
+        unloaded += (meter.retained.get(piece) or [0])[0]
     retained_lines = [f"    {v[0]:6d} bytes  {name}" for name, v in meter.retained.items()]
     ranked = sorted(meter.ops.items(), key=lambda kv: -kv[1][1])
     ranked_lines = [
@@ -1098,7 +1135,7 @@ async def main():
     # names land behind the harness's, in whichever pools those left, so what the run charged
     # jumps by ~4.5 KB when the harness's own name count crosses a pool boundary. hx: what is
     # subtracted from every whole-VM figure to get the firmware's.
-    pools = board_pool_bytes(pools_harness, pools_firmware)
+    pools = board_pool_bytes(pools_harness, pools_firmware, calibrate_pools(qstr_pools()))
     hx = harness_code + (0 if pools is None else pools[0] - pools[1])
     firmware_bound = meter.bound - hx
     print(f"firmware_heap: {summary}")
@@ -1109,7 +1146,7 @@ async def main():
     )
     print(
         f"firmware code             {heap_code:7d} bytes (RAM taken by importing, in boot order; "
-        f"{unloaded} after boot: firmware.app and keystore unloaded)"
+        f"{unloaded} after boot: firmware.app, keystore, channels and wire unloaded)"
     )
     for name, v in sorted(per_module.items(), key=lambda x: -x[1][0]):
         print(f"    {name:<28s} {v[0]:6d}")
@@ -1117,7 +1154,9 @@ async def main():
         f"harness code              {harness_code:7d} bytes (BLE + NVS fakes, this script, js bridge: "
         f"not firmware, not in the check)"
     )
-    if pools is not None:
+    if pools is None:
+        print("qstr pools                not measured (no micropython.qstr_info): not counted")
+    else:
         print(
             f"qstr pools                {pools[1]:7d} bytes for the firmware's "
             f"{pools_firmware[1] - pools_harness[1]} names as a board allocates them (pools of "

@@ -4,6 +4,11 @@ from micropython import const
 
 from firmware.drivers.base import RangeError, channels, div_round, emitter, new_source
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_DISSOLVED_OXYGEN = const(3)
+_CH_TEMPERATURE = const(1)
+
 INPUT_MV = const(0)  # table x in mV, read with ADC.read_uv() (ESP32: eFuse-calibrated)
 INPUT_U16 = const(1)  # table x in raw counts, read with ADC.read_u16() (0..65535)
 # Samples per reading: the ESP32 SAR ADC has a few LSB of noise; the min and max sample are dropped
@@ -267,8 +272,6 @@ def source(sensor, buses, clock, readings, hooks):
     buses["<sensor>.adc"]: the calibrated value into its one channel; dissolved oxygen at the
     water temperature last read by the sensor named in "temperature_sensor" (ValueError while
     there is none)."""
-    from firmware import wire
-
     name = sensor["name"]
     params = sensor.get("params") or {}
     emit = emitter(sensor, readings)
@@ -281,10 +284,10 @@ def source(sensor, buses, clock, readings, hooks):
         ref = params["temperature_sensor"]
 
         def read():
-            t = readings.get(ref, {}).get(wire.CH_TEMPERATURE)
+            t = readings.get(ref, {}).get(_CH_TEMPERATURE)
             if t is None:
                 raise ValueError("no water temperature from " + ref)
-            return emit({wire.CH_DISSOLVED_OXYGEN: dev.read_c01(t)})
+            return emit({_CH_DISSOLVED_OXYGEN: dev.read_c01(t)})
 
         return new_source(sensor, read)
     table = CalibrationTable([tuple(p) for p in params["calibration"]])

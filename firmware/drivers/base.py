@@ -87,7 +87,7 @@ def default_ticks():
 
 def channels(sensor):
     """Return [(type_id, channel)] of a profile sensor's channels, in profile order."""
-    from firmware.wire import CHANNEL_TYPES
+    from firmware.channels import CHANNEL_TYPES
 
     return [(CHANNEL_TYPES[c["type"]], c["channel"]) for c in sensor["channels"]]
 
@@ -119,7 +119,7 @@ def emitter(sensor, readings):
 def new_source(sensor, read, event_types=()):
     """Return the firmware.sampler.Source of a profile sensor reading read(); its faults are
     reported with the type of its first channel. event_types: see Source."""
+    from firmware.channels import CHANNEL_TYPES
     from firmware.sampler import Source
-    from firmware.wire import CHANNEL_TYPES
 
     return Source(sensor["name"], read, CHANNEL_TYPES[sensor["channels"][0]["type"]], event_types)

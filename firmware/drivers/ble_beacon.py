@@ -4,6 +4,11 @@ from micropython import const
 
 from firmware.drivers.base import SensorError, emitter, new_source
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_RSSI = const(20)
+_CH_VEHICLE_COMMITMENT = const(11)
+
 # AD types (Bluetooth Assigned Numbers, "Common Data Types").
 AD_FLAGS = const(0x01)
 AD_UUID16_INCOMPLETE = const(0x02)
@@ -198,8 +203,6 @@ def source(sensor, buses, clock, readings, hooks):
     as vehicle_commitment (commitment() with the profile's salt; the id never leaves the board) and
     rssi; nothing when no tag was heard. Adds the reader to hooks.scanners. Raises ValueError when
     commitment_salt_hex is missing or shorter than 16 bytes."""
-    from firmware import wire
-
     params = sensor.get("params") or {}
     emit = emitter(sensor, readings)
     prefix = params.get("id_prefix_hex")
@@ -231,6 +234,6 @@ def source(sensor, buses, clock, readings, hooks):
             cache[0] = vid
             cache[1] = commitment(salt, vid)
         rssi = got[2]
-        return emit({wire.CH_VEHICLE_COMMITMENT: cache[1], wire.CH_RSSI: max(-127, min(20, rssi))})
+        return emit({_CH_VEHICLE_COMMITMENT: cache[1], _CH_RSSI: max(-127, min(20, rssi))})
 
     return new_source(sensor, read)

@@ -15,6 +15,10 @@ from firmware.drivers.base import (
     new_source,
 )
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_TEMPERATURE = const(1)
+
 # 1-Wire ROM and function commands (DS18B20 datasheet, "ROM commands" / "Function commands").
 _CMD_MATCH_ROM = const(0x55)
 _CMD_SKIP_ROM = const(0xCC)
@@ -33,7 +37,7 @@ _RAW_MAX = const(2000)
 _TH_DISABLED = const(0x7F)
 _TL_DISABLED = const(0x80)
 # Max conversion time tCONV per resolution 9..12 bits: 93.75, 187.5, 375, 750 ms (rounded up).
-_CONVERSION_MS = (94, 188, 375, 750)
+_CONVERSION_MS = const((94, 188, 375, 750))
 
 
 class PowerOnValueError(SensorError):
@@ -212,8 +216,6 @@ def source(sensor, buses, clock, readings, hooks):
     The resolution is written to the chip before the first conversion and again after any
     failed read: a DS18B20 powers up with the resolution in its EEPROM (12 bits from the
     factory), and measure_c01 waits only the conversion time of the profile's resolution."""
-    from firmware import wire
-
     params = sensor.get("params") or {}
     emit = emitter(sensor, readings)
     rom = params.get("rom")
@@ -231,7 +233,7 @@ def source(sensor, buses, clock, readings, hooks):
             dev.configure()
             configured[0] = True
         try:
-            return emit({wire.CH_TEMPERATURE: dev.measure_c01()})
+            return emit({_CH_TEMPERATURE: dev.measure_c01()})
         except Exception:
             configured[0] = False  # a power-cycled chip is back at its EEPROM resolution
             raise

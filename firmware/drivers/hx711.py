@@ -11,6 +11,10 @@ from firmware.drivers.base import (
     new_source,
 )
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_WEIGHT = const(12)
+
 # Extra SCK pulses after the 24 data bits select the next conversion (datasheet table "Input
 # channel and gain selection"): 25 = channel A gain 128, 26 = channel B gain 32, 27 = A gain 64.
 GAIN_A128 = const(1)
@@ -158,8 +162,6 @@ def specs():
 def source(sensor, buses, clock, readings, hooks):
     """Return the sampler Source of an hx711 profile sensor on the pins buses["<sensor>.dout"] and
     ["<sensor>.sck"]: LoadCell.read_grams() into its weight channel, 0 below the tare."""
-    from firmware import wire
-
     name = sensor["name"]
     params = sensor.get("params") or {}
     emit = emitter(sensor, readings)
@@ -172,6 +174,6 @@ def source(sensor, buses, clock, readings, hooks):
 
     def read():
         # below the tare is drift or noise around an empty platform (the wire type is >= 0)
-        return emit({wire.CH_WEIGHT: max(0, cell.read_grams())})
+        return emit({_CH_WEIGHT: max(0, cell.read_grams())})
 
     return new_source(sensor, read)

@@ -13,6 +13,13 @@ from firmware.drivers.base import (
     new_source,
 )
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_CURRENT = const(16)
+_CH_ENERGY = const(6)
+_CH_POWER = const(7)
+_CH_VOLTAGE = const(15)
+
 ADDR_DEFAULT = const(0x40)  # A1 = A0 = GND
 _REG_CONFIG = const(0x00)
 _REG_SHUNT = const(0x01)
@@ -242,8 +249,6 @@ def source(sensor, buses, clock, readings, hooks):
 
     The chip is configured before the first read (it powers up with calibration 0); a chip
     that loses its calibration later is reconfigured by INA219.read itself."""
-    from firmware import wire
-
     params = sensor.get("params") or {}
     emit = emitter(sensor, readings)
     kw = {"ticks_ms": clock.ticks_ms, "ticks_diff": clock.ticks_diff}
@@ -264,11 +269,11 @@ def source(sensor, buses, clock, readings, hooks):
         bus_mv, current_ma, power_mw = dev.update()
         return emit(
             {
-                wire.CH_VOLTAGE: bus_mv,
-                wire.CH_CURRENT: current_ma,
-                wire.CH_POWER: power_mw,
-                (wire.CH_ENERGY, 0): dev.energy_fwd_uwh() // 1000000,  # import
-                (wire.CH_ENERGY, 1): dev.energy_rev_uwh() // 1000000,  # export
+                _CH_VOLTAGE: bus_mv,
+                _CH_CURRENT: current_ma,
+                _CH_POWER: power_mw,
+                (_CH_ENERGY, 0): dev.energy_fwd_uwh() // 1000000,  # import
+                (_CH_ENERGY, 1): dev.energy_rev_uwh() // 1000000,  # export
             }
         )
 

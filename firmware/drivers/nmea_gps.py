@@ -4,6 +4,11 @@ from micropython import const
 
 from firmware.drivers.base import SensorError, div_round, emitter, new_source
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_LATITUDE = const(8)
+_CH_LONGITUDE = const(9)
+
 # NMEA 0183: a sentence is at most 82 characters including '$' and CR LF.
 MAX_SENTENCE_BYTES = const(82)
 # Bytes pulled from the UART per poll(): bounds the time one poll() can take (9600 baud = 960 B/s).
@@ -328,7 +333,6 @@ def source(sensor, buses, clock, readings, hooks):
     """Return the sampler Source of an nmea_gps profile sensor: poll(), then the position of a
     current fix into latitude/longitude (NotReadyError without one: a fault, journaled once per
     lost-fix episode). Adds poll() to hooks.pollers (the board drains the UART between samples)."""
-    from firmware import wire
     from firmware.drivers.base import NotReadyError
 
     params = sensor.get("params") or {}
@@ -344,6 +348,6 @@ def source(sensor, buses, clock, readings, hooks):
         pos = dev.position()
         if pos is None:  # a fault; the sampler journals it once per lost-fix episode
             raise NotReadyError("no current GPS fix")
-        return emit({wire.CH_LATITUDE: pos[0], wire.CH_LONGITUDE: pos[1]})
+        return emit({_CH_LATITUDE: pos[0], _CH_LONGITUDE: pos[1]})
 
     return new_source(sensor, read)

@@ -13,6 +13,14 @@ from firmware.drivers.base import (
     new_source,
 )
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_MAGNETIC_FIELD = const(17)
+_CH_OCCUPANCY = const(10)
+_CH_VEHICLE_COMMITMENT = const(11)
+_EV_ARRIVAL = const(6)
+_EV_DEPARTURE = const(7)
+
 ADDR_DEFAULT = const(0x0D)
 _REG_DATA = const(0x00)  # X LSB, X MSB, Y LSB, Y MSB, Z LSB, Z MSB (little-endian, signed)
 _REG_STATUS = const(0x06)
@@ -250,8 +258,6 @@ def source(sensor, buses, clock, readings, hooks):
     failed read), read_c01(), OccupancyDetector.update() into occupancy and magnetic_field; nothing
     while the baseline is collected. Arrival/departure set the Source's event, which carries the
     vehicle commitment of the same sample."""
-    from firmware import wire
-
     params = sensor.get("params") or {}
     block = getattr(clock, "block_ms", None)
     emit = emitter(sensor, readings)
@@ -283,11 +289,11 @@ def source(sensor, buses, clock, readings, hooks):
             return []  # collecting the empty-bay baseline: nothing to report yet, no fault
         change = det.update(x, y, z)
         if change == ARRIVAL:
-            src.event = wire.EV_ARRIVAL
+            src.event = _EV_ARRIVAL
         elif change == DEPARTURE:
-            src.event = wire.EV_DEPARTURE
-        return emit({wire.CH_OCCUPANCY: det.occupied, wire.CH_MAGNETIC_FIELD: det.deviation_c01})
+            src.event = _EV_DEPARTURE
+        return emit({_CH_OCCUPANCY: det.occupied, _CH_MAGNETIC_FIELD: det.deviation_c01})
 
     # the arrival/departure event carries the vehicle commitment of the same sample (if any)
-    src = new_source(sensor, read, (wire.CH_VEHICLE_COMMITMENT,))
+    src = new_source(sensor, read, (_CH_VEHICLE_COMMITMENT,))
     return src

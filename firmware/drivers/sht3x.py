@@ -11,21 +11,26 @@ from firmware.drivers.base import (
     new_source,
 )
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_HUMIDITY = const(2)
+_CH_TEMPERATURE = const(1)
+
 _ADDR_DEFAULT = const(0x44)  # ADDR pin low; 0x45 with ADDR high
 # Single shot, high repeatability, clock stretching disabled (datasheet table "measurement commands"):
 # the sensor NACKs reads until the result is ready, so a busy bus is never held by the sensor.
-_CMD_MEASURE_HIGH = b"\x24\x00"
-_CMD_SOFT_RESET = b"\x30\xa2"
-_CMD_READ_STATUS = b"\xf3\x2d"
-_CMD_CLEAR_STATUS = b"\x30\x41"
+_CMD_MEASURE_HIGH = const(b"\x24\x00")
+_CMD_SOFT_RESET = const(b"\x30\xa2")
+_CMD_READ_STATUS = const(b"\xf3\x2d")
+_CMD_CLEAR_STATUS = const(b"\x30\x41")
 # Max measurement duration at high repeatability is 15 ms (datasheet); 1 ms margin for the clock.
 _MEASURE_MS = const(16)
 # Soft reset: sensor ready again after at most 1.5 ms.
 _RESET_MS = const(2)
 # Status register bits.
-STATUS_ALERT = const(0x8000)
+_STATUS_ALERT = const(0x8000)
 _STATUS_HEATER = const(0x2000)
-STATUS_RESET_DETECTED = const(0x0010)
+_STATUS_RESET_DETECTED = const(0x0010)
 _STATUS_CMD_FAILED = const(0x0002)
 _STATUS_WRITE_CRC_FAILED = const(0x0001)
 
@@ -106,13 +111,11 @@ def specs():
 def source(sensor, buses, clock, readings, hooks):
     """Return the sampler Source of an sht3x profile sensor: measure() (blocking through
     clock.block_ms) into its temperature and humidity channels."""
-    from firmware import wire
-
     emit = emitter(sensor, readings)
     dev = SHT3x(buses[sensor["bus"]], sensor["address"], getattr(clock, "block_ms", None))
 
     def read():
         t, rh = dev.measure()
-        return emit({wire.CH_TEMPERATURE: t, wire.CH_HUMIDITY: rh})
+        return emit({_CH_TEMPERATURE: t, _CH_HUMIDITY: rh})
 
     return new_source(sensor, read)

@@ -4,6 +4,10 @@ from micropython import const
 
 from firmware.drivers.base import default_ticks, emitter, new_source
 
+# Wire registry values: private copies of firmware/wire.py's constants (no name in RAM);
+# tests/firmware/test_wire.py pins every copy to wire.py's value.
+_CH_TAMPER = const(13)
+
 # A level must hold this long to count: contact bounce on reed and micro switches lasts < 20 ms.
 DEBOUNCE_MS_DEFAULT = const(50)
 # With the pull-up, a closed switch (door shut, magnet present) pulls the pin to 0; open reads 1.
@@ -111,8 +115,6 @@ def specs():
 def source(sensor, buses, clock, readings, hooks):
     """Return the sampler Source of a tamper profile sensor on the pin buses["<sensor>.pin"]:
     poll() (the latched opening) into its tamper channel."""
-    from firmware import wire
-
     params = sensor.get("params") or {}
     emit = emitter(sensor, readings)
     kw = {"ticks_ms": clock.ticks_ms, "ticks_diff": clock.ticks_diff}
@@ -123,6 +125,6 @@ def source(sensor, buses, clock, readings, hooks):
     dev = TamperSwitch(buses[sensor["name"] + ".pin"], **kw)
 
     def read():
-        return emit({wire.CH_TAMPER: dev.poll()})
+        return emit({_CH_TAMPER: dev.poll()})
 
     return new_source(sensor, read)

@@ -8,6 +8,7 @@ from firmware.sampler import Source
 from tests.firmware.fakes import FakeDS18B20, FakeI2C, FakeOneWire, sensirion_crc8
 from tests.firmware.simflash import SimFlash
 from tests.firmware.test_sampler import SimClock, SimLoop, check_chain
+from tests.firmware.vectors import W
 
 try:
     import bluetooth  # the host shims: tests/shims is on sys.path under pytest
@@ -73,9 +74,9 @@ def test_board_samples_profile_sensors_and_uploads():
     assert wire.device_id(b.public_key) == b.dev_id == gw.info["device_id"]
     records, end = gw.upload(0)
     kinds = [wire.parse(r)[0] for r in records]
-    assert kinds == [wire.KIND_EVENT] + [wire.KIND_READING] * 5 + [wire.KIND_HEARTBEAT]
+    assert kinds == [W.KIND_EVENT] + [W.KIND_READING] * 5 + [W.KIND_HEARTBEAT]
     first = wire.parse(records[0])
-    assert first[7] == [(wire.CH_EVENT_CODE, 0, wire.EV_BOOT)]
+    assert first[7] == [(W.CH_EVENT_CODE, 0, W.EV_BOOT)]
     values = wire.parse(records[1])[7]
     assert values == [(1, 0, 2506), (1, 1, 2500), (2, 0, 5000)]
     check_chain(records, b.dev_id)
@@ -137,16 +138,16 @@ def test_missing_sensor_becomes_fault_event_not_crash():
     for _ in range(3):
         b.sampler.sample_once()
     recs = [wire.parse(r) for _, r in b.journal.iter_from(0)]
-    faults = [p for p in recs if p[0] == wire.KIND_EVENT and p[7][0][2] == wire.EV_SENSOR_FAULT]
-    assert len(faults) == 1 and faults[0][7][1] == (wire.CH_EVENT_ARG, 0, wire.CH_TEMPERATURE)
-    assert [p[7] for p in recs if p[0] == wire.KIND_READING][0] == [(1, 1, 2500), (2, 0, 5000)]
+    faults = [p for p in recs if p[0] == W.KIND_EVENT and p[7][0][2] == W.EV_SENSOR_FAULT]
+    assert len(faults) == 1 and faults[0][7][1] == (W.CH_EVENT_ARG, 0, W.CH_TEMPERATURE)
+    assert [p[7] for p in recs if p[0] == W.KIND_READING][0] == [(1, 1, 2500), (2, 0, 5000)]
     b.stop()
 
 
 def test_custom_sources_replace_profile_sensors():
     fs = SimFlash(seed=8)
     clock = SimClock()
-    src = Source("w", lambda: [(wire.CH_WEIGHT, 0, 1234)], wire.CH_WEIGHT)
+    src = Source("w", lambda: [(W.CH_WEIGHT, 0, 1234)], W.CH_WEIGHT)
     b = app.build_board(
         _profile(), bluetooth.BLE(1, clock), fs, None, {}, clock, _urandom, sources=[src],
         uuid=bluetooth.UUID,
@@ -155,7 +156,7 @@ def test_custom_sources_replace_profile_sensors():
         c.close()
     b.sampler.sample_once()
     last = wire.parse(b.journal.last()[1])
-    assert last[7] == [(wire.CH_WEIGHT, 0, 1234)]
+    assert last[7] == [(W.CH_WEIGHT, 0, 1234)]
     b.stop()
 
 

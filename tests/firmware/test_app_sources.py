@@ -6,7 +6,7 @@ flash)."""
 import hashlib
 import sys
 
-from firmware import app, board, drivers, ed25519, wire
+from firmware import app, board, channels, drivers, ed25519, wire
 from firmware.drivers.base import NotReadyError
 from firmware.peripheral import Peripheral
 from tests.firmware.fakes import (
@@ -22,6 +22,7 @@ from tests.firmware.fakes import (
 from tests.firmware.simflash import SimFlash
 from tests.firmware.test_board import fake_profile, install_fake_driver
 from tests.firmware.test_sampler import Node, SimClock, SimLoop, check_chain
+from tests.firmware.vectors import W
 
 try:
     import bluetooth  # the host shim: tests/shims is on sys.path under pytest
@@ -115,12 +116,12 @@ def test_nmea_gps_source_fix_and_no_fix():
     uart = FakeUART()
     hooks = app.Hooks()
     src = app.make_source(sensor, {"gnss": uart}, clock, {}, hooks)
-    assert src.fault_type == wire.CH_LATITUDE and len(hooks.pollers) == 1
+    assert src.fault_type == W.CH_LATITUDE and len(hooks.pollers) == 1
     raises(NotReadyError, src.read)  # nothing received yet: a fault, not a value
     uart.feed(RMC[:30])
     raises(NotReadyError, src.read)  # half a sentence
     uart.feed(RMC[30:])
-    assert src.read() == [(wire.CH_LATITUDE, 0, LAT_E7), (wire.CH_LONGITUDE, 0, LON_E7)]
+    assert src.read() == [(W.CH_LATITUDE, 0, LAT_E7), (W.CH_LONGITUDE, 0, LON_E7)]
     clock.advance(10000)
     assert len(src.read()) == 2  # fix_max_age_ms 10000: still current
     clock.advance(1)
@@ -145,13 +146,13 @@ def test_gps_fault_is_journaled_once_per_lost_fix_episode():
         n.sampler.sample_once()  # fix lost again
     recs = [wire.parse(r) for r in n.records()]
     kinds = [p[0] for p in recs]
-    assert kinds == [wire.KIND_EVENT, wire.KIND_READING, wire.KIND_EVENT]
+    assert kinds == [W.KIND_EVENT, W.KIND_READING, W.KIND_EVENT]
     fault = [
-        (wire.CH_EVENT_CODE, 0, wire.EV_SENSOR_FAULT),
-        (wire.CH_EVENT_ARG, 0, wire.CH_LATITUDE),
+        (W.CH_EVENT_CODE, 0, W.EV_SENSOR_FAULT),
+        (W.CH_EVENT_ARG, 0, W.CH_LATITUDE),
     ]
     assert recs[0][7] == fault and recs[2][7] == fault
-    assert recs[1][7] == [(wire.CH_LATITUDE, 0, LAT_E7), (wire.CH_LONGITUDE, 0, LON_E7)]
+    assert recs[1][7] == [(W.CH_LATITUDE, 0, LAT_E7), (W.CH_LONGITUDE, 0, LON_E7)]
     assert n.sampler.sensor_faults == 8
 
 
@@ -160,25 +161,25 @@ def test_qmc5883l_source_baseline_occupancy_and_events():
     clock = SimClock()
     i2c = _mag_bus()
     src = app.make_source(sensor, {"i2c0": i2c}, clock, {})
-    assert src.event_types == (wire.CH_VEHICLE_COMMITMENT,)
+    assert src.event_types == (W.CH_VEHICLE_COMMITMENT,)
     for _ in range(16):  # baseline_samples 16: the empty-bay baseline, nothing reported yet
         assert src.read() == []
     writes = [e for e in i2c.log if e[0] == "writeto_mem"]
     assert [e[2:] for e in writes] == [(0x0A, b"\x80"), (0x0B, b"\x01"), (0x09, b"\x01")]  # once
     assert clock.now_ms == 110  # waited for the first 10 Hz conversion after configure
-    assert src.read() == [(wire.CH_OCCUPANCY, 0, 0), (wire.CH_MAGNETIC_FIELD, 0, 0)]
+    assert src.read() == [(W.CH_OCCUPANCY, 0, 0), (W.CH_MAGNETIC_FIELD, 0, 0)]
     _set_field(i2c, CAR)
     # deviation: 600 raw x -> 500, 3000 raw z -> 2500 (0.01 uT, x 5/6); L1 sum 3000 >= 1500
-    assert src.read() == [(wire.CH_OCCUPANCY, 0, 0), (wire.CH_MAGNETIC_FIELD, 0, 3000)]
-    assert src.read()[0] == (wire.CH_OCCUPANCY, 0, 0) and src.event == 0
-    assert src.read() == [(wire.CH_OCCUPANCY, 0, 1), (wire.CH_MAGNETIC_FIELD, 0, 3000)]
-    assert src.event == wire.EV_ARRIVAL  # confirm_samples 3: the third sample flips the state
+    assert src.read() == [(W.CH_OCCUPANCY, 0, 0), (W.CH_MAGNETIC_FIELD, 0, 3000)]
+    assert src.read()[0] == (W.CH_OCCUPANCY, 0, 0) and src.event == 0
+    assert src.read() == [(W.CH_OCCUPANCY, 0, 1), (W.CH_MAGNETIC_FIELD, 0, 3000)]
+    assert src.event == W.EV_ARRIVAL  # confirm_samples 3: the third sample flips the state
     src.event = 0  # (the sampler clears it after journaling the event)
-    assert src.read()[0] == (wire.CH_OCCUPANCY, 0, 1) and src.event == 0
+    assert src.read()[0] == (W.CH_OCCUPANCY, 0, 1) and src.event == 0
     _set_field(i2c, EMPTY)
     for _ in range(2):
-        assert src.read() == [(wire.CH_OCCUPANCY, 0, 1), (wire.CH_MAGNETIC_FIELD, 0, 0)]
-    assert src.read()[0] == (wire.CH_OCCUPANCY, 0, 0) and src.event == wire.EV_DEPARTURE
+        assert src.read() == [(W.CH_OCCUPANCY, 0, 1), (W.CH_MAGNETIC_FIELD, 0, 0)]
+    assert src.read()[0] == (W.CH_OCCUPANCY, 0, 0) and src.event == W.EV_DEPARTURE
 
 
 def test_qmc5883l_source_reconfigures_after_a_failed_read():
@@ -207,7 +208,7 @@ def test_ble_beacon_source_commitment_and_rssi():
     assert src.read() == []  # the scan is still running
     on_done()
     expected = hashlib.sha256(_salt() + TAG_ID).digest()[:16]
-    assert src.read() == [(wire.CH_VEHICLE_COMMITMENT, 0, expected), (wire.CH_RSSI, 0, -58)]
+    assert src.read() == [(W.CH_VEHICLE_COMMITMENT, 0, expected), (W.CH_RSSI, 0, -58)]
     assert src.read()[0][2] == expected  # held until the next scan completes
     on_result(0, TAG_ADDR, 0, -60, IBEACON)  # one hit: min_hits 2 not reached
     on_done()
@@ -230,7 +231,7 @@ def test_ds18b20_source_writes_the_profile_resolution_before_converting():
     sensor = {"name": "t", "driver": "ds18b20", "bus": "ow0", "params": {"resolution_bits": 9},
               "channels": [{"type": "temperature", "channel": 0}]}  # fmt: skip
     src = app.make_source(sensor, {"ow0": ow}, SimClock(), {})
-    assert src.read() == [(wire.CH_TEMPERATURE, 0, 1000)]
+    assert src.read() == [(W.CH_TEMPERATURE, 0, 1000)]
     assert chip.config == 0x1F  # R1:R0 = 00: 9 bits, written by the source
     chip.config = 0x7F  # a power cycle: back to the EEPROM's 12 bits; the next read fails ...
     ow.devices.remove(chip)
@@ -252,9 +253,9 @@ def test_hx711_source_weight():
     buses = {"stock_scale.dout": dout, "stock_scale.sck": sck}
     src = app.make_source(sensor, buses, SimClock(), {})
     assert dout.mode == FakePin.IN and sck.mode == FakePin.OUT
-    assert src.read() == [(wire.CH_WEIGHT, 0, 5000)]
+    assert src.read() == [(W.CH_WEIGHT, 0, 5000)]
     assert sck.writes[:50] == [1, 0] * 25  # gain 128: 24 bits + 1 pulse
-    assert src.read() == [(wire.CH_WEIGHT, 0, 0)]  # -100 g below the tare: 0 (the type is >= 0)
+    assert src.read() == [(W.CH_WEIGHT, 0, 0)]  # -100 g below the tare: 0 (the type is >= 0)
     raises(NotReadyError, src.read)  # DOUT idles high: not ready, a fault
 
 
@@ -356,35 +357,35 @@ def test_parking_bay_arrival_and_departure_end_to_end():
     check_chain(recs, bay.board.dev_id)
     parsed = [wire.parse(r) for r in recs]
     commit = hashlib.sha256(_salt() + TAG_ID).digest()[:16]
-    events = [i for i, p in enumerate(parsed) if p[0] == wire.KIND_EVENT]
+    events = [i for i, p in enumerate(parsed) if p[0] == W.KIND_EVENT]
     codes = [parsed[i][7][0][2] for i in events]
-    assert codes == [wire.EV_BOOT, wire.EV_ARRIVAL, wire.EV_DEPARTURE]
+    assert codes == [W.EV_BOOT, W.EV_ARRIVAL, W.EV_DEPARTURE]
     arr = events[1]
     # the arrival: a reading with occupancy 1 and the commitment, then the signed arrival event
     reading = parsed[arr - 1]
-    assert reading[0] == wire.KIND_READING
+    assert reading[0] == W.KIND_READING
     assert reading[7] == [
-        (wire.CH_OCCUPANCY, 0, 1),
-        (wire.CH_MAGNETIC_FIELD, 0, 3000),
-        (wire.CH_VEHICLE_COMMITMENT, 0, commit),
-        (wire.CH_RSSI, 0, -62),
+        (W.CH_OCCUPANCY, 0, 1),
+        (W.CH_MAGNETIC_FIELD, 0, 3000),
+        (W.CH_VEHICLE_COMMITMENT, 0, commit),
+        (W.CH_RSSI, 0, -62),
     ]
-    assert parsed[arr - 2][7][0] == (wire.CH_OCCUPANCY, 0, 0)  # the sample before: still vacant
+    assert parsed[arr - 2][7][0] == (W.CH_OCCUPANCY, 0, 0)  # the sample before: still vacant
     assert parsed[arr][7] == [
-        (wire.CH_EVENT_CODE, 0, wire.EV_ARRIVAL),
-        (wire.CH_VEHICLE_COMMITMENT, 0, commit),
+        (W.CH_EVENT_CODE, 0, W.EV_ARRIVAL),
+        (W.CH_VEHICLE_COMMITMENT, 0, commit),
     ]
     assert _verify(bay.board.public_key, recs[arr])
     # the signature covers the reading too: the signed event's prev_hash is the reading's hash
     assert parsed[arr][6] == wire.record_hash(recs[arr - 1], reading[8])
     assert TAG_ID not in b"".join(recs)  # the vehicle id never leaves the board
     dep = events[2]
-    assert parsed[dep - 1][7][0] == (wire.CH_OCCUPANCY, 0, 0)
-    assert parsed[dep][7][0] == (wire.CH_EVENT_CODE, 0, wire.EV_DEPARTURE)
+    assert parsed[dep - 1][7][0] == (W.CH_OCCUPANCY, 0, 0)
+    assert parsed[dep][7][0] == (W.CH_EVENT_CODE, 0, W.EV_DEPARTURE)
     assert _verify(bay.board.public_key, recs[dep])
     # readings while parked carry occupancy 1 and, while the tag is heard, the commitment
-    parked = [p for p in parsed[arr + 1 : dep - 1] if p[0] == wire.KIND_READING]
-    assert parked and all(p[7][0] == (wire.CH_OCCUPANCY, 0, 1) for p in parked)
+    parked = [p for p in parsed[arr + 1 : dep - 1] if p[0] == W.KIND_READING]
+    assert parked and all(p[7][0] == (W.CH_OCCUPANCY, 0, 1) for p in parked)
     assert bay.board.sampler.sensor_faults == 0 and bay.board.peripheral._scanner.scans >= 12
     bay.board.stop()
     bay.loop.close()
@@ -415,15 +416,15 @@ def test_collateral_tracker_profile_end_to_end():
     door.set_level(1)  # the door is opened and stays open
     loop.run_for(30000)
     recs = [wire.parse(r) for _, r in b.journal.iter_from(0)]
-    readings = [p[7] for p in recs if p[0] == wire.KIND_READING]
+    readings = [p[7] for p in recs if p[0] == W.KIND_READING]
     assert len(readings) == 4 and len(uart.chunks) == 0  # samples at 0, 30, 60 and 90 s
-    position = [(wire.CH_LATITUDE, 0, LAT_E7), (wire.CH_LONGITUDE, 0, LON_E7)]
-    assert readings[0] == position + [(wire.CH_TAMPER, 0, 0), (wire.CH_WEIGHT, 0, 10000)]
+    position = [(W.CH_LATITUDE, 0, LAT_E7), (W.CH_LONGITUDE, 0, LON_E7)]
+    assert readings[0] == position + [(W.CH_TAMPER, 0, 0), (W.CH_WEIGHT, 0, 10000)]
     assert readings[1] == readings[0] and readings[2] == readings[0]
     # at 90 s the receiver was silent for 31 s (stale fix: fault), the door is open (latched)
-    assert readings[3] == [(wire.CH_TAMPER, 0, 1), (wire.CH_WEIGHT, 0, 10000)]
-    faults = [p[7] for p in recs if p[0] == wire.KIND_EVENT and p[7][0][2] == wire.EV_SENSOR_FAULT]
-    assert faults == [[(wire.CH_EVENT_CODE, 0, 5), (wire.CH_EVENT_ARG, 0, wire.CH_LATITUDE)]]
+    assert readings[3] == [(W.CH_TAMPER, 0, 1), (W.CH_WEIGHT, 0, 10000)]
+    faults = [p[7] for p in recs if p[0] == W.KIND_EVENT and p[7][0][2] == W.EV_SENSOR_FAULT]
+    assert faults == [[(W.CH_EVENT_CODE, 0, 5), (W.CH_EVENT_ARG, 0, W.CH_LATITUDE)]]
     b.stop()
     loop.close()
 
@@ -448,10 +449,10 @@ def test_ina219_source_reports_import_on_channel_0_and_export_on_channel_1():
         values = src.read()
         clock.advance(1000)
     got = {(t, c): v for t, c, v in values}
-    assert got[(wire.CH_ENERGY, 0)] == 0
-    assert got[(wire.CH_ENERGY, 1)] == 1
-    assert got[(wire.CH_POWER, 0)] == -119800
-    assert got[(wire.CH_CURRENT, 0)] == -10000
+    assert got[(W.CH_ENERGY, 0)] == 0
+    assert got[(W.CH_ENERGY, 1)] == 1
+    assert got[(W.CH_POWER, 0)] == -119800
+    assert got[(W.CH_CURRENT, 0)] == -10000
 
 
 def test_ina219_source_takes_max_gap_ms_from_the_profile():
@@ -467,7 +468,7 @@ def test_ina219_source_takes_max_gap_ms_from_the_profile():
         src.read()
         clock.advance(40000)  # 119.8 W for 40 s = 1.33 Wh, if integrated
         got = {(t, c): v for t, c, v in src.read()}
-        return got[(wire.CH_ENERGY, 1)]
+        return got[(W.CH_ENERGY, 1)]
 
     assert exported_wh(60000) == 1
     assert exported_wh(30000) == 0
@@ -494,7 +495,7 @@ def test_every_sensor_of_every_profile_gets_its_drivers_source():
         for s in profile["sensors"]:
             src = app.make_source(s, buses, SimClock(), readings, hooks)
             assert src.name == s["name"] and s["name"] in readings, s["name"]
-            assert src.fault_type == wire.CHANNEL_TYPES[s["channels"][0]["type"]], s["name"]
+            assert src.fault_type == channels.CHANNEL_TYPES[s["channels"][0]["type"]], s["name"]
             assert "firmware.drivers." + drivers.MODULES[s["driver"]] in sys.modules, s["name"]
         gps = [s for s in profile["sensors"] if s["driver"] == "nmea_gps"]
         tags = [s for s in profile["sensors"] if s["driver"] == "ble_beacon"]
@@ -514,13 +515,13 @@ def test_pond_monitor_probe_sources():
     src = {s["name"]: app.make_source(s, buses, SimClock(), readings) for s in profile["sensors"]}
     e = raises(ValueError, src["do"].read)  # no water temperature read yet
     assert "water_temp" in str(e)
-    assert src["water_temp"].read() == [(wire.CH_TEMPERATURE, 0, 2506)]
-    assert readings["water_temp"] == {wire.CH_TEMPERATURE: 2506}
+    assert src["water_temp"].read() == [(W.CH_TEMPERATURE, 0, 2506)]
+    assert readings["water_temp"] == {W.CH_TEMPERATURE: 2506}
     # DO_sat(25.06 degC) = 826 + round(-15 x 0.06) = 825 (0.01 mg/L); V = V_sat: 8.25 mg/L
-    assert src["do"].read() == [(wire.CH_DISSOLVED_OXYGEN, 0, 825)]
-    assert src["ph"].read() == [(wire.CH_PH, 0, 7000)]
-    assert src["ammonia"].read() == [(wire.CH_AMMONIA, 0, 100)]
-    assert src["ph"].fault_type == wire.CH_PH and src["do"].fault_type == wire.CH_DISSOLVED_OXYGEN
+    assert src["do"].read() == [(W.CH_DISSOLVED_OXYGEN, 0, 825)]
+    assert src["ph"].read() == [(W.CH_PH, 0, 7000)]
+    assert src["ammonia"].read() == [(W.CH_AMMONIA, 0, 100)]
+    assert src["ph"].fault_type == W.CH_PH and src["do"].fault_type == W.CH_DISSOLVED_OXYGEN
 
 
 def test_make_source_dispatches_to_the_driver_module():
@@ -530,16 +531,16 @@ def test_make_source_dispatches_to_the_driver_module():
         board.validate(profile)
         readings = {}
         src = app.make_source(profile["sensors"][2], {}, SimClock(), readings)
-        assert mod.built == ["tank"] and src.name == "tank" and src.fault_type == wire.CH_TURBIDITY
-        assert src.read() == [(wire.CH_TURBIDITY, 0, 7)]
-        assert readings["tank"] == {wire.CH_TURBIDITY: 7}
+        assert mod.built == ["tank"] and src.name == "tank" and src.fault_type == W.CH_TURBIDITY
+        assert src.read() == [(W.CH_TURBIDITY, 0, 7)]
+        assert readings["tank"] == {W.CH_TURBIDITY: 7}
     finally:
         uninstall()
     # a driver no module implements: a source whose read() raises (a sensor fault at run time)
     sensor = {"name": "x", "driver": "dht22", "channels": [{"type": "humidity", "channel": 3}]}
     readings = {}
     src = app.make_source(sensor, {}, SimClock(), readings)
-    assert src.name == "x" and src.fault_type == wire.CH_HUMIDITY and readings == {"x": {}}
+    assert src.name == "x" and src.fault_type == W.CH_HUMIDITY and readings == {"x": {}}
     raises(NotImplementedError, src.read)
 
 

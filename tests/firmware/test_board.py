@@ -3,8 +3,11 @@
 import json
 import sys
 
-from firmware import board, drivers, wire
+from firmware import board, drivers
 from tests.firmware.fakes import raises
+from tests.firmware.vectors import W, source_consts
+
+USE_CASES = source_consts("firmware/board.py")["_USE_CASES"]
 
 GENERIC = ("esp32-devkitc", "esp32-s3-devkitc-1", "esp32-c3-devkitm-1")
 EXAMPLES = (
@@ -36,12 +39,12 @@ def test_every_profile_in_boards_loads():
         assert name in profiles, name
     for name, p in profiles.items():
         assert p["name"] == name
-        assert p["use_case"] in board.USE_CASES
+        assert p["use_case"] in USE_CASES
 
 
 def test_every_use_case_has_an_example_and_every_chip_a_generic_profile():
     profiles = _profiles()
-    assert sorted(profiles[n]["use_case"] for n in EXAMPLES) == sorted(board.USE_CASES)
+    assert sorted(profiles[n]["use_case"] for n in EXAMPLES) == sorted(USE_CASES)
     assert sorted(profiles[n]["chip"] for n in GENERIC) == ["esp32", "esp32c3", "esp32s3"]
 
 
@@ -62,13 +65,13 @@ def test_generic_profiles_use_micropython_default_i2c0_pins():
 
 def test_channel_types_match_the_wire_registry():
     for name, type_id in board.CHANNEL_TYPES.items():
-        assert getattr(wire, "CH_" + name.upper()) == type_id, name
+        assert getattr(W, "CH_" + name.upper()) == type_id, name
 
 
 def test_profiles_fit_one_record():
     for p in _profiles().values():
         n = sum(len(s["channels"]) for s in p["sensors"])
-        assert 1 <= n <= wire.MAX_VALUES
+        assert 1 <= n <= W.MAX_VALUES
 
 
 def test_parse_and_name_check():
@@ -384,7 +387,7 @@ class FakeDriverModule:
 
             self.built.append(sensor["name"])
             emit = emitter(sensor, readings)
-            return new_source(sensor, lambda: emit({wire.CH_TURBIDITY: 7}))
+            return new_source(sensor, lambda: emit({W.CH_TURBIDITY: 7}))
 
         self.source = source
 

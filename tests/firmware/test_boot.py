@@ -3,8 +3,8 @@ profile-driven imports, and main.py's MemoryError handling (degrade, drain, back
 
 import sys
 
-from firmware import app, ed25519, runtime
-from firmware.keystore import NVS_KEY, KeyCorrupt, KeyStore, install_link_key
+from firmware import app, ed25519, keystore, runtime
+from firmware.keystore import KeyCorrupt, KeyStore, install_link_key
 from firmware.sampler import Source
 from tests.firmware.simflash import PowerCut, SimFlash
 from tests.firmware.test_sampler import SimClock, SimLoop
@@ -28,6 +28,9 @@ PROFILE = "boards/cold-chain-logger.json"
 BACKOFF_MAX_MS = private_const(runtime, "_BACKOFF_MAX_MS", 600000)
 HEALTHY_MS = private_const(runtime, "_HEALTHY_MS", 3600000)
 WATCH_MS = private_const(runtime, "_WATCH_MS", 60000)
+NVS_KEY = private_const(keystore, "_NVS_KEY", "dev_key")
+OOM_KEY = private_const(runtime, "_OOM_KEY", "oom_run")
+OOM_TOTAL_KEY = private_const(runtime, "_OOM_TOTAL_KEY", "oom_total")
 _SMALL_JOURNAL = 9216  # the smallest journal build_board accepts is 8,704 bytes (4 KB segments)
 
 
@@ -393,6 +396,7 @@ def test_only_the_profile_drivers_are_imported_and_boot_code_unloads():
     try:
         app.unload_boot_modules()
         assert "firmware.app" not in sys.modules and "firmware.keystore" not in sys.modules
+        assert "firmware.channels" not in sys.modules
         assert not hasattr(firmware, "app") and "firmware.runtime" in sys.modules
     finally:
         sys.modules["firmware.app"] = saved[0]
@@ -461,7 +465,7 @@ def test_memory_error_counts_degrades_and_backs_off():
     assert modes == [False] + [True] * 9
     assert sleeps[:5] == [5000, 10000, 20000, 40000, 80000]
     assert sleeps[-1] == BACKOFF_MAX_MS and max(sleeps) == BACKOFF_MAX_MS
-    assert nvs.get_i32(runtime.OOM_KEY) == 10 and nvs.get_i32(runtime.OOM_TOTAL_KEY) == 10
+    assert nvs.get_i32(OOM_KEY) == 10 and nvs.get_i32(OOM_TOTAL_KEY) == 10
     assert machine.resets == 10
 
 
@@ -473,7 +477,7 @@ def test_other_errors_reset_after_a_short_delay_without_degrading():
         raise ValueError("bad profile")
 
     _boot(None, nvs, FakeMachine(), None, sleeps.append, run)
-    assert sleeps == [5000] and runtime.get_i32(nvs, runtime.OOM_KEY) == 0
+    assert sleeps == [5000] and runtime.get_i32(nvs, OOM_KEY) == 0
 
 
 def _fill(fs, clock, rand):
@@ -496,7 +500,7 @@ def test_degraded_board_drains_a_full_journal_then_retries_normal():
     full = _fill(fs, clock, rand)
     assert full.journal.used_bytes > _SMALL_JOURNAL - 600
     nvs = esp32.NVS("edgeseal", {})
-    nvs.set_i32(runtime.OOM_KEY, 2)  # the full build failed twice
+    nvs.set_i32(OOM_KEY, 2)  # the full build failed twice
     machine = FakeMachine()
     modes = []
 
@@ -530,7 +534,7 @@ def test_degraded_board_drains_a_full_journal_then_retries_normal():
     sleeps = []
     install_link_key(fs, None, LINK_KEY)
     _boot(None, nvs, machine, None, sleeps.append, run)
-    assert modes == [True] and nvs.get_i32(runtime.OOM_KEY) == -2 and sleeps == []
+    assert modes == [True] and nvs.get_i32(OOM_KEY) == -2 and sleeps == []
 
     # the retry fails again: the count goes on from 2, with a longer back-off, degraded again
     def fail(ble_, nvs_, machine_, urandom, degraded, watch):
@@ -538,13 +542,13 @@ def test_degraded_board_drains_a_full_journal_then_retries_normal():
         raise MemoryError()
 
     _boot(None, nvs, machine, None, sleeps.append, fail)
-    assert modes == [True, False] and nvs.get_i32(runtime.OOM_KEY) == 3
+    assert modes == [True, False] and nvs.get_i32(OOM_KEY) == 3
     assert sleeps == [runtime.backoff_ms(3)] == [20000]
 
 
 def test_normal_board_running_an_hour_ends_the_episode():
     nvs = esp32.NVS("edgeseal", {})
-    nvs.set_i32(runtime.OOM_KEY, -3)
+    nvs.set_i32(OOM_KEY, -3)
     watch = runtime.Watch(nvs, -3, FakeMachine())
 
     class T:
@@ -563,10 +567,10 @@ def test_normal_board_running_an_hour_ends_the_episode():
     b = B()
     b.sampler.time.ms = HEALTHY_MS - 1
     watch(b)
-    assert nvs.get_i32(runtime.OOM_KEY) == -3
+    assert nvs.get_i32(OOM_KEY) == -3
     b.sampler.time.ms = HEALTHY_MS
     watch(b)
-    assert nvs.get_i32(runtime.OOM_KEY) == 0 and watch.ooms == 0
+    assert nvs.get_i32(OOM_KEY) == 0 and watch.ooms == 0
 
 
 if bluetooth is None:

@@ -9,6 +9,7 @@ from firmware.sampler import DeviceTime, Sampler
 from firmware.seqcounter import FileKV, SeqCounter
 from tests.firmware.simflash import PowerCut, SimFlash
 from tests.firmware.test_sampler import Counter, SimClock, check_chain
+from tests.firmware.vectors import W
 
 SEED = bytes(range(32))
 
@@ -54,9 +55,9 @@ class Board:
 def _segment(raw):
     """Return (reason, held_seq or None, prev_hash) of a chain_segment record; assert it is one."""
     p = wire.parse(raw)
-    assert p[0] == wire.KIND_CHAIN_SEGMENT and p[9], "a signed chain_segment"
+    assert p[0] == W.KIND_CHAIN_SEGMENT and p[9], "a signed chain_segment"
     vals = dict((t, v) for t, _, v in p[7])
-    return vals[wire.CH_BREAK_REASON], vals.get(wire.CH_HELD_SEQ), p[6]
+    return vals[W.CH_BREAK_REASON], vals.get(W.CH_HELD_SEQ), p[6]
 
 
 def test_a_new_board_and_a_plain_reboot_start_no_segment():
@@ -76,7 +77,7 @@ def test_wiped_journal_starts_a_segment_above_every_used_seq():
     seq = b.boot()
     assert seq > high
     reason, held, prev = _segment(b.records()[-1])
-    assert reason == wire.BRK_JOURNAL_LOST and held is None
+    assert reason == W.BRK_JOURNAL_LOST and held is None
     assert prev == wire.genesis_hash(b.dev_id)
     b.readings(2)
     check_chain(b.records(), b.dev_id)  # the segment starts from genesis, the rest chains on
@@ -93,7 +94,7 @@ def test_reflash_with_nvs_kept_twice_in_a_row():
         b.readings(1)
     assert seqs[0] > 3 and seqs[1] > seqs[0]
     assert b.sampler.segments == 1  # counted per boot; the journal holds the newest segment
-    assert _segment(b.records()[0])[0] == wire.BRK_JOURNAL_LOST
+    assert _segment(b.records()[0])[0] == W.BRK_JOURNAL_LOST
 
 
 def test_damaged_entry_midway_starts_one_segment_that_holds_the_head():
@@ -106,7 +107,7 @@ def test_damaged_entry_midway_starts_one_segment_that_holds_the_head():
     seq = b.boot()
     assert seq > head and b.journal.corrupt_count > 0
     reason, held, _ = _segment(b.records()[-1])
-    assert reason == wire.BRK_FLASH_FAULT and held == head
+    assert reason == W.BRK_FLASH_FAULT and held == head
     assert b.boot() == -1  # answered once, not at every boot
 
 
@@ -120,7 +121,7 @@ def test_gateway_behind_asks_for_deleted_seqs():
     seq = b.sampler.gateway_behind(2)  # it lost seqs 2..acked
     assert seq > acked
     reason, held, _ = _segment(b.records()[-1])
-    assert reason == wire.BRK_GATEWAY_BEHIND and held == acked
+    assert reason == W.BRK_GATEWAY_BEHIND and held == acked
     assert b.sampler.gateway_behind(2) == -1  # one segment until it is acked
     b.sampler.ack(seq)
     assert b.sampler.gateway_behind(0) > seq  # the gateway lost it all again
@@ -152,8 +153,8 @@ def test_power_cut_at_every_write_point_around_the_segment():
             b.readings(1)
             recs = b.records()
             kinds = [wire.parse(r)[0] for r in recs]
-            assert wire.KIND_CHAIN_SEGMENT in kinds, (flash, k)
-            start = kinds.index(wire.KIND_CHAIN_SEGMENT)
+            assert W.KIND_CHAIN_SEGMENT in kinds, (flash, k)
+            start = kinds.index(W.KIND_CHAIN_SEGMENT)
             check_chain(recs[start:], b.dev_id)
             assert min(b.used_seqs()) > high, (flash, k)
             if not cut:

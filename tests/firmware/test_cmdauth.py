@@ -16,12 +16,13 @@ from tests.firmware.test_peripheral import (
     time_sync,
 )
 from tests.firmware.test_sampler import Node, SimLoop
-from tests.firmware.vectors import load, private_const, unhex
+from tests.firmware.vectors import W, check_copies, load, private_const, unhex
 
 VM_SKIP = {}
 V = load("ble.json")["auth"]
 TIME_SYNC_MAX_STEP_S = private_const(peripheral, "_TIME_SYNC_MAX_STEP_S", 120)
 # check()'s refusal reasons (firmware/cmdauth.py)
+TRAILER_BYTES = private_const(cmdauth, "_TRAILER_BYTES", 13)  # counter + tag
 AUTH_NO_KEY = private_const(cmdauth, "_AUTH_NO_KEY", 1)
 AUTH_NO_SESSION = private_const(cmdauth, "_AUTH_NO_SESSION", 5)
 _REASONS = {"bad-tag": private_const(cmdauth, "_AUTH_BAD_TAG", 3),
@@ -41,7 +42,7 @@ def test_positive_vectors_in_order_on_one_connection():
     for vec in V["writes"]:
         w = unhex(vec["hex"])
         assert a.check(w) == cmdauth.AUTH_OK, vec["name"]
-        assert w[: len(w) - cmdauth.TRAILER_BYTES] == unhex(vec["command"])
+        assert w[: len(w) - TRAILER_BYTES] == unhex(vec["command"])
         tag = a.tag(unhex(V["nonce"]), vec["counter"], unhex(vec["command"]))
         assert tag[: cmdauth.TAG_BYTES] == w[len(w) - cmdauth.TAG_BYTES :]
 
@@ -155,5 +156,10 @@ def test_time_sync_events_are_rate_bound():
     # the first sync journals an event; the next five (within a minute) are summed, not journaled
     assert node.sampler.events - events == 1 and node.sampler.time_sync_events_deferred == 5
     kinds = [wire.parse(r)[0] for _, r in node.journal.iter_from(0)]
-    assert kinds.count(wire.KIND_EVENT) == 1
+    assert kinds.count(W.KIND_EVENT) == 1
     loop.close()
+
+
+def test_private_copies_of_cmdauth_constants_match():
+    # firmware/peripheral.py keeps copies (_NONCE_BYTES, _TRAILER_BYTES) under the same names
+    assert check_copies("firmware/cmdauth.py", cmdauth) >= 2

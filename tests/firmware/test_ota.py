@@ -15,6 +15,7 @@ from tests.firmware.otarel import (
     stream,
 )
 from tests.firmware.simflash import SimFlash
+from tests.firmware.vectors import source_consts
 
 try:
     import esp32  # the host shims: tests/shims is on sys.path under pytest
@@ -273,3 +274,11 @@ def test_command_parsing():
         ota.ST_REJECTED,
         ota.R_INCOMPLETE,
     )
+
+
+def test_ota_publishes_the_boot_sides_private_constants():
+    # firmware/otaboot.py keeps them private (main.py imports it at every power-on: no names in
+    # RAM); firmware.ota publishes the same values under the public names
+    boot = source_consts("firmware/otaboot.py")
+    for name in ("MAX_TRIAL_BOOTS", "OTA_DIR", "POINTER", "SLOTS", "FACTORY"):
+        assert getattr(ota, name) == boot["_" + name], name

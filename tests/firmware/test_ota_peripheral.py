@@ -12,7 +12,7 @@ try:
 except ImportError:  # the MicroPython VM
     from tests.shims import bluetooth
 from tests.firmware.test_peripheral import LINK_KEY, Gateway, Urandom, ack
-from tests.firmware.vectors import private_const
+from tests.firmware.vectors import P, private_const
 
 V2 = 0x000200
 
@@ -44,13 +44,13 @@ OTA_MAX_DATA_BYTES = private_const(protocol, "_OTA_MAX_DATA_BYTES", 226)
 
 
 def _begin(data, hl, rid):
-    return bytes([protocol.CMD_OTA_BEGIN]) + struct.pack(">IH", len(data), hl) + rid
+    return bytes([P.CMD_OTA_BEGIN]) + struct.pack(">IH", len(data), hl) + rid
 
 
 def _push(gw, data, hl, rid, stop=None, per_connection=200):
     """Push from the offset the board names; returns the last STATUS (command, status, arg)."""
     st = gw.command(_begin(data, hl, rid))
-    assert st[:2] == (protocol.CMD_OTA_BEGIN, protocol.ST_OK), st
+    assert st[:2] == (P.CMD_OTA_BEGIN, P.ST_OK), st
     off = st[2]
     end = len(data) if stop is None else stop
     sent = 0
@@ -58,12 +58,12 @@ def _push(gw, data, hl, rid, stop=None, per_connection=200):
         n = min(OTA_MAX_DATA_BYTES, end - off)
         cmd = bytes([CMD_OTA_DATA]) + struct.pack(">I", off) + data[off : off + n]
         st = gw.command(cmd)
-        assert st[1] == protocol.ST_OK, st
+        assert st[1] == P.ST_OK, st
         off = st[2]
         sent += 1
     if off < len(data):
         return st
-    return gw.command(bytes([protocol.CMD_OTA_END]))
+    return gw.command(bytes([P.CMD_OTA_END]))
 
 
 def test_ota_over_ble_resumes_switches_and_restarts():
@@ -71,13 +71,13 @@ def test_ota_over_ble_resumes_switches_and_restarts():
     data, hl, rid = stream(app_files("v2", n=4, size=900), V2)
     gw.connect()
     st = _push(gw, data, hl, rid, stop=hl + 1000)
-    assert st[:2] == (CMD_OTA_DATA, protocol.ST_OK)
+    assert st[:2] == (CMD_OTA_DATA, P.ST_OK)
     gw.disconnect()
     loop.run_for(100)
     gw.connect()  # a new connection (new nonce, counter from 1) resumes where flash ends
     st = gw.command(_begin(data, hl, rid))
-    assert st == (protocol.CMD_OTA_BEGIN, protocol.ST_OK, hl + 1000)
-    assert _push(gw, data, hl, rid) == (protocol.CMD_OTA_END, protocol.ST_OK, V2)
+    assert st == (P.CMD_OTA_BEGIN, P.ST_OK, hl + 1000)
+    assert _push(gw, data, hl, rid) == (P.CMD_OTA_END, P.ST_OK, V2)
     assert gw.pump(lambda: rx.restarts == [1], 2000), "no restart after the switch"
     assert not per.running and ota.read_pointer(node.fs)[:3] == ("a", V2, "trial")
 
@@ -87,8 +87,8 @@ def test_ota_commands_need_authentication():
     data, hl, rid = stream(app_files("v2"), V2)
     gw.connect()
     begin = _begin(data, hl, rid)
-    assert gw.command(begin + bytes(13), sealed=False)[1] == protocol.ST_UNAUTHENTICATED
-    assert gw.command(bytes([protocol.CMD_OTA_END, 1]))[1] == protocol.ST_BAD_COMMAND
+    assert gw.command(begin + bytes(13), sealed=False)[1] == P.ST_UNAUTHENTICATED
+    assert gw.command(bytes([P.CMD_OTA_END, 1]))[1] == P.ST_BAD_COMMAND
     assert not node.fs.exists("ota/stage") and per.auth_rejections == 1
 
 
@@ -111,6 +111,6 @@ def test_first_acked_upload_confirms_a_trial_version():
     node.sampler.sample_once()
     records, end = gw2.upload(0)
     assert records and ota.read_pointer(node.fs)[2] == "trial"
-    assert gw2.command(ack(end[1]))[1] == protocol.ST_OK
+    assert gw2.command(ack(end[1]))[1] == P.ST_OK
     assert ota.read_pointer(node.fs)[2] == "good"
-    assert gw2.command(ack(end[1]))[1] == protocol.ST_OK  # later acks: nothing to confirm
+    assert gw2.command(ack(end[1]))[1] == P.ST_OK  # later acks: nothing to confirm

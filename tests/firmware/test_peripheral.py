@@ -10,6 +10,7 @@ import struct
 from firmware import ed25519, protocol, wire
 from firmware.peripheral import Peripheral
 from tests.firmware.test_sampler import Node, SimLoop, check_chain
+from tests.firmware.vectors import W
 
 try:
     import bluetooth  # the host shim: tests/shims is on sys.path under pytest
@@ -247,7 +248,7 @@ def _cycle(mtu):
     assert info["last_acked_seq"] == 0xFFFFFFFF
     records, end = gw.upload(0)
     assert len(records) == 13  # 12 unsigned readings + the signed closing heartbeat
-    assert wire.parse(records[-1])[0] == wire.KIND_HEARTBEAT
+    assert wire.parse(records[-1])[0] == W.KIND_HEARTBEAT
     _verify_upload(node, records)
     assert end == (0, wire.parse(records[-1])[3], 13)
     assert gw.dropped == 0
@@ -349,7 +350,7 @@ def test_send_from_limit_and_empty():
     none, end = gw.upload(end[1] + 1)
     assert none == [] and end == (2, 0xFFFFFFFF, 0)
     seg, end = gw.upload(0)  # seqs deleted after their ack: the gateway lost them
-    assert [wire.parse(r)[0] for r in seg] == [wire.KIND_CHAIN_SEGMENT] and end[2] == 1
+    assert [wire.parse(r)[0] for r in seg] == [W.KIND_CHAIN_SEGMENT] and end[2] == 1
     loop.close()
 
 
@@ -385,8 +386,8 @@ def test_time_sync_command():
     assert gw.read_info()["flags"] == 1
     node.sampler.sample_once()
     recs = [wire.parse(r) for r in node.records()]
-    assert recs[-2][0] == wire.KIND_EVENT and recs[-2][7][0] == (21, 0, 4)
-    assert recs[-1][1] == wire.TIME_SYNCED and recs[-1][5] >= 1795000000
+    assert recs[-2][0] == W.KIND_EVENT and recs[-2][7][0] == (21, 0, 4)
+    assert recs[-1][1] == W.TIME_SYNCED and recs[-1][5] >= 1795000000
     loop.close()
 
 

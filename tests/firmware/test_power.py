@@ -8,7 +8,7 @@ from firmware.keystore import install_link_key
 from tests.firmware.simflash import SimFlash
 from tests.firmware.test_app import _buses, _urandom
 from tests.firmware.test_sampler import SimClock, SimLoop, check_chain
-from tests.firmware.vectors import private_const
+from tests.firmware.vectors import W, private_const
 
 try:
     import bluetooth  # the host shims: tests/shims is on sys.path under pytest
@@ -157,7 +157,7 @@ def test_light_sleep_advertises_only_in_windows_and_uploads_everything():
         gw.disconnect()
         got += records
         check_chain(got, b.dev_id)
-        assert [wire.parse(r)[0] for r in got].count(wire.KIND_READING) == b.sampler.readings
+        assert [wire.parse(r)[0] for r in got].count(W.KIND_READING) == b.sampler.readings
     finally:
         b.stop()
         loop.close()
@@ -220,15 +220,15 @@ def test_deep_sleep_cycles_resume_the_chain_from_rtc_memory():
     recs = [r for _, r in b.journal.iter_from(0)]
     check_chain(recs, b.dev_id)
     parsed = [wire.parse(r) for r in recs]
-    assert [x[0] for x in parsed].count(wire.KIND_EVENT) == 1  # the one boot event
+    assert [x[0] for x in parsed].count(W.KIND_EVENT) == 1  # the one boot event
     assert [x[3] for x in parsed] == list(range(parsed[0][3], parsed[0][3] + len(parsed)))
     assert seqs == sorted(set(seqs))
     # device time continued across the sleeps: a reading per 120 s, by the RTC's wall clock
     assert {x[4] for x in parsed} == {boot}
-    times = [x[5] for x in parsed if x[0] == wire.KIND_READING]
+    times = [x[5] for x in parsed if x[0] == W.KIND_READING]
     assert times[-1] - times[0] == 120 * (len(times) - 1)
     # the unsigned run was carried over: heartbeats and every 16th record signed, not every wake
-    beats = [x[0] for x in parsed].count(wire.KIND_HEARTBEAT)
+    beats = [x[0] for x in parsed].count(W.KIND_HEARTBEAT)
     assert beats >= 1 and sum(1 for x in parsed if x[9]) <= beats + len(parsed) // 16 + 1
     _done()
 
@@ -292,7 +292,7 @@ def test_a_wake_whose_rtc_state_does_not_match_boots_as_after_a_power_cut():
         assert not b2.woke and b2.sampler.boot == b.sampler.boot + 1, spoil
         recs = [r for _, r in b2.journal.iter_from(0)]
         check_chain(recs, b.dev_id)
-        assert wire.parse(recs[-1])[7] == [(wire.CH_EVENT_CODE, 0, wire.EV_BOOT)]
+        assert wire.parse(recs[-1])[7] == [(W.CH_EVENT_CODE, 0, W.EV_BOOT)]
         b2.stop()
     _done()
 

@@ -3,7 +3,7 @@
 import struct
 
 from firmware import protocol
-from tests.firmware.vectors import load, private_const, unhex
+from tests.firmware.vectors import P, check_copies, load, private_const, unhex
 
 V = load("ble.json")
 R = load("records.json")
@@ -42,15 +42,15 @@ def _reassemble(frames):
 
 def test_uuids_match_vectors():
     u = V["uuids"]
-    assert u["service"] == protocol.SERVICE_UUID
-    assert u["info"] == protocol.INFO_UUID
-    assert u["data"] == protocol.DATA_UUID
-    assert u["control"] == protocol.CONTROL_UUID
+    assert u["service"] == P.SERVICE_UUID
+    assert u["info"] == P.INFO_UUID
+    assert u["data"] == P.DATA_UUID
+    assert u["control"] == P.CONTROL_UUID
     assert V["company_id"] == private_const(protocol, "_COMPANY_ID", 0xFFFF)
 
 
 def test_uuid_little_endian():
-    le = protocol.uuid_bytes_le(protocol.SERVICE_UUID)
+    le = protocol.uuid_bytes_le(P.SERVICE_UUID)
     assert le[0] == 0x00 and le[15] == 0xED and len(le) == 16
 
 
@@ -142,13 +142,13 @@ def test_end_and_status_vectors():
     want = {}
     for vec in V["frames"]:
         want[vec["name"]] = unhex(vec["hex"])
-    assert bytes(fr.end(protocol.END_ALL_SENT, 0x33, 12)) == want["end-all-sent"]
-    assert bytes(fr.end(protocol.END_LIMIT, 0x2D, 12)) == want["end-limit"]
-    assert bytes(fr.end(protocol.END_EMPTY, -1, 0)) == want["end-empty"]
-    assert bytes(fr.end(protocol.END_EMPTY, None, 0)) == want["end-empty"]
-    ok = fr.status(protocol.CMD_ACK, protocol.ST_OK, 0)
+    assert bytes(fr.end(P.END_ALL_SENT, 0x33, 12)) == want["end-all-sent"]
+    assert bytes(fr.end(P.END_LIMIT, 0x2D, 12)) == want["end-limit"]
+    assert bytes(fr.end(P.END_EMPTY, -1, 0)) == want["end-empty"]
+    assert bytes(fr.end(P.END_EMPTY, None, 0)) == want["end-empty"]
+    ok = fr.status(P.CMD_ACK, P.ST_OK, 0)
     assert bytes(ok) == want["status-ack-ok"]
-    bad = fr.status(0x7F, protocol.ST_BAD_COMMAND, 0)
+    bad = fr.status(0x7F, P.ST_BAD_COMMAND, 0)
     assert bytes(bad) == want["status-bad-command"]
 
 
@@ -165,10 +165,10 @@ def test_frame_vectors_decode_by_type():
 
 def test_command_vectors():
     want = {
-        "send-from": (protocol.CMD_SEND_FROM, 0x28, 0),
-        "send-from-limit": (protocol.CMD_SEND_FROM, 0x28, 5),
-        "ack": (protocol.CMD_ACK, 0x33, 0),
-        "time-sync": (protocol.CMD_TIME_SYNC, 1795000000, 0),
+        "send-from": (P.CMD_SEND_FROM, 0x28, 0),
+        "send-from-limit": (P.CMD_SEND_FROM, 0x28, 5),
+        "ack": (P.CMD_ACK, 0x33, 0),
+        "time-sync": (P.CMD_TIME_SYNC, 1795000000, 0),
         "stop": (private_const(protocol, "_CMD_STOP", 0x04), 0, 0),
     }
     seen = 0
@@ -198,21 +198,28 @@ def test_every_truncation_and_extension_of_good_commands_is_refused():
             try:
                 protocol.parse_command(raw[:n])
             except protocol.CommandError as e:
-                assert e.status == protocol.ST_BAD_COMMAND
+                assert e.status == P.ST_BAD_COMMAND
             else:
                 raise AssertionError("accepted truncated " + vec["name"])
         try:
             protocol.parse_command(raw + b"\x00")
         except protocol.CommandError as e:
-            assert e.status == protocol.ST_BAD_COMMAND
+            assert e.status == P.ST_BAD_COMMAND
         else:
             raise AssertionError("accepted extended " + vec["name"])
 
 
 def test_commands_fit_the_control_buffer():
     for vec in V["commands"] + V["bad_commands"] + V["auth"]["writes"]:
-        assert len(unhex(vec["hex"])) <= protocol.CONTROL_BUFFER_BYTES
+        assert len(unhex(vec["hex"])) <= P.CONTROL_BUFFER_BYTES
         assert len(unhex(vec["hex"])) <= 20  # one write at the default MTU 23
     max_write = private_const(protocol, "_MAX_WRITE_BYTES", 20)
     command = private_const(protocol, "_MAX_COMMAND_BYTES", 7)
     assert max_write == command + private_const(protocol, "_AUTH_TRAILER_BYTES", 13)
+
+
+def test_private_copies_of_protocol_constants_match():
+    # protocol's constants are private (no name in RAM): firmware/peripheral.py keeps its own
+    # copies (`_ST_OK = const(0)`), each of which must be protocol.py's value under the same name
+    assert P.CMD_ACK == 0x02 and P.ST_UNAUTHENTICATED == 4 and P.PREFERRED_MTU == 247
+    assert check_copies("firmware/protocol.py", protocol) >= 20

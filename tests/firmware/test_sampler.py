@@ -10,6 +10,7 @@ from firmware.journal import Journal
 from firmware.sampler import DeviceTime, Sampler, Source
 from firmware.seqcounter import FileKV, SeqCounter
 from tests.firmware.simflash import SimFlash
+from tests.firmware.vectors import W
 
 SEED = bytes(range(32))
 
@@ -96,7 +97,7 @@ class SimLoop:
 class Counter:
     """A fake sensor: temperature (ch 0) rising by 1 each read; fail=True makes it raise."""
 
-    def __init__(self, type_id=wire.CH_TEMPERATURE, channel=0, start=2000):
+    def __init__(self, type_id=W.CH_TEMPERATURE, channel=0, start=2000):
         self.type_id = type_id
         self.channel = channel
         self.value = start
@@ -171,7 +172,7 @@ def test_readings_are_chained_from_genesis():
     assert len(recs) == 10
     check_chain(recs, n.dev_id)
     p = wire.parse(recs[3])
-    assert p[0] == wire.KIND_READING and p[7] == [(1, 0, 2004)]
+    assert p[0] == W.KIND_READING and p[7] == [(1, 0, 2004)]
     assert p[5] == 30 and p[1] == 0  # seconds since boot, not synced
     assert n.sampler.depth == 10 and n.sampler.first_seq == wire.parse(recs[0])[3]
 
@@ -183,7 +184,7 @@ def test_signing_policy_every_n_and_heartbeats():
     n.sampler.heartbeat()
     signed = [wire.parse(r)[9] for r in n.records()]
     assert signed == [False, False, False, True, False, False, False, True, True]
-    assert wire.parse(n.records()[-1])[0] == wire.KIND_HEARTBEAT
+    assert wire.parse(n.records()[-1])[0] == W.KIND_HEARTBEAT
     hb = n.records()[-1]
     body_len = wire.parse(hb)[8]
     assert ed25519.verify(n.signer.public_key, hb[:body_len], hb[body_len:])
@@ -196,14 +197,14 @@ def test_close_chain_appends_signed_heartbeat_only_when_needed():
     head = n.sampler.close_chain()
     assert head > before
     last = wire.parse(n.records()[-1])
-    assert last[0] == wire.KIND_HEARTBEAT and last[9]
+    assert last[0] == W.KIND_HEARTBEAT and last[9]
     assert n.sampler.close_chain() == head  # newest is signed now: nothing appended
     assert len(n.records()) == 2
 
 
 def test_sensor_fault_becomes_one_event_and_loop_continues():
     good = Counter()
-    bad = Counter(wire.CH_HUMIDITY, 0, 5000)
+    bad = Counter(W.CH_HUMIDITY, 0, 5000)
     n = Node(sources=[good, bad])
     bad.fail = True
     for _ in range(3):
@@ -213,13 +214,13 @@ def test_sensor_fault_becomes_one_event_and_loop_continues():
     bad.fail = True
     n.sampler.sample_once()
     kinds = [wire.parse(r) for r in n.records()]
-    events = [p for p in kinds if p[0] == wire.KIND_EVENT]
+    events = [p for p in kinds if p[0] == W.KIND_EVENT]
     assert len(events) == 2
     assert events[0][7] == [
-        (wire.CH_EVENT_CODE, 0, wire.EV_SENSOR_FAULT),
-        (wire.CH_EVENT_ARG, 0, 2),
+        (W.CH_EVENT_CODE, 0, W.EV_SENSOR_FAULT),
+        (W.CH_EVENT_ARG, 0, 2),
     ]
-    readings = [p for p in kinds if p[0] == wire.KIND_READING]
+    readings = [p for p in kinds if p[0] == W.KIND_READING]
     assert len(readings) == 5
     assert readings[3][7] == [(1, 0, 2004), (2, 0, 5001)]
     check_chain(n.records(), n.dev_id)
@@ -247,7 +248,7 @@ def test_journal_full_counts_drops_then_overflow_event():
     recs = n.records()
     assert len(recs) == 1
     ev = wire.parse(recs[0])
-    assert ev[7] == [(wire.CH_EVENT_CODE, 0, wire.EV_JOURNAL_OVERFLOW), (wire.CH_EVENT_ARG, 0, 5)]
+    assert ev[7] == [(W.CH_EVENT_CODE, 0, W.EV_JOURNAL_OVERFLOW), (W.CH_EVENT_ARG, 0, 5)]
     assert n.journal.dropped_count == 0
     assert n.sampler.sample_once() > 0
     assert stored > 5
@@ -263,9 +264,9 @@ def test_time_sync_sets_flag_and_logs_correction():
     n.sampler.sample_once()
     recs = [wire.parse(r) for r in n.records()]
     assert recs[0][1] == 0 and recs[0][5] == 42
-    assert recs[1][0] == wire.KIND_EVENT and recs[1][1] == wire.TIME_SYNCED
-    assert recs[1][7][1] == (wire.CH_EVENT_ARG, 0, corr)
-    assert recs[2][5] == 1795000003 and recs[2][1] == wire.TIME_SYNCED
+    assert recs[1][0] == W.KIND_EVENT and recs[1][1] == W.TIME_SYNCED
+    assert recs[1][7][1] == (W.CH_EVENT_ARG, 0, corr)
+    assert recs[2][5] == 1795000003 and recs[2][1] == W.TIME_SYNCED
 
 
 def test_device_time_survives_tick_wrap():

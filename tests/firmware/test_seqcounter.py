@@ -2,8 +2,12 @@
 
 import sys
 
-from firmware.seqcounter import SEQ_LIMIT, FileKV, NvsKV, SeqCounter, SeqExhausted
+from firmware import seqcounter
+from firmware.seqcounter import FileKV, NvsKV, SeqCounter, SeqExhausted
 from tests.firmware.simflash import TEAR_MODES, PowerCut, SimFlash
+from tests.firmware.vectors import check_copies, private_const
+
+SEQ_LIMIT = private_const(seqcounter, "_SEQ_LIMIT", 0x100000000)  # seqs are u32 on the wire
 
 
 def boot(fs, floor=0, block=4):
@@ -174,3 +178,8 @@ def test_nvs_backend_over_an_nvs_object():
     got = [c.next() for _ in range(6)]
     c2 = SeqCounter(NvsKV(_FakeNVS("edgeseal-obj2")), 0, 4)
     assert c2.boot_count == 2 and c2.next() > got[-1]
+
+
+def test_private_copies_of_seqcounter_constants_match():
+    # firmware/power.py keeps copies (_KEYS, _SEQ_BLOCK) under the same names
+    assert check_copies("firmware/seqcounter.py", seqcounter, ("_KEYS", "_SEQ_BLOCK")) == 2

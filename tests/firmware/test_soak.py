@@ -10,6 +10,7 @@ from firmware.keystore import install_link_key
 from firmware.sampler import Source
 from tests.firmware.simflash import PowerCut, SimFlash
 from tests.firmware.test_sampler import SimClock, SimLoop
+from tests.firmware.vectors import W
 
 try:
     import bluetooth
@@ -77,7 +78,7 @@ class Soak:
 
     def _read(self):
         self.value += 1
-        return [(wire.CH_TEMPERATURE, 0, 2000 + self.value % 1000)]
+        return [(W.CH_TEMPERATURE, 0, 2000 + self.value % 1000)]
 
     def _urandom(self, n):
         if n == 16:  # a connection nonce: from its own source, so the scenario's rng is unchanged
@@ -99,7 +100,7 @@ class Soak:
             try:
                 b = app.build_board(
                     PROFILE, ble, self.fs, None, {}, self.clock, self._urandom,
-                    sources=[Source("t", self._read, wire.CH_TEMPERATURE)],
+                    sources=[Source("t", self._read, W.CH_TEMPERATURE)],
                     journal_bytes=32768, uuid=bluetooth.UUID,
                 )  # fmt: skip
                 self._wrap(b)
@@ -158,7 +159,7 @@ class Soak:
             assert p[6] == ref, "chain break at seq %d" % seq
             assert not held or seq > held[-1][0]
             held.append((seq, rec, h4))
-            if p[0] == wire.KIND_EVENT and p[7][0][2] == wire.EV_JOURNAL_OVERFLOW:
+            if p[0] == W.KIND_EVENT and p[7][0][2] == W.EV_JOURNAL_OVERFLOW:
                 self.overflow_events += 1
                 self.dropped_reported += p[7][1][2]
             if p[9]:

@@ -1,7 +1,7 @@
 """Firmware wire format v1 against the shared vectors: the encoder rebuilds every positive record."""
 
 from firmware import wire
-from tests.firmware.vectors import load, unhex
+from tests.firmware.vectors import W, check_copies, firmware_sources, load, source_consts, unhex
 
 V = load("records.json")
 
@@ -109,31 +109,31 @@ def test_signature_negative_vectors_fail_firmware_verify():
 
 def test_builder_refuses_what_the_decoder_would_reject():
     b = wire.RecordBuilder(bytes(16))
-    b.begin(wire.KIND_READING, 1, 1, 1, bytes(32))
-    _expect_error(lambda: b.add(wire.CH_HUMIDITY, 0, 10001), "value-overflow")
+    b.begin(W.KIND_READING, 1, 1, 1, bytes(32))
+    _expect_error(lambda: b.add(W.CH_HUMIDITY, 0, 10001), "value-overflow")
     _expect_error(lambda: b.add(200, 0, 1), "unknown-channel")
-    _expect_error(lambda: b.add(wire.CH_VEHICLE_COMMITMENT, 0, b"short"), "value-overflow")
-    b.add(wire.CH_TEMPERATURE, 0, 2000)
-    _expect_error(lambda: b.add(wire.CH_TEMPERATURE, 0, 2100), "duplicate-channel")
+    _expect_error(lambda: b.add(W.CH_VEHICLE_COMMITMENT, 0, b"short"), "value-overflow")
+    b.add(W.CH_TEMPERATURE, 0, 2000)
+    _expect_error(lambda: b.add(W.CH_TEMPERATURE, 0, 2100), "duplicate-channel")
     for ch in range(1, 16):
-        b.add(wire.CH_TEMPERATURE, ch, ch)
-    _expect_error(lambda: b.add(wire.CH_HUMIDITY, 0, 1), "too-many-values")
-    b.begin(wire.KIND_READING, 1, 1, 1, bytes(32))
+        b.add(W.CH_TEMPERATURE, ch, ch)
+    _expect_error(lambda: b.add(W.CH_HUMIDITY, 0, 1), "too-many-values")
+    b.begin(W.KIND_READING, 1, 1, 1, bytes(32))
     _expect_error(b.finish, "kind-rules")
-    b.begin(wire.KIND_EVENT, 1, 1, 1, bytes(32))
-    b.add(wire.CH_EVENT_ARG, 0, 5)
+    b.begin(W.KIND_EVENT, 1, 1, 1, bytes(32))
+    b.add(W.CH_EVENT_ARG, 0, 5)
     _expect_error(b.finish, "kind-rules")
-    _expect_error(lambda: b.begin(wire.KIND_READING, 1, 1, 1, bytes(32), 0x80), "reserved-flags")
+    _expect_error(lambda: b.begin(W.KIND_READING, 1, 1, 1, bytes(32), 0x80), "reserved-flags")
     _expect_error(lambda: b.begin(9, 1, 1, 1, bytes(32)), "bad-kind")
 
 
 def test_builder_output_is_not_aliased_to_its_buffer():
     b = wire.RecordBuilder(bytes(16))
-    b.begin(wire.KIND_READING, 1, 1, 1, bytes(32))
-    b.add(wire.CH_TEMPERATURE, 0, 1)
+    b.begin(W.KIND_READING, 1, 1, 1, bytes(32))
+    b.add(W.CH_TEMPERATURE, 0, 1)
     first = b.finish()
-    b.begin(wire.KIND_READING, 2, 1, 1, bytes(32))
-    b.add(wire.CH_TEMPERATURE, 0, 2)
+    b.begin(W.KIND_READING, 2, 1, 1, bytes(32))
+    b.add(W.CH_TEMPERATURE, 0, 2)
     second = b.finish()
     assert first != second and wire.parse(first)[3] == 1 and wire.parse(second)[3] == 2
 
@@ -156,3 +156,40 @@ def test_chain_vectors_link_by_record_hash_as_the_board_builds_them():
     rep = [unhex(h) for h in by_name["replayed-seq"]["records"]]
     assert wire.parse(rep[1])[6] == wire.record_hash(rep[0])  # linked, yet the seq repeats
     assert wire.parse(rep[1])[3] <= wire.parse(rep[0])[3]
+
+
+def test_private_copies_of_registry_constants_match_wire():
+    # wire's constants are private (no name in RAM): a firmware module keeps its own copy of those
+    # it needs, `_CH_X = const(...)` under the same name; each must be wire.py's value
+    assert W.CH_HELD_SEQ == 27 and W.KIND_CHAIN_SEGMENT == 5 and W.MAX_RECORD_BYTES == 240
+    assert check_copies("firmware/wire.py", wire) >= 30
+
+
+def _names_read(text, prefix):
+    """Return the attribute names read as prefix + name in source text (wire.X for "wire.")."""
+    out = []
+    at = text.find(prefix)
+    while at >= 0:
+        end = at + len(prefix)
+        while end < len(text) and (text[end].isalpha() or text[end].isdigit() or text[end] == "_"):
+            end += 1
+        if not at or not (text[at - 1].isalpha() or text[at - 1] == "_"):  # not onewire.X
+            out.append(text[at + len(prefix) : end])
+        at = text.find(prefix, at + 1)
+    return out
+
+
+def test_firmware_reads_no_private_constant_by_its_public_name():
+    # wire's and protocol's constants have no name on a board (wire.CH_X is there for host code
+    # only): a firmware module that read one would pass under CPython and fail on the board.
+    for path, prefix in (("firmware/wire.py", "wire."), ("firmware/protocol.py", "protocol.")):
+        hidden = [name[1:] for name in source_consts(path)]
+        for other in firmware_sources():
+            if other == path:
+                continue
+            with open(other) as f:
+                text = f.read()
+            for name in _names_read(text, prefix):
+                assert name not in hidden, (other, prefix + name)
+            for name in hidden:
+                assert "import " + name + "\n" not in text, (other, name)

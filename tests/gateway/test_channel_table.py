@@ -3,10 +3,13 @@
 
 import json
 import re
+import struct
 from pathlib import Path
 
 import pytest
 
+from firmware import channels as fw_channels
+from firmware import record as fw_record
 from firmware import wire as fw_wire
 from gateway import wire
 
@@ -84,21 +87,30 @@ def test_gateway_table_and_names_match_the_doc():
 
 
 def test_firmware_constants_match_the_doc():
-    ch_consts = {k[3:]: v for k, v in vars(fw_wire).items() if k.startswith("CH_")}
+    # firmware/wire.py's registry values are private constants (no name in a board's RAM);
+    # CPython keeps them as module attributes
+    ch_consts = {k[4:]: v for k, v in vars(fw_wire).items() if k.startswith("_CH_")}
     assert ch_consts == {name.upper(): id_ for id_, name, *_ in CHANNELS}
-    ev_consts = {k[3:]: v for k, v in vars(fw_wire).items() if k.startswith("EV_")}
+    ev_consts = {k[4:]: v for k, v in vars(fw_wire).items() if k.startswith("_EV_")}
     assert ev_consts == EVENT_CODES
     want = {id_: (WIDTH_BYTES[width], lo, hi) for id_, _n, _u, _s, width, lo, hi in CHANNELS}
-    assert want == fw_wire._CHANNELS
+    table = fw_record._CHANNELS  # ">Bii" rows (width, min, max) by type id; a byte payload: 0, 0
+    assert len(table) == 9 * len(CHANNELS) == 9 * fw_record._N_CHANNELS
+    got = {}
+    for id_ in range(1, len(CHANNELS) + 1):
+        width, lo, hi = struct.unpack_from(">Bii", table, 9 * (id_ - 1))
+        got[id_] = (width, lo, hi) if width == 4 else (width, None, None)
+        assert width == 4 or (lo, hi) == (0, 0)
+    assert got == want
     names = {name: id_ for id_, name, *_ in CHANNELS}
-    assert {n: names[n] for n in fw_wire.CHANNEL_TYPES} == fw_wire.CHANNEL_TYPES
+    assert {n: names[n] for n in fw_channels.CHANNEL_TYPES} == fw_channels.CHANNEL_TYPES
 
 
 def test_record_kinds_match_the_doc():
     kinds = dict(re.findall(r"^\| (\d) ([a-z ]+) \| ", DOC.split("\n## Rules per kind\n")[1], re.M))
     names = {int(k): v.replace(" ", "_") for k, v in kinds.items()}
     assert names == wire.KIND_NAMES
-    fw_kinds = {v: k[5:].lower() for k, v in vars(fw_wire).items() if k.startswith("KIND_")}
+    fw_kinds = {v: k[6:].lower() for k, v in vars(fw_wire).items() if k.startswith("_KIND_")}
     assert fw_kinds == names
 
 
@@ -115,7 +127,7 @@ def test_break_reasons_match_the_doc():
     }
     assert list(reasons.values()) == list(range(1, len(reasons) + 1)) and len(reasons) == 4
     assert {b.name.lower().replace("_", "-"): b.value for b in wire.Brk} == reasons
-    fw = {k[4:].lower().replace("_", "-"): v for k, v in vars(fw_wire).items() if k[:4] == "BRK_"}
+    fw = {k[5:].lower().replace("_", "-"): v for k, v in vars(fw_wire).items() if k[:5] == "_BRK_"}
     assert fw == reasons
     rng = next(c for c in CHANNELS if c[1] == "break_reason")
     assert (rng[5], rng[6]) == (1, 255)

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from firmware import app, board, wire
+from firmware import app, board
 from gateway.contracts.collateral import inside_polygon
 from gateway.wire import CHANNELS
+from tests.firmware.vectors import W
 from tools.sim import stories, world
 from tools.sim.devices import build_buses
 from tools.sim.fleet import DEMO_PROFILES
@@ -120,12 +121,12 @@ def _series(samples: list, type_id: int, channel: int = 0) -> list[tuple[float, 
 
 def test_cold_chain_excursion_and_pond_crash_last_longer_than_their_limits() -> None:
     profiles = _profiles()
-    probe = _series(_sample(profiles["cold-chain-logger"], 0.0), wire.CH_TEMPERATURE)
+    probe = _series(_sample(profiles["cold-chain-logger"], 0.0), W.CH_TEMPERATURE)
     hot = [t for t, v in probe if v > stories.COLD_WINDOW_CENTI_C[1]]
     assert max(hot) - min(hot) > DEMO_CYCLE_S  # two cycles
     first = [t for t in hot if t < DEMO_CYCLE_S]
     assert max(first) - min(first) > stories.COLD_MAX_EXCURSION_S + 4
-    do = _series(_sample(profiles["pond-monitor"], 0.0), wire.CH_DISSOLVED_OXYGEN)
+    do = _series(_sample(profiles["pond-monitor"], 0.0), W.CH_DISSOLVED_OXYGEN)
     low = [t for t, v in do if v < stories.POLICY_DO_MIN_CENTI_MG_L and t < DEMO_CYCLE_S]
     assert max(low) - min(low) > stories.POLICY_MAX_DURATION_S + 4
     assert [v for t, v in do if t < 10] and all(v > 700 for t, v in do if t < 10)
@@ -133,11 +134,11 @@ def test_cold_chain_excursion_and_pond_crash_last_longer_than_their_limits() -> 
 
 def test_the_machine_leaves_the_fenced_yard_and_the_stock_stays_pledged() -> None:
     samples = _sample(_profiles()["collateral-tracker"], 0.0)
-    lat = dict(_series(samples, wire.CH_LATITUDE))
-    lon = dict(_series(samples, wire.CH_LONGITUDE))
+    lat = dict(_series(samples, W.CH_LATITUDE))
+    lon = dict(_series(samples, W.CH_LONGITUDE))
     inside = [inside_polygon(lat[t], lon[t], stories.GEOFENCE) for t in sorted(lat)]
     assert inside[:5] == [True] * 5 and not all(inside)
-    weights = [v for _, v in _series(samples, wire.CH_WEIGHT)]
+    weights = [v for _, v in _series(samples, W.CH_WEIGHT)]
     assert min(weights) > stories.COLLATERAL_MIN_WEIGHT_MILLI_KG
 
 
@@ -145,8 +146,8 @@ def test_the_meters_register_the_energy_the_market_trades() -> None:
     profiles = _profiles()
     prosumer = _sample(profiles["energy-meter"], 0.0)
     bakery = _sample(profiles[CONSUMER_METER], 0.0)
-    export = _series(prosumer, wire.CH_ENERGY, 1)
-    imported = _series(bakery, wire.CH_ENERGY, 0)
+    export = _series(prosumer, W.CH_ENERGY, 1)
+    imported = _series(bakery, W.CH_ENERGY, 0)
     for series in (export, imported):
         regs = [v for _, v in series]
         assert regs == sorted(regs) and regs[-1] > regs[0]  # cumulative Wh
@@ -154,17 +155,17 @@ def test_the_meters_register_the_energy_the_market_trades() -> None:
     at = dict(export)
     sunny = [at[t + 16] - at[t] for t in at if t + 16 in at and t + 16 < world.PV_CLOUD_START_S]
     assert sunny and min(sunny) >= stories.OFFER_WH
-    assert [v for _, v in _series(bakery, wire.CH_ENERGY, 1)][-1] == 0  # the bakery never exports
+    assert [v for _, v in _series(bakery, W.CH_ENERGY, 1)][-1] == 0  # the bakery never exports
 
 
 def test_the_parked_car_gives_one_arrival_and_one_departure_per_cycle() -> None:
     profile = _profiles()["parking-bay"]
     commitment = stories.vehicle_commitment(profile)
     events = [(t, code, values) for t, values, evs in _sample(profile, 0.0) for code in evs]
-    assert [code for _, code, _ in events] == [wire.EV_ARRIVAL, wire.EV_DEPARTURE] * 2
+    assert [code for _, code, _ in events] == [W.EV_ARRIVAL, W.EV_DEPARTURE] * 2
     for _, code, values in events:
-        carried = [v for ty, _, v in values if ty == wire.CH_VEHICLE_COMMITMENT]
-        if code == wire.EV_ARRIVAL:  # the tag was heard before the magnetometer decided
+        carried = [v for ty, _, v in values if ty == W.CH_VEHICLE_COMMITMENT]
+        if code == W.EV_ARRIVAL:  # the tag was heard before the magnetometer decided
             assert carried == [commitment]
     stay_s = events[1][0] - events[0][0]
     assert stories.PARKING_GRACE_S < stay_s < 60
