@@ -29,6 +29,12 @@ import nacl.signing
 from gateway.errors import EdgesealError
 from gateway.files import create_exclusive
 
+# why -O3: no line-number tables and no asserts (the firmware has none) in the bytecode, which a
+# board keeps in its heap for as long as the module is loaded: ~3 KB less RAM (tools/bench_heap.py
+# measures the .mpy files built with these flags). Tracebacks still name the file and function.
+# `edgeseal board deploy` (gateway/boardctl/deploy.py) and tools/mpy_check.py use the same.
+MPY_CROSS_FLAGS = ("-O3",)
+
 DOMAIN = (
     b"edgeseal/release/v1\n"  # firmware/ota.py DOMAIN: separates releases from other signatures
 )
@@ -152,7 +158,7 @@ def build(
     compile_mpy: bool = True, march: str | None = None, created: str | None = None,
 ) -> dict:  # fmt: skip
     """Build an unsigned release of the firmware tree under src_root into out (must not exist);
-    return the manifest dict. Modules are compiled with `mpy-cross -s <path>` (compile_mpy; the
+    return the manifest dict. Modules are compiled with `mpy-cross -O3 -s <path>` (compile_mpy; the
     simulated fleet, which runs CPython, takes the .py files as they are). version defaults to
     the tree's FIRMWARE_VERSION and must equal it. Raises ReleaseError."""
     declared = tree_version(src_root)
@@ -175,7 +181,9 @@ def build(
         target = staging / target_rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if compile_mpy:
-            cmd = [_mpy_cross(), "-s", rel, "-o", str(target), rel]
+            # the flags `edgeseal board deploy` uses (-O3, the board path as source name): what
+            # the heap bench measures is what an update installs (docs/firmware-runtime.md)
+            cmd = [_mpy_cross(), *MPY_CROSS_FLAGS, "-s", target_rel, "-o", str(target), rel]
             if march:
                 cmd.insert(1, f"-march={march}")
             proc = subprocess.run(cmd, cwd=src_root, capture_output=True, text=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gateway.boardctl.errors import BAD_PROFILE, NO_FIRMWARE, VERIFY_FAILED, BoardError
 from gateway.boardctl.link import BoardFile, BoardLink
+from gateway.release import MPY_CROSS_FLAGS  # one setting for deploy, releases and the bench
 
 ROOT = Path(__file__).resolve().parents[2]  # a source checkout: the firmware is not packaged
 FIRMWARE_DIR = "firmware"
@@ -36,10 +37,6 @@ NOT_DEPLOYED = {"manifest.py", "main.py"}
 SKIP_DIRS = {"stubs-fix", "__pycache__"}
 CODE_SUFFIXES = (".py", ".mpy")
 PROFILE_CHECK_TIMEOUT_S = 60
-# why -O3: no line-number tables and no asserts (the firmware has none) in the bytecode, which a
-# board keeps in its heap for as long as the module is loaded: ~3 KB less RAM (tools/bench_heap.py
-# measures the .mpy files built with these flags). Tracebacks still name the file and function.
-MPY_CROSS_FLAGS = ("-O3",)
 
 
 @dataclass

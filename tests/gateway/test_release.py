@@ -151,3 +151,20 @@ def test_board_ota_publishes_and_the_node_hands_it_to_the_link(
     (data / "release" / "release.json").write_text("{not json")
     assert _published_release(data) is None
     assert "not usable" in caplog.text
+
+
+def test_an_update_installs_the_bytes_deploy_installs(tmp_path: Path) -> None:
+    # one compile setting (gateway.release.MPY_CROSS_FLAGS, -O3, the board path as source
+    # name): the heap bench measures these bytes, so an OTA update must not bring others
+    from gateway.boardctl.deploy import compile_firmware
+    from gateway.release import FILES_DIR
+
+    src = _tree(tmp_path)
+    out = tmp_path / "rel"
+    m = build(src, out, created="2026-12-07T00:00:00Z")
+    deployed = compile_firmware(src)
+    # deploy installs main.py as source at the root (the image's entry point), not this copy
+    paths = {f["path"] for f in m["files"]} - {"firmware/main.mpy"}
+    assert paths and paths <= set(deployed)
+    for path in paths:
+        assert (out / FILES_DIR / path).read_bytes() == deployed[path], path
