@@ -250,18 +250,7 @@ def _prf_variant(ed25519, fast, seed, msgs, pairs, lehmer):
             msg = _messages(1, size)[0]
             key.sign(msg)  # warm-up: nothing made once per key or module counts
             alloc.append((size, _alloc_bytes(key.sign, msg)))
-    ratios = []
-    for i in range(pairs):
-        if i % 2:
-            o_us = _time_signs(fast, msgs)[0]
-            v_us = _time_signs(key, msgs)[0]
-        else:
-            v_us = _time_signs(key, msgs)[0]
-            o_us = _time_signs(fast, msgs)[0]
-        if o_us > 0:
-            ratios.append(v_us / o_us)
-    ratios.sort()
-    return ratios, alloc
+    return _ab_ratios(key, fast, msgs, pairs), alloc
 
 
 def _prf_only(ed25519, fast, seed, msgs, pairs, msg_bytes):
@@ -337,6 +326,24 @@ def _remove(path):
         os.remove(path)
     except OSError:  # not there (MicroPython has no contextlib.suppress)
         return
+
+
+def _ab_ratios(a, b, msgs, pairs):
+    """Return the sorted time ratios (a's time / b's) of `pairs` short A/B rounds over msgs,
+    the order alternating: on a loaded machine adjacent rounds drift together, so each pair's
+    ratio holds where the absolute times do not."""
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            b_us = _time_signs(b, msgs)[0]
+            a_us = _time_signs(a, msgs)[0]
+        else:
+            a_us = _time_signs(a, msgs)[0]
+            b_us = _time_signs(b, msgs)[0]
+        if b_us > 0:
+            ratios.append(a_us / b_us)
+    ratios.sort()
+    return ratios
 
 
 def _time_signs(key, msgs):
@@ -426,37 +433,19 @@ def main():
     # The ratio to the previous signer from many short A/B pairs (a few signatures each, order
     # alternating): on a loaded machine the rounds above drift by 2x, adjacent pairs much less.
     pair_msgs = msgs[:AB_BATCH]
-    for i in range(ab_pairs):
-        if i % 2:
-            p_us = _time_signs(prev, pair_msgs)[0]
-            f_us = _time_signs(fast, pair_msgs)[0]
-        else:
-            f_us = _time_signs(fast, pair_msgs)[0]
-            p_us = _time_signs(prev, pair_msgs)[0]
-        if p_us > 0:
-            round_ratios.append(f_us / p_us)
+    round_ratios += _ab_ratios(fast, prev, pair_msgs, ab_pairs)
     round_ratios.sort()
     time_ratio_prev = round_ratios[len(round_ratios) // 2]
 
     # The board keeps the table on flash (ed25519.TableFile, runtime.TABLE_PATH): the same
     # signer reading its entries from a file, A/B against the table in RAM.
     file_key, table_path = _file_table_key(ed25519, seed)
-    file_ratios = []
     try:
         assert file_key.sign(msgs[0]) == fast.sign(msgs[0])
-        for i in range(ab_pairs):
-            if i % 2:
-                r_us = _time_signs(fast, pair_msgs)[0]
-                t_us = _time_signs(file_key, pair_msgs)[0]
-            else:
-                t_us = _time_signs(file_key, pair_msgs)[0]
-                r_us = _time_signs(fast, pair_msgs)[0]
-            if r_us > 0:
-                file_ratios.append(t_us / r_us)
+        file_ratios = _ab_ratios(file_key, fast, pair_msgs, ab_pairs)
     finally:
         file_key._table.close()
         _remove(table_path)
-    file_ratios.sort()
     time_ratio_file = file_ratios[len(file_ratios) // 2] if file_ratios else 0.0
 
     # The low-garbage variants (issue 12 item 5): the same signer over tools/sha512_limbs.py, whose
