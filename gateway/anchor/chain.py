@@ -253,11 +253,10 @@ class AnchorChain:
                 "to": Web3.to_checksum_address(fields[3]), "value": _int(fields[4]),
                 "data": bytes(fields[5]), "chainId": self.chain_id(),
             }  # fmt: skip
-            now = int(self._call(lambda: self.w3.eth.gas_price))
-            price = max(_bumped(tx["gasPrice"]), now)
-            if max_fee_wei is not None:
-                price = min(price, max_fee_wei)
-            if price < _bumped(tx["gasPrice"]):
+            price = _raised_fee(
+                tx["gasPrice"], int(self._call(lambda: self.w3.eth.gas_price)), max_fee_wei
+            )
+            if price is None:
                 return None
             tx["gasPrice"] = price
         else:
@@ -269,10 +268,8 @@ class AnchorChain:
                 _bumped(tx["maxPriorityFeePerGas"]),
                 int(self._call(lambda: self.w3.eth.max_priority_fee)),
             )
-            fee = max(_bumped(tx["maxFeePerGas"]), 2 * base + tip)
-            if max_fee_wei is not None:
-                fee = min(fee, max_fee_wei)
-            if fee < _bumped(tx["maxFeePerGas"]):
+            fee = _raised_fee(tx["maxFeePerGas"], 2 * base + tip, max_fee_wei)
+            if fee is None:
                 return None
             tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = fee, min(tip, fee)
         return bytes(self.account.sign_transaction(tx).raw_transaction)
@@ -363,6 +360,16 @@ def _int(field: bytes) -> int:
 def _bumped(wei: int) -> int:
     """Return the smallest fee a node takes to replace a transaction paying wei (rounded up)."""
     return -(-wei * REPRICE_NUM // REPRICE_DEN)
+
+
+def _raised_fee(old_wei: int, asked_wei: int, cap_wei: int | None) -> int | None:
+    """Return the replacement's fee for one paying old_wei: the larger of the bump nodes need
+    and what the chain asks now, at most cap_wei (None: no cap); None if the cap is below the
+    bump (no replacement would be taken)."""
+    fee = max(_bumped(old_wei), asked_wei)
+    if cap_wei is not None:
+        fee = min(fee, cap_wei)
+    return None if fee < _bumped(old_wei) else fee
 
 
 def deploy(w3: Web3, account: LocalAccount, submitter: str | None = None) -> tuple[str, bytes, int]:

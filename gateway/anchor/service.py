@@ -303,9 +303,10 @@ class AnchorService:
 
     def _reprice(self, anchor: Anchor) -> None:
         """Replace a stuck transaction (or one the node refuses at its fees) by the same one with
-        higher fees (chain.reprice), stored before it is broadcast as the first was. If the first is mined after all, the
-        replacement's nonce is taken: _poll_sent then plans again and adopts the anchor the
-        chain holds (_adopt). At the fee cap the row waits as it is (logged)."""
+        higher fees (chain.reprice), stored before it is broadcast as the first was. If the
+        first is mined after all, the replacement's nonce is taken: _poll_sent then plans again
+        and adopts the anchor the chain holds (_adopt). At the fee cap the row waits as it is
+        (logged)."""
         assert anchor.raw_tx and anchor.tx_hash is not None
         raw = self.chain.reprice(anchor.raw_tx, self.policy.max_fee_wei)
         if raw is None:

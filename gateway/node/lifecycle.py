@@ -362,15 +362,13 @@ class Node:
             self.ble = BleStatus(radio.mode, "running", radio.detail)
         else:
             self.ble = BleStatus("bluez", "running", "BlueZ via bleak")
-        self._release_stamp = _release_stamp(self.settings.data_dir)
-        release = _published_release(self.settings.data_dir)
         self.link = BleLink(
             self.sequencer,
             radio.backends if radio else None,
-            LinkConfig(sleepy_period_s=sleepy_period_s(self.reads.devices())),
+            LinkConfig(),
             link_keys=self.link_keys,
-            ota=OtaPusher(release) if release is not None else None,
         )
+        self.refresh_link()  # the boards' advertising period and the published release
         refresh = asyncio.create_task(self._link_refresh_loop(), name="link-refresh")
         try:
             await self.link.run(self._stop)
@@ -400,9 +398,10 @@ class Node:
                 log.exception("refreshing the link's settings failed; trying again later")
 
     def refresh_link(self) -> None:
-        """Give the running link the current longest advertising period of the active boards
-        (boards enrolled or revoked since it started) and the currently published release (a
-        new `edgeseal release publish`, or none); returns None. No-op without a link."""
+        """Give the link the current longest advertising period of the active boards (boards
+        enrolled or revoked while it runs) and the currently published release (at start, and
+        after a new `edgeseal release publish` or its removal); returns None. No-op without a
+        link."""
         link = self.link
         if link is None:
             return
@@ -417,7 +416,7 @@ class Node:
             link.ota = OtaPusher(release) if release is not None else None
             log.info(
                 "OTA: %s", "no release to push" if release is None else
-                f"pushing the newly published release {release.release_id.hex()[:16]}",
+                f"pushing the published release {release.release_id.hex()[:16]}",
             )  # fmt: skip
 
     async def stop(self) -> None:

@@ -14,6 +14,7 @@ Misbehaviour("anchor-fork") with evidence (gateway.replica.evidence) anyone can 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +108,7 @@ class AnchorWatch:
                     f"another {what} than the tree it served this replica"
                 )
                 doc["detail"] = detail
-                self.view = AnchorView(view.checked_at, view.newest_size, view.newest_tx,
-                                       head.size, False)  # fmt: skip
+                self.view = dataclasses.replace(view, checked_size=head.size, agrees=False)
                 raise Misbehaviour("anchor-fork", detail, doc)
             view.checked_size = max(view.checked_size or 0, head.size)
         view.agrees = True if view.checked_size else None

@@ -11,8 +11,8 @@ One `Syncer.step()` (c2sp.org/tlog-tiles client, RFC 9162):
    an RFC 9162 2.1.4 consistency proof. Otherwise: a fork.
 3. For every entry bundle from n on: its entries' RFC 9162 2.1.1 leaf hashes must be the tree's
    (a full bundle's subtree hash is in the verified level-1 tile, so level-0 tiles are never
-   fetched but the right edge's: half the requests); entries already stored by an interrupted step are checked the same way
-   and only fetched again if they do not match. Stored in chunks (gateway.replica.store).
+   fetched but the right edge's: half the requests); entries already stored by an interrupted
+   step are checked the same way and only fetched again if they do not match. Stored in chunks (gateway.replica.store).
 4. Replay the new entries through the contract engine (gateway.replica.replay): the log's event
    entries must be what the contracts emit, and the checkpoint's state line what they compute.
 5. Commit: the checkpoint, its tiles and tree size in one transaction.
@@ -306,20 +306,22 @@ class Syncer:
         """Add the RFC 9162 2.1.1 leaf hashes of bundle ref's entries [skip:] (the tree has the
         ones before) to the builder; return False if they are not the signed tree's.
 
-        The partial bundle is compared with the right edge's level-0 tile, before it is added.
-        A full bundle N completes node (8, N) in the builder, which must be the verified hash in
-        the level-1 tile: no level-0 tile is fetched, and no leaf is hashed twice. On False the
-        builder holds unverified hashes: the next _extend starts from the store again.
+        The partial bundle is checked before it is added (TileTree.bundle_matches: the right
+        edge's level-0 tile). A full bundle N completes node (8, N) in the builder, which must be
+        the verified hash in the level-1 tile: the rule of bundle_matches without hashing the
+        leaves twice, and no level-0 tile is fetched. On False the builder holds unverified
+        hashes: the next _extend starts from the store again.
         """
-        hashes = leaf_hashes(entries[skip:])
-        leaves = (hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE))
         if ref.width is not None:
-            level0 = tree.tile(tile_for(0, ref.index * TILE_WIDTH, tree.size))
-            if level0[skip * HASH_SIZE :] != hashes:
+            hashes = leaf_hashes(entries)
+            if not tree.bundle_matches(ref, hashes):
                 return False
-            self.builder.extend(leaves)
+            self.builder.extend(
+                hashes[i : i + HASH_SIZE] for i in range(skip * HASH_SIZE, len(hashes), HASH_SIZE)
+            )
             return True
-        self.builder.extend(leaves)
+        hashes = leaf_hashes(entries[skip:])
+        self.builder.extend(hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE))
         if self.builder.last_tile_node != tree.node_at(TILE_HEIGHT, ref.index):
             self._builder_stale = True
             return False
