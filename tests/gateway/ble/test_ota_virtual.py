@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import shutil
 import time
 from pathlib import Path
 
@@ -13,32 +11,15 @@ from firmware import app as fw_app
 from firmware import ota
 from gateway.ble.link import BleLink
 from gateway.ble.ota import OtaPusher
-from gateway.release import build, keygen, load, sign
+from gateway.release import keygen, load
 from tests.gateway.ble.helpers import TEST_KEYS, TEST_LINK, WAIT_S, MemoryCollector, run
 from tests.support.aio import wait_until
+from tools.bench_ota import NEW_VERSION, make_release  # the bench pushes the same release
 from tools.sim.bluetooth import BLE, UUID
 from tools.sim.fleet import RootedFS, SimClock, VirtualFleet
 
-ROOT = Path(__file__).resolve().parents[3]
-NEW_VERSION = (0, 9, 0)
 # The OTA time of the last run (seconds, stream bytes), for tools/bench.py and the report
 LAST_RUN: dict[str, float] = {}
-
-
-def _release(tmp: Path) -> tuple[Path, bytes]:
-    """Build and sign a release of this firmware tree declaring NEW_VERSION (compiled .mpy)."""
-    src = tmp / "src"
-    shutil.copytree(ROOT / "firmware", src / "firmware",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    rt = src / "firmware" / "runtime.py"
-    new = "FIRMWARE_VERSION = ({}, {}, {})".format(*NEW_VERSION)
-    rt.write_text(re.sub(r"FIRMWARE_VERSION = \(\d+, \d+, \d+\)", new, rt.read_text()))
-    key = tmp / "release.key"
-    pub = keygen(key)
-    out = tmp / "rel"
-    build(src, out)
-    sign(out, key)
-    return out, pub
 
 
 def _slot_complete(fs: RootedFS, slot: str) -> int | None:
@@ -58,7 +39,7 @@ def _slot_complete(fs: RootedFS, slot: str) -> int | None:
 def test_ota_of_the_whole_application_over_the_virtual_radio(tmp_path: Path) -> None:
     from firmware import board as fw_board
 
-    rel_dir, pub = _release(tmp_path)
+    rel_dir, pub = make_release(tmp_path)
     release = load(rel_dir, pub)
     profile = fw_board.load("boards/cold-chain-logger.json")
 
@@ -134,7 +115,7 @@ def test_ota_of_the_whole_application_over_the_virtual_radio(tmp_path: Path) -> 
 def test_a_board_that_refuses_the_release_keeps_uploading(tmp_path: Path) -> None:
     from firmware import board as fw_board
 
-    rel_dir, pub = _release(tmp_path)
+    rel_dir, pub = make_release(tmp_path)
     release = load(rel_dir, pub)
     other = keygen(tmp_path / "other.key")  # the board learned another release key
     profile = fw_board.load("boards/cold-chain-logger.json")
