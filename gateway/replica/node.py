@@ -190,7 +190,7 @@ class ReplicaNode:
             log.exception("sync step failed")
             return 0
         self.reader.checkpoint()  # the read-only view reloads its sizes
-        if self.anchors is not None and (added or self.anchors.due()):
+        if self.anchors is not None and self.anchors.due():  # eth_getLogs at most every 30 s
             self.check_anchors()
         st = self.status
         st.steps += 1
